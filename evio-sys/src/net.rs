@@ -1,0 +1,1 @@
+//! Socket helpers: placeholder, being written.
