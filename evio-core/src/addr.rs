@@ -1,0 +1,255 @@
+//! Parsing `scheme://host:port?reuseport=true` listen addresses and binding
+//! them.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use evio_sys::net::{self, Addr, BindOptions};
+
+/// The network of a listen address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Network {
+    Tcp,
+    Tcp4,
+    Tcp6,
+    Udp,
+    Udp4,
+    Udp6,
+    Unix,
+}
+
+impl Network {
+    pub(crate) fn is_udp(self) -> bool {
+        matches!(self, Network::Udp | Network::Udp4 | Network::Udp6)
+    }
+}
+
+/// A parsed, not yet bound, listen address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ListenSpec {
+    pub(crate) original: String,
+    pub(crate) network: Network,
+    /// `host:port` for internet networks, the path for unix.
+    pub(crate) target: String,
+    pub(crate) reuse_port: bool,
+}
+
+fn invalid(original: &str, why: impl std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("invalid address {original:?}: {why}"),
+    )
+}
+
+/// Parses one address; errors name the address and the problem.
+pub(crate) fn parse(original: &str) -> io::Result<ListenSpec> {
+    let (scheme, rest) = match original.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => ("tcp", original),
+    };
+    let network = match scheme {
+        "tcp" => Network::Tcp,
+        "tcp4" => Network::Tcp4,
+        "tcp6" => Network::Tcp6,
+        "udp" => Network::Udp,
+        "udp4" => Network::Udp4,
+        "udp6" => Network::Udp6,
+        "unix" => Network::Unix,
+        other => {
+            return Err(invalid(
+                original,
+                format!(
+                    "unknown scheme {other:?} (expected tcp, tcp4, tcp6, udp, udp4, udp6 or unix)"
+                ),
+            ))
+        }
+    };
+    let (target, query) = match rest.split_once('?') {
+        Some((t, q)) => (t, Some(q)),
+        None => (rest, None),
+    };
+    let mut reuse_port = false;
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        if pair.is_empty() {
+            continue;
+        }
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            // evio: values starting with 1-9, t, T, y or Y mean true.
+            "reuseport" => {
+                reuse_port = matches!(value.bytes().next(), Some(b'1'..=b'9' | b't' | b'T' | b'y' | b'Y'))
+            }
+            other => return Err(invalid(original, format!("unknown option {other:?}"))),
+        }
+    }
+    if network == Network::Unix {
+        if target.is_empty() {
+            return Err(invalid(original, "missing unix socket path"));
+        }
+    } else if !target.is_empty() {
+        let Some((host, port)) = target.rsplit_once(':') else {
+            return Err(invalid(original, "missing port (expected host:port)"));
+        };
+        if !port.is_empty() && port.parse::<u16>().is_err() {
+            return Err(invalid(original, format!("bad port {port:?}")));
+        }
+        if host.starts_with('[') != host.ends_with(']') {
+            return Err(invalid(original, "unbalanced brackets in IPv6 host"));
+        }
+    }
+    Ok(ListenSpec {
+        original: original.to_owned(),
+        network,
+        target: target.to_owned(),
+        reuse_port,
+    })
+}
+
+/// A bound listener or UDP socket.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    pub(crate) fd: OwnedFd,
+    pub(crate) network: Network,
+    pub(crate) addr: Addr,
+    /// The socket file to remove at shutdown.
+    pub(crate) unix_path: Option<PathBuf>,
+}
+
+impl ListenSpec {
+    fn bind_error(&self, e: io::Error) -> io::Error {
+        io::Error::new(e.kind(), format!("cannot listen on {:?}: {e}", self.original))
+    }
+
+    /// Resolves the host and picks the address to bind for this network.
+    fn resolve(&self) -> io::Result<(SocketAddr, Option<bool>)> {
+        let (host, port) = match self.target.rsplit_once(':') {
+            Some((h, p)) => (h, if p.is_empty() { 0 } else { p.parse::<u16>().unwrap_or(0) }),
+            None => ("", 0),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let (want_v4, want_v6) = match self.network {
+            Network::Tcp4 | Network::Udp4 => (true, false),
+            Network::Tcp6 | Network::Udp6 => (false, true),
+            _ => (true, true),
+        };
+        if host.is_empty() {
+            // Unspecified host: dual stack for tcp/udp, IPv6 only for *6.
+            return Ok(match (want_v4, want_v6) {
+                (true, false) => (SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port), None),
+                (false, true) => (SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port), Some(true)),
+                _ => (SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port), Some(false)),
+            });
+        }
+        let candidates: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| invalid(&self.original, format!("cannot resolve host {host:?}: {e}")))?
+            .collect();
+        // Like Go: prefer IPv4 when both families resolve for tcp/udp.
+        let pick = candidates
+            .iter()
+            .find(|a| a.is_ipv4() && want_v4)
+            .or_else(|| candidates.iter().find(|a| a.is_ipv6() && want_v6))
+            .copied()
+            .ok_or_else(|| invalid(&self.original, format!("host {host:?} has no address of this family")))?;
+        let only_v6 = match (pick, want_v4) {
+            (SocketAddr::V6(_), false) => Some(true),
+            _ => None,
+        };
+        Ok((pick, only_v6))
+    }
+
+    /// Binds the address. Unspecified-host dual stack falls back to IPv4
+    /// when the machine has no IPv6.
+    pub(crate) fn bind(&self) -> io::Result<Bound> {
+        if self.network == Network::Unix {
+            let path = PathBuf::from(&self.target);
+            let fd = net::unix_listener(&path, 1024).map_err(|e| self.bind_error(e))?;
+            return Ok(Bound {
+                fd,
+                network: self.network,
+                addr: Addr::Unix(Some(path.clone())),
+                unix_path: Some(path),
+            });
+        }
+        let (addr, only_v6) = self.resolve()?;
+        let opts = BindOptions {
+            reuse_port: self.reuse_port,
+            only_v6,
+            ..BindOptions::default()
+        };
+        let bind = |addr: SocketAddr, opts: &BindOptions| {
+            if self.network.is_udp() {
+                net::udp_socket(addr, opts)
+            } else {
+                net::tcp_listener(addr, opts)
+            }
+        };
+        let fd = match bind(addr, &opts) {
+            Ok(fd) => fd,
+            Err(e)
+                if only_v6 == Some(false)
+                    && addr.ip().is_unspecified()
+                    && e.raw_os_error() == Some(libc_eafnosupport()) =>
+            {
+                let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port());
+                bind(v4, &BindOptions { only_v6: None, ..opts.clone() }).map_err(|e| self.bind_error(e))?
+            }
+            Err(e) => return Err(self.bind_error(e)),
+        };
+        let addr = net::local_addr(&fd).map_err(|e| self.bind_error(e))?;
+        Ok(Bound {
+            fd,
+            network: self.network,
+            addr,
+            unix_path: None,
+        })
+    }
+}
+
+/// `EAFNOSUPPORT` without a libc dependency in this crate.
+fn libc_eafnosupport() -> i32 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        97
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        47
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_and_defaults() {
+        assert_eq!(parse(":5000").unwrap().network, Network::Tcp);
+        assert_eq!(parse("tcp4://127.0.0.1:1").unwrap().network, Network::Tcp4);
+        assert_eq!(parse("udp6://[::1]:1").unwrap().network, Network::Udp6);
+        let u = parse("unix://sock").unwrap();
+        assert_eq!((u.network, u.target.as_str()), (Network::Unix, "sock"));
+        assert_eq!(parse("tcp://").unwrap().target, "");
+    }
+
+    #[test]
+    fn reuseport_values() {
+        for (q, want) in [("true", true), ("1", true), ("Yes", true), ("false", false), ("0", false), ("", false)] {
+            let s = parse(&format!("tcp://:1?reuseport={q}")).unwrap();
+            assert_eq!(s.reuse_port, want, "{q}");
+        }
+    }
+
+    #[test]
+    fn bad_addresses_name_the_problem() {
+        let e = parse("tulip://howdy").unwrap_err().to_string();
+        assert!(e.contains("tulip") && e.contains("unknown scheme"), "{e}");
+        let e = parse("howdy").unwrap_err().to_string();
+        assert!(e.contains("howdy") && e.contains("missing port"), "{e}");
+        assert!(parse("tcp://:99999").is_err());
+        assert!(parse("tcp://:1?color=red").is_err());
+        assert!(parse("unix://").is_err());
+    }
+}

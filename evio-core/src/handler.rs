@@ -1,0 +1,175 @@
+//! The user's side of the loop: [`EventHandler`], [`Action`], [`Options`]
+//! and [`ServerInfo`].
+
+use std::io;
+use std::time::Duration;
+
+use crate::conn::{Conn, DetachedStream};
+use crate::Addr;
+
+/// What the loop does after a callback returns.
+///
+/// ```
+/// use evio_core::Action;
+/// assert_eq!(Action::default(), Action::None);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[must_use = "an Action tells the loop what to do next"]
+pub enum Action {
+    /// Nothing: keep serving.
+    #[default]
+    None,
+    /// Flush all pending output, close the connection, then fire
+    /// [`EventHandler::on_closed`]. Reading stops at once.
+    Close,
+    /// Flush all pending output, remove the connection from the loop and
+    /// hand its socket to [`EventHandler::on_detached`] as a blocking std
+    /// stream. `on_closed` never fires for it. Ignored for UDP.
+    Detach,
+    /// Stop the whole server: every loop stops, every open connection gets
+    /// `on_closed`, listeners close, unix socket files are removed, and
+    /// [`serve`](crate::serve) returns `Ok(())`.
+    Shutdown,
+}
+
+/// Per-connection settings returned from [`EventHandler::on_opened`].
+///
+/// ```
+/// use evio_core::Options;
+/// use std::time::Duration;
+/// let opts = Options { tcp_keep_alive: Some(Duration::from_secs(60)), ..Options::default() };
+/// assert!(opts.tcp_no_delay);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Enable `SO_KEEPALIVE`, probing after this much silence and at this
+    /// interval (whole seconds, at least 1). `None` (the default) leaves it off.
+    pub tcp_keep_alive: Option<Duration>,
+    /// Kept for parity with Go's evio. There, input is a fresh copy unless
+    /// this is set. Here, `on_data` always receives a *borrow* of the loop's
+    /// shared read buffer, which is Go's zero-copy behaviour made safe: the
+    /// borrow checker stops a handler from keeping the slice past the call,
+    /// so no copy is ever needed and this flag changes nothing. Copy what you
+    /// need to keep (or use [`InputStream`](crate::InputStream)).
+    pub reuse_input_buffer: bool,
+    /// Set `TCP_NODELAY` (on by default: an event loop batches its own
+    /// writes, so Nagle's algorithm only adds latency).
+    pub tcp_no_delay: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tcp_keep_alive: None,
+            reuse_input_buffer: false,
+            tcp_no_delay: true,
+        }
+    }
+}
+
+/// What [`EventHandler::on_serving`] learns about the running server.
+#[derive(Clone, Debug)]
+pub struct ServerInfo {
+    /// The bound addresses, in the order given to `serve`, with real ports
+    /// for `:0`.
+    pub addrs: Vec<Addr>,
+    /// How many loops (threads) serve connections.
+    pub num_loops: usize,
+}
+
+/// The callbacks of a server. Every method has a no-op default, so a handler
+/// implements only what it needs.
+///
+/// # Handlers and loops
+///
+/// Each loop owns **one handler value** and calls it with `&mut self`, so a
+/// single-loop server needs no `Mutex` at all: keep state in the handler.
+/// [`serve`](crate::serve) gives loop 0 the handler and every other loop a
+/// clone; [`Builder::serve_with`](crate::Builder::serve_with) builds one per
+/// loop from a factory instead. State shared between loops is whatever the
+/// user puts behind an `Arc`.
+///
+/// Server-wide events fire on loop 0 only: `on_serving` once, `on_tick`
+/// repeatedly. Connection events fire on the loop that owns the connection.
+///
+/// # Example
+///
+/// ```no_run
+/// use evio_core::{Action, Conn, EventHandler};
+///
+/// #[derive(Clone)]
+/// struct Echo;
+///
+/// impl EventHandler for Echo {
+///     type Context = ();
+///     fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+///         conn.write(input);
+///         Action::None
+///     }
+/// }
+///
+/// evio_core::serve(Echo, &["tcp://127.0.0.1:5000"])?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait EventHandler {
+    /// Per-connection state, created with `Default` when a connection opens
+    /// (and for each UDP datagram) and readable until `on_closed`.
+    type Context: Default;
+
+    /// Fires once, on loop 0, after every address is bound and before any
+    /// connection is served. Returning [`Action::Shutdown`] stops the server
+    /// at once.
+    fn on_serving(&mut self, server: &ServerInfo) -> Action {
+        let _ = server;
+        Action::None
+    }
+
+    /// Fires once per accepted stream connection, before its first
+    /// `on_data`. Write a greeting with [`Conn::write`]; return options for
+    /// the socket and an action.
+    fn on_opened(&mut self, conn: &mut Conn<'_, Self::Context>) -> (Options, Action) {
+        let _ = conn;
+        (Options::default(), Action::None)
+    }
+
+    /// Fires once per opened stream connection after it closed. `err` is
+    /// `None` for EOF, a `Close` action and shutdown; the OS error for read or
+    /// write failures. The context is still readable; writes are discarded.
+    /// Only [`Action::Shutdown`] has an effect.
+    fn on_closed(&mut self, conn: &mut Conn<'_, Self::Context>, err: Option<io::Error>) -> Action {
+        let _ = (conn, err);
+        Action::None
+    }
+
+    /// Fires after a `Detach` action, once pending output is flushed, with
+    /// the socket as a blocking std stream. The default drops (closes) it.
+    /// Only [`Action::Shutdown`] has an effect.
+    fn on_detached(&mut self, conn: &mut Conn<'_, Self::Context>, stream: DetachedStream) -> Action {
+        let _ = (conn, stream);
+        Action::None
+    }
+
+    /// Fires on a loop just before it writes queued output to sockets, once
+    /// per batch of writes.
+    fn on_pre_write(&mut self) {}
+
+    /// Fires for each read of input (for UDP: each datagram). `input`
+    /// borrows the loop's read buffer; write replies with [`Conn::write`].
+    fn on_data(&mut self, conn: &mut Conn<'_, Self::Context>, input: &[u8]) -> Action {
+        let _ = (conn, input);
+        Action::None
+    }
+
+    /// Fires on the connection's loop after [`ConnWaker::wake`](crate::ConnWaker::wake).
+    /// The default calls `on_data` with empty input, as Go's evio does.
+    fn on_wake(&mut self, conn: &mut Conn<'_, Self::Context>) -> Action {
+        self.on_data(conn, &[])
+    }
+
+    /// Fires on loop 0 right after `on_serving`, then again after each
+    /// returned delay; `None` stops ticking. The default never ticks again.
+    /// Only [`Action::Shutdown`] has an effect.
+    fn on_tick(&mut self) -> (Option<Duration>, Action) {
+        (None, Action::None)
+    }
+}
