@@ -79,7 +79,10 @@ pub(crate) fn parse(original: &str) -> io::Result<ListenSpec> {
         match key {
             // evio: values starting with 1-9, t, T, y or Y mean true.
             "reuseport" => {
-                reuse_port = matches!(value.bytes().next(), Some(b'1'..=b'9' | b't' | b'T' | b'y' | b'Y'))
+                reuse_port = matches!(
+                    value.bytes().next(),
+                    Some(b'1'..=b'9' | b't' | b'T' | b'y' | b'Y')
+                )
             }
             other => return Err(invalid(original, format!("unknown option {other:?}"))),
         }
@@ -119,13 +122,23 @@ pub(crate) struct Bound {
 
 impl ListenSpec {
     fn bind_error(&self, e: io::Error) -> io::Error {
-        io::Error::new(e.kind(), format!("cannot listen on {:?}: {e}", self.original))
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {:?}: {e}", self.original),
+        )
     }
 
     /// Resolves the host and picks the address to bind for this network.
     fn resolve(&self) -> io::Result<(SocketAddr, Option<bool>)> {
         let (host, port) = match self.target.rsplit_once(':') {
-            Some((h, p)) => (h, if p.is_empty() { 0 } else { p.parse::<u16>().unwrap_or(0) }),
+            Some((h, p)) => (
+                h,
+                if p.is_empty() {
+                    0
+                } else {
+                    p.parse::<u16>().unwrap_or(0)
+                },
+            ),
             None => ("", 0),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -137,9 +150,18 @@ impl ListenSpec {
         if host.is_empty() {
             // Unspecified host: dual stack for tcp/udp, IPv6 only for *6.
             return Ok(match (want_v4, want_v6) {
-                (true, false) => (SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port), None),
-                (false, true) => (SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port), Some(true)),
-                _ => (SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port), Some(false)),
+                (true, false) => (
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+                    None,
+                ),
+                (false, true) => (
+                    SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+                    Some(true),
+                ),
+                _ => (
+                    SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+                    Some(false),
+                ),
             });
         }
         let candidates: Vec<SocketAddr> = (host, port)
@@ -152,7 +174,12 @@ impl ListenSpec {
             .find(|a| a.is_ipv4() && want_v4)
             .or_else(|| candidates.iter().find(|a| a.is_ipv6() && want_v6))
             .copied()
-            .ok_or_else(|| invalid(&self.original, format!("host {host:?} has no address of this family")))?;
+            .ok_or_else(|| {
+                invalid(
+                    &self.original,
+                    format!("host {host:?} has no address of this family"),
+                )
+            })?;
         let only_v6 = match (pick, want_v4) {
             (SocketAddr::V6(_), false) => Some(true),
             _ => None,
@@ -194,7 +221,14 @@ impl ListenSpec {
                     && e.raw_os_error() == Some(libc_eafnosupport()) =>
             {
                 let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port());
-                bind(v4, &BindOptions { only_v6: None, ..opts.clone() }).map_err(|e| self.bind_error(e))?
+                bind(
+                    v4,
+                    &BindOptions {
+                        only_v6: None,
+                        ..opts.clone()
+                    },
+                )
+                .map_err(|e| self.bind_error(e))?
             }
             Err(e) => return Err(self.bind_error(e)),
         };
@@ -236,7 +270,14 @@ mod tests {
 
     #[test]
     fn reuseport_values() {
-        for (q, want) in [("true", true), ("1", true), ("Yes", true), ("false", false), ("0", false), ("", false)] {
+        for (q, want) in [
+            ("true", true),
+            ("1", true),
+            ("Yes", true),
+            ("false", false),
+            ("0", false),
+            ("", false),
+        ] {
             let s = parse(&format!("tcp://:1?reuseport={q}")).unwrap();
             assert_eq!(s.reuse_port, want, "{q}");
         }

@@ -92,6 +92,12 @@ impl<C> Conn<'_, C> {
         self.out.pending()
     }
 
+    /// The socket, for options evio does not wrap (`None` once closed; for
+    /// UDP, the shared UDP socket).
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd
+    }
+
     /// Whether this is a UDP datagram rather than a stream connection.
     pub fn is_udp(&self) -> bool {
         self.is_udp

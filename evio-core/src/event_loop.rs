@@ -276,8 +276,11 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
 
     fn register_listeners(&mut self) -> io::Result<()> {
         for (i, l) in self.listeners.iter().enumerate() {
-            self.poller
-                .register(l.fd.as_raw_fd(), LISTENER_BIT | i as u64, Interest::READABLE)?;
+            self.poller.register(
+                l.fd.as_raw_fd(),
+                LISTENER_BIT | i as u64,
+                Interest::READABLE,
+            )?;
         }
         Ok(())
     }
@@ -458,7 +461,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             out: Output::default(),
             ctx: Default::default(),
         });
-        let (opts, action) = self.handler.on_opened(&mut view!(c, index, self.shared, &self.me));
+        let (opts, action) = self
+            .handler
+            .on_opened(&mut view!(c, index, self.shared, &self.me));
         if !unix {
             if opts.tcp_no_delay {
                 let _ = net::set_nodelay(&c.fd, true);

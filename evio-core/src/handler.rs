@@ -144,7 +144,11 @@ pub trait EventHandler {
     /// Fires after a `Detach` action, once pending output is flushed, with
     /// the socket as a blocking std stream. The default drops (closes) it.
     /// Only [`Action::Shutdown`] has an effect.
-    fn on_detached(&mut self, conn: &mut Conn<'_, Self::Context>, stream: DetachedStream) -> Action {
+    fn on_detached(
+        &mut self,
+        conn: &mut Conn<'_, Self::Context>,
+        stream: DetachedStream,
+    ) -> Action {
         let _ = (conn, stream);
         Action::None
     }

@@ -276,7 +276,10 @@ impl<P: Poller + 'static> Builder<P> {
             .iter()
             .map(|a| addr::parse(a.as_ref()))
             .collect::<io::Result<Vec<_>>>()?;
-        let listeners = specs.iter().map(|s| s.bind()).collect::<io::Result<Vec<Bound>>>()?;
+        let listeners = specs
+            .iter()
+            .map(|s| s.bind())
+            .collect::<io::Result<Vec<Bound>>>()?;
         let n = self.loop_count();
         let mut pollers = Vec::with_capacity(n);
         let mut remotes = Vec::with_capacity(n);
@@ -295,7 +298,10 @@ impl<P: Poller + 'static> Builder<P> {
             config: self.config.clone(),
         });
         Ok(Prepared {
-            unix_paths: listeners.iter().filter_map(|l| l.unix_path.clone()).collect(),
+            unix_paths: listeners
+                .iter()
+                .filter_map(|l| l.unix_path.clone())
+                .collect(),
             loops: pollers.into_iter().zip(receivers).collect(),
             listeners,
             shared,
@@ -325,13 +331,28 @@ struct Prepared<P: Poller> {
     unix_paths: Vec<PathBuf>,
 }
 
-/// Stops every loop if dropped during a panic, so no thread waits forever.
-struct ShutdownOnUnwind<'a>(&'a Shared);
-
-impl Drop for ShutdownOnUnwind<'_> {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.0.begin_shutdown();
+/// Runs one loop and turns a panic in a callback into a clean server stop:
+/// the other loops shut down (their connections get `on_closed`), the
+/// panicking loop's connections are closed without callbacks (its handler
+/// state is suspect), and `serve` returns an error naming the panic.
+fn run_loop(
+    index: usize,
+    shared: &Shared,
+    body: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(result) => result,
+        Err(panic) => {
+            shared.begin_shutdown();
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(index, panic = %msg, "evio: a handler panicked; shutting down");
+            Err(io::Error::other(format!(
+                "evio: event loop {index} panicked: {msg}"
+            )))
         }
     }
 }
@@ -359,9 +380,17 @@ impl<P: Poller + 'static> Prepared<P> {
                 let spawned = thread::Builder::new()
                     .name(format!("evio-loop-{i}"))
                     .spawn_scoped(s, move || {
-                        let _guard = ShutdownOnUnwind(&loop_shared);
-                        EventLoop::new(i, poller, factory(i), rx, loop_shared.clone(), Vec::new())
+                        run_loop(i, &loop_shared, || {
+                            EventLoop::new(
+                                i,
+                                poller,
+                                factory(i),
+                                rx,
+                                loop_shared.clone(),
+                                Vec::new(),
+                            )
                             .run()
+                        })
                     });
                 match spawned {
                     Ok(t) => threads.push((i, t)),
@@ -371,8 +400,9 @@ impl<P: Poller + 'static> Prepared<P> {
                     }
                 }
             }
-            let _guard = ShutdownOnUnwind(&shared);
-            let mut result = EventLoop::new(0, poller0, factory(0), rx0, shared.clone(), listeners).run();
+            let mut result = run_loop(0, &shared, || {
+                EventLoop::new(0, poller0, factory(0), rx0, shared.clone(), listeners).run()
+            });
             shared.begin_shutdown();
             for (i, t) in threads {
                 let r = t.join().unwrap_or_else(|_| {
