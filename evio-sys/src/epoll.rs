@@ -78,7 +78,9 @@ impl EventFd {
                 std::mem::size_of::<u64>(),
             );
         }
-        self.pending.store(false, Ordering::Release);
+        // AcqRel, not Release: a wake racing with this drain must have its
+        // earlier writes (the channel send) visible to the loop.
+        self.pending.swap(false, Ordering::AcqRel);
     }
 }
 
@@ -95,7 +97,10 @@ fn epoll_flags(interest: Interest) -> u32 {
 
 impl EpollPoller {
     fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, flags: u32) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: flags, u64: token };
+        let mut ev = libc::epoll_event {
+            events: flags,
+            u64: token,
+        };
         // SAFETY: epfd is a live epoll fd; `ev` outlives the call; the kernel
         // validates `fd` and reports EBADF/ENOENT/EEXIST as errors.
         cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) })?;

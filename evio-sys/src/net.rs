@@ -138,9 +138,8 @@ fn socket(domain: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
     #[cfg(not(any(target_os = "macos", target_os = "ios")))]
     let fd = {
         // SAFETY: plain syscall; the result is checked and owned below.
-        let raw = cvt(unsafe {
-            libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
-        })?;
+        let raw =
+            cvt(unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
         // SAFETY: `raw` was just returned by the kernel and is owned by no one else.
         unsafe { OwnedFd::from_raw_fd(raw) }
     };
@@ -341,7 +340,9 @@ fn raw_to_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Re
             if end == 0 {
                 Ok(Addr::Unix(None))
             } else {
-                Ok(Addr::Unix(Some(PathBuf::from(OsStr::from_bytes(&raw[..end])))))
+                Ok(Addr::Unix(Some(PathBuf::from(OsStr::from_bytes(
+                    &raw[..end],
+                )))))
             }
         }
         // An unnamed unix peer may come back with a zero family and length.
@@ -376,7 +377,12 @@ fn inet_socket(addr: &SocketAddr, ty: libc::c_int, opts: &BindOptions) -> io::Re
         setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     }
     if let (SocketAddr::V6(_), Some(only)) = (addr, opts.only_v6) {
-        setsockopt_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, only as libc::c_int)?;
+        setsockopt_int(
+            &fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            only as libc::c_int,
+        )?;
     }
     let (storage, len) = inet_to_raw(addr);
     bind_raw(&fd, (&storage as *const libc::sockaddr_storage).cast(), len)?;
@@ -502,6 +508,30 @@ pub fn tcp_connect(addr: SocketAddr) -> io::Result<OwnedFd> {
         libc::connect(
             fd.as_raw_fd(),
             (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    match cvt(r) {
+        Ok(_) => Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(fd),
+        Err(e) => Err(e),
+    }
+}
+
+/// Starts a non-blocking connect to a unix stream socket.
+///
+/// # Errors
+/// `InvalidInput` for a path too long for `sockaddr_un`; otherwise the OS
+/// error of `socket` or `connect` (e.g. `ENOENT`, `ECONNREFUSED`, or
+/// `EAGAIN` when the listener's backlog is full), except `EINPROGRESS`.
+pub fn unix_connect(path: &Path) -> io::Result<OwnedFd> {
+    let (sun, len) = unix_to_raw(path)?;
+    let fd = socket(libc::AF_UNIX, libc::SOCK_STREAM)?;
+    // SAFETY: `sun` is a live sockaddr_un of `len` bytes.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sun as *const libc::sockaddr_un).cast(),
             len,
         )
     };
@@ -644,17 +674,19 @@ pub fn shutdown(fd: &impl AsFd, how: Shutdown) -> io::Result<()> {
 
 fn sock_name(
     fd: &impl AsFd,
-    f: unsafe extern "C" fn(
-        libc::c_int,
-        *mut libc::sockaddr,
-        *mut libc::socklen_t,
-    ) -> libc::c_int,
+    f: unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int,
 ) -> io::Result<Addr> {
     let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: `f` is getsockname or getpeername; the kernel writes at most
     // `len` bytes into `storage`.
-    cvt(unsafe { f(fd.as_fd().as_raw_fd(), storage.as_mut_ptr().cast(), &mut len) })?;
+    cvt(unsafe {
+        f(
+            fd.as_fd().as_raw_fd(),
+            storage.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
     // SAFETY: zero-initialised above, and the kernel filled `len` bytes of it.
     let storage = unsafe { storage.assume_init() };
     raw_to_addr(&storage, len)
