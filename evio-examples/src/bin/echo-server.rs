@@ -1,0 +1,23 @@
+//! `echo-server`: echoes every byte back (TCP, or UDP with `--udp`, and a
+//! unix socket with `--unix PATH`).
+//!
+//! ```text
+//! echo-server --port 5000
+//! nc localhost 5000
+//! ```
+
+use std::process::ExitCode;
+
+use evio_examples::cli::{self, Spec};
+use evio_examples::echo::Echo;
+
+const SPEC: Spec = Spec {
+    bin: "echo-server",
+    name: "echo",
+    default_port: 5000,
+    udp: true,
+};
+
+fn main() -> ExitCode {
+    cli::main(&SPEC, |_| Echo)
+}

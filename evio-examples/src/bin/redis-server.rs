@@ -1,0 +1,29 @@
+//! `redis-server`: a RESP2 key-value server (strings, TTLs, pipelining).
+//!
+//! ```text
+//! redis-server --port 6380
+//! redis-cli -p 6380 set hello world
+//! ```
+
+use std::process::ExitCode;
+
+use evio_examples::cli::{self, Spec};
+use evio_examples::redis::{Config, RedisServer};
+
+const SPEC: Spec = Spec {
+    bin: "redis-server",
+    name: "redis",
+    default_port: 6380,
+    udp: false,
+};
+
+fn main() -> ExitCode {
+    cli::main(&SPEC, |opts| {
+        // The loop count decides the store: unshared for one loop, sharded
+        // locks for several.
+        RedisServer::new(Config {
+            loops: opts.loops,
+            ..Config::default()
+        })
+    })
+}

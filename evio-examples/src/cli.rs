@@ -1,0 +1,299 @@
+//! The command line the three example servers share, and how they run:
+//! start, print one line, serve until SIGINT/SIGTERM (or until a callback
+//! returns `Action::Shutdown`), shut down cleanly.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use evio_core::{Addr, Builder, EventHandler, LoadBalance};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// What differs between the servers' command lines.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    /// The binary's name, for the usage text.
+    pub bin: &'static str,
+    /// The name in the startup line: `{name} server started on port N`.
+    pub name: &'static str,
+    /// The default `--port`.
+    pub default_port: u16,
+    /// Whether `--udp` is accepted.
+    pub udp: bool,
+}
+
+/// Parsed flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opts {
+    /// `--port N`: TCP (or UDP) port on all interfaces; 0 picks a free one.
+    pub port: u16,
+    /// `--loops N`: 0 or 1 one loop, -1 one per core, N loops.
+    pub loops: isize,
+    /// `--balance random|round-robin|least-connections`.
+    pub balance: LoadBalance,
+    /// `--reuseport`: set `SO_REUSEPORT` on the listener.
+    pub reuseport: bool,
+    /// `--unix PATH`: also listen on this unix socket.
+    pub unix: Option<PathBuf>,
+    /// `--udp`: serve UDP on the port instead of TCP.
+    pub udp: bool,
+}
+
+impl Opts {
+    /// The flags' defaults for `spec`.
+    pub fn defaults(spec: &Spec) -> Opts {
+        Opts {
+            port: spec.default_port,
+            loops: 0,
+            balance: LoadBalance::Random,
+            reuseport: false,
+            unix: None,
+            udp: false,
+        }
+    }
+
+    /// The listen addresses: `tcp://:PORT` (all interfaces, as Go's evio
+    /// examples) or `udp://:PORT`, then `unix://PATH`.
+    pub fn addrs(&self) -> Vec<String> {
+        let scheme = if self.udp { "udp" } else { "tcp" };
+        let query = if self.reuseport {
+            "?reuseport=true"
+        } else {
+            ""
+        };
+        let mut addrs = vec![format!("{scheme}://:{}{query}", self.port)];
+        if let Some(path) = &self.unix {
+            addrs.push(format!("unix://{}", path.display()));
+        }
+        addrs
+    }
+
+    /// A builder with `--loops` and `--balance` applied.
+    pub fn builder(&self) -> Builder {
+        Builder::new()
+            .num_loops(self.loops)
+            .load_balance(self.balance)
+    }
+}
+
+/// What went wrong on the command line, or a request for help.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CliError {
+    /// `-h` / `--help`.
+    Help,
+    /// A bad flag or value, explained.
+    Bad(String),
+}
+
+/// The usage text for `spec`.
+pub fn usage(spec: &Spec) -> String {
+    let udp = if spec.udp { " [--udp]" } else { "" };
+    let udp_help = if spec.udp {
+        "  --udp            serve UDP on the port instead of TCP\n"
+    } else {
+        ""
+    };
+    format!(
+        "usage: {bin} [--port N] [--loops N] [--balance POLICY] [--reuseport] [--unix PATH]{udp}\n\
+         \n\
+         \x20 --port N         port to listen on, all interfaces (default {port}; 0 picks one)\n\
+         \x20 --loops N        event loops: 0 or 1 = one, -1 = one per core (default 0)\n\
+         \x20 --balance POLICY random, round-robin or least-connections (default random)\n\
+         \x20 --reuseport      set SO_REUSEPORT on the listener\n\
+         \x20 --unix PATH      also listen on the unix socket PATH\n\
+         {udp_help}\
+         \x20 -h, --help       print this help\n",
+        bin = spec.bin,
+        port = spec.default_port,
+    )
+}
+
+/// Parses the flags (without the program name).
+pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Opts, CliError> {
+    let mut opts = Opts::defaults(spec);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| CliError::Bad(format!("argument is not UTF-8: {a:?}")))?;
+        // `--flag value` and `--flag=value` are both accepted.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg, None),
+        };
+        let mut value = |what: &str| -> Result<String, CliError> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => args
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .ok_or_else(|| CliError::Bad(format!("{flag} needs {what}"))),
+            }
+        };
+        let bad_value =
+            |flag: &str, v: &str| CliError::Bad(format!("invalid value for {flag}: {v:?}"));
+        match flag.as_str() {
+            "-h" | "--help" => return Err(CliError::Help),
+            "--port" => {
+                let v = value("a port number")?;
+                opts.port = v.parse().map_err(|_| bad_value("--port", &v))?;
+            }
+            "--loops" => {
+                let v = value("a number")?;
+                opts.loops = v.parse().map_err(|_| bad_value("--loops", &v))?;
+                if opts.loops < -1 {
+                    return Err(bad_value("--loops", &v));
+                }
+            }
+            "--balance" => {
+                let v = value("a policy")?;
+                opts.balance = match v.as_str() {
+                    "random" => LoadBalance::Random,
+                    "round-robin" => LoadBalance::RoundRobin,
+                    "least-connections" => LoadBalance::LeastConnections,
+                    _ => return Err(bad_value("--balance", &v)),
+                };
+            }
+            "--unix" => opts.unix = Some(PathBuf::from(value("a path")?)),
+            "--reuseport" | "--udp" if inline.is_some() => {
+                return Err(CliError::Bad(format!("{flag} takes no value")));
+            }
+            "--reuseport" => opts.reuseport = true,
+            "--udp" if spec.udp => opts.udp = true,
+            _ => return Err(CliError::Bad(format!("unknown flag {flag:?}"))),
+        }
+    }
+    Ok(opts)
+}
+
+/// Parses the process's flags; prints the usage and exits with status 2 on
+/// a bad flag (0 for `--help`).
+pub fn parse_or_exit(spec: &Spec) -> Opts {
+    match parse(spec, std::env::args_os().skip(1)) {
+        Ok(opts) => opts,
+        Err(CliError::Help) => {
+            print!("{}", usage(spec));
+            std::process::exit(0);
+        }
+        Err(CliError::Bad(msg)) => {
+            eprint!("{}: {msg}\n\n{}", spec.bin, usage(spec));
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Starts `handler` on the addresses of `opts`, prints the startup line and
+/// serves until SIGINT or SIGTERM (then shuts down: connections are closed,
+/// the unix socket file is removed) or until the server stops by itself.
+pub fn run<H>(spec: &Spec, opts: &Opts, handler: H) -> io::Result<()>
+where
+    H: EventHandler + Clone + Send + 'static,
+{
+    // Install the handlers first, so that a signal right after the startup
+    // line is not lost. A second SIGINT/SIGTERM exits at once (status 1).
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let server = opts.builder().start(handler, &opts.addrs())?;
+    let port = match server.addrs().first() {
+        Some(Addr::Inet(a)) => a.port(),
+        _ => opts.port,
+    };
+    let proto = if opts.udp { " (udp)" } else { "" };
+    let unix = match &opts.unix {
+        Some(p) => format!(" and unix socket {}", p.display()),
+        None => String::new(),
+    };
+    eprintln!("{} server started on port {port}{proto}{unix}", spec.name);
+    // `ServerHandle::shutdown` and `wait` consume the handle, so one thread
+    // watches both the flag and the server.
+    while !server.is_shutting_down() {
+        if stop.load(Ordering::Relaxed) {
+            return server.shutdown();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.wait()
+}
+
+/// A binary's whole `main`: flags, handler, run; exit status 0 after a clean
+/// shutdown, 1 on an error, 2 on a bad flag.
+pub fn main<H>(spec: &Spec, make: impl FnOnce(&Opts) -> H) -> ExitCode
+where
+    H: EventHandler + Clone + Send + 'static,
+{
+    let opts = parse_or_exit(spec);
+    match run(spec, &opts, make(&opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}: {e}", spec.bin);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: Spec = Spec {
+        bin: "echo-server",
+        name: "echo",
+        default_port: 5000,
+        udp: true,
+    };
+
+    fn p(args: &[&str]) -> Result<Opts, CliError> {
+        parse(&SPEC, args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let o = p(&[]).unwrap();
+        assert_eq!(o, Opts::defaults(&SPEC));
+        assert_eq!(o.addrs(), ["tcp://:5000"]);
+        let o = p(&[
+            "--port",
+            "1",
+            "--loops=-1",
+            "--balance",
+            "least-connections",
+            "--reuseport",
+            "--unix",
+            "/tmp/s",
+            "--udp",
+        ])
+        .unwrap();
+        assert_eq!(o.port, 1);
+        assert_eq!(o.loops, -1);
+        assert_eq!(o.balance, LoadBalance::LeastConnections);
+        assert_eq!(o.addrs(), ["udp://:1?reuseport=true", "unix:///tmp/s"]);
+    }
+
+    #[test]
+    fn bad_flags() {
+        for bad in [
+            &["--nope"][..],
+            &["--port"],
+            &["--port", "70000"],
+            &["--port", "x"],
+            &["--loops", "-2"],
+            &["--balance", "fair"],
+            &["--reuseport=yes"],
+            &["extra"],
+        ] {
+            assert!(matches!(p(bad), Err(CliError::Bad(_))), "{bad:?}");
+        }
+        assert_eq!(p(&["--help"]), Err(CliError::Help));
+        let no_udp = Spec { udp: false, ..SPEC };
+        assert!(parse(&no_udp, [OsString::from("--udp")]).is_err());
+        assert!(!usage(&no_udp).contains("--udp"));
+        assert!(usage(&SPEC).contains("--udp"));
+    }
+}

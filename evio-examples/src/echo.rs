@@ -1,0 +1,25 @@
+//! The echo server: the smallest useful evio handler.
+//!
+//! There is no per-connection state (`Context = ()`), and nothing to parse:
+//! each read is written straight back. The input slice borrows the loop's
+//! read buffer, so `conn.write` is the only copy, into the connection's
+//! output queue. For UDP each `on_data` is one datagram and whatever it
+//! writes goes back to the sender as one datagram.
+
+use evio_core::{Action, Conn, EventHandler};
+
+/// The echo handler. `Clone` because every loop gets its own copy.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Echo;
+
+impl EventHandler for Echo {
+    type Context = ();
+
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        // An empty input comes from a wake-up, not from the peer.
+        if !input.is_empty() {
+            conn.write(input);
+        }
+        Action::None
+    }
+}

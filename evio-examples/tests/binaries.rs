@@ -1,0 +1,217 @@
+//! The real binaries: flags, the startup line, signals and exit statuses.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A running binary and the port its startup line names.
+struct Server {
+    child: Child,
+    line: String,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(bin: &str, args: &[&str]) -> Server {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().unwrap();
+    let line = within("the startup line", move || {
+        let mut line = String::new();
+        BufReader::new(stderr).read_line(&mut line).unwrap();
+        line
+    });
+    let port = line
+        .split("on port ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    Server { child, line, port }
+}
+
+fn signal(server: &Server, sig: libc::c_int) {
+    let pid = server.child.id() as libc::pid_t;
+    // SAFETY: kill(2) on our own child, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+fn wait_exit(server: &mut Server) -> ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the server did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn temp_socket(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("evio-bin-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{name}.sock"))
+}
+
+fn tcp(port: u16) -> TcpStream {
+    connect(([127, 0, 0, 1], port).into())
+}
+
+#[test]
+fn redis_server_flags_and_sigterm() {
+    let path = temp_socket("redis");
+    let mut server = spawn(
+        env!("CARGO_BIN_EXE_redis-server"),
+        &[
+            "--port",
+            "0",
+            "--loops",
+            "2",
+            "--balance",
+            "round-robin",
+            "--unix",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        server.line.starts_with("redis server started on port "),
+        "{}",
+        server.line
+    );
+    assert!(
+        server
+            .line
+            .trim_end()
+            .ends_with(&format!("and unix socket {}", path.display())),
+        "{}",
+        server.line
+    );
+    let mut t = tcp(server.port);
+    t.write_all(b"SET k from-tcp\r\n").unwrap();
+    expect(&mut t, b"+OK\r\n");
+    let mut u = UnixStream::connect(&path).unwrap();
+    u.set_read_timeout(Some(TIMEOUT)).unwrap();
+    u.write_all(b"GET k\r\n").unwrap();
+    expect(&mut u, b"$8\r\nfrom-tcp\r\n");
+    signal(&server, libc::SIGTERM);
+    let status = wait_exit(&mut server);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(!path.exists(), "the unix socket file is removed");
+    assert_eq!(read_to_close(&mut t), b"", "connections are closed");
+    let _ = std::fs::remove_dir(path.parent().unwrap());
+}
+
+#[test]
+fn redis_server_shutdown_command_exits_0() {
+    let mut server = spawn(env!("CARGO_BIN_EXE_redis-server"), &["--port", "0"]);
+    let mut t = tcp(server.port);
+    t.write_all(b"PING\r\nSHUTDOWN\r\n").unwrap();
+    expect(&mut t, b"+PONG\r\n");
+    assert_eq!(wait_exit(&mut server).code(), Some(0));
+}
+
+#[test]
+fn echo_server_udp_and_sigint() {
+    let mut server = spawn(
+        env!("CARGO_BIN_EXE_echo-server"),
+        &["--udp", "--port", "0", "--reuseport"],
+    );
+    assert!(server.line.contains("(udp)"), "{}", server.line);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(TIMEOUT)).unwrap();
+    sock.send_to(b"ping", ("127.0.0.1", server.port)).unwrap();
+    let mut buf = [0; 16];
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping");
+    signal(&server, libc::SIGINT);
+    assert_eq!(wait_exit(&mut server).code(), Some(0));
+}
+
+#[test]
+fn http_server_serves_and_exits_0() {
+    let mut server = spawn(
+        env!("CARGO_BIN_EXE_http-server"),
+        &["--port", "0", "--loops", "-1"],
+    );
+    assert!(
+        server.line.starts_with("http server started on port "),
+        "{}",
+        server.line
+    );
+    let mut t = tcp(server.port);
+    t.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    t.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.starts_with("HTTP/1.1 200 OK\r\n") && resp.ends_with("\r\n\r\nHello World!\r\n"),
+        "{resp}"
+    );
+    signal(&server, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut server).code(), Some(0));
+}
+
+#[test]
+fn bad_flags_exit_2_with_usage() {
+    let cases: &[(&str, &[&str])] = &[
+        (env!("CARGO_BIN_EXE_redis-server"), &["--nope"]),
+        (env!("CARGO_BIN_EXE_redis-server"), &["--port", "99999"]),
+        (env!("CARGO_BIN_EXE_http-server"), &["--udp"]),
+        (env!("CARGO_BIN_EXE_http-server"), &["--balance", "fair"]),
+        (env!("CARGO_BIN_EXE_echo-server"), &["--loops"]),
+    ];
+    for (bin, args) in cases {
+        let out = Command::new(bin)
+            .args(*args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bin} {args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("usage: "), "{bin} {args:?}: {err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_echo-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--udp"));
+}
+
+#[test]
+fn a_port_in_use_is_an_error() {
+    let taken = std::net::TcpListener::bind("[::]:0")
+        .or_else(|_| std::net::TcpListener::bind("0.0.0.0:0"))
+        .unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_redis-server"))
+        .args(["--port", &port])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("started"));
+}

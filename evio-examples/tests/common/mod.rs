@@ -1,0 +1,129 @@
+//! Helpers shared by the integration tests: in-process servers on ephemeral
+//! ports and raw sockets with short timeouts (a bug fails a test instead of
+//! hanging it).
+
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use evio_core::{Addr, Builder, EventHandler, LoadBalance, ServerHandle};
+
+/// How long a test waits for any one thing.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts `handler` on `127.0.0.1:0` with `loops` loops; returns the handle
+/// and the bound address.
+pub fn start<H>(handler: H, loops: isize) -> (ServerHandle, SocketAddr)
+where
+    H: EventHandler + Clone + Send + 'static,
+{
+    let server = Builder::new()
+        .num_loops(loops)
+        .load_balance(LoadBalance::RoundRobin)
+        .start(handler, &["tcp://127.0.0.1:0"])
+        .expect("server starts");
+    let addr = inet(&server.addrs()[0]);
+    (server, addr)
+}
+
+/// The socket address of an `Addr::Inet`.
+pub fn inet(addr: &Addr) -> SocketAddr {
+    match addr {
+        Addr::Inet(a) => *a,
+        other => panic!("not an inet address: {other:?}"),
+    }
+}
+
+/// A TCP connection with read and write timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_n(s: &mut impl Read, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    s.read_exact(&mut buf)
+        .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
+    buf
+}
+
+/// Reads exactly `expected.len()` bytes and checks they are `expected`.
+pub fn expect(s: &mut impl Read, expected: &[u8]) {
+    let got = read_n(s, expected.len());
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected),
+        "unexpected reply"
+    );
+}
+
+/// Reads until the peer closes; panics on a timeout (the peer did not close).
+pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0; 64 << 10];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!(
+                "waiting for the server to close: {e} (got {:?})",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+}
+
+/// Asserts the peer keeps the connection open for a moment.
+pub fn assert_open(s: &mut TcpStream) {
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut b = [0; 1];
+    match s.read(&mut b) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("expected an open, silent connection, got {other:?}"),
+    }
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+}
+
+/// Writes `data` one byte at a time, pausing so that each byte is its own
+/// read on the server.
+pub fn write_bytewise(s: &mut TcpStream, data: &[u8]) {
+    for b in data {
+        s.write_all(std::slice::from_ref(b)).unwrap();
+        std::thread::sleep(Duration::from_micros(300));
+    }
+}
+
+/// Polls `f` until it returns true or the timeout passes.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `f` on a thread and fails if it does not finish in time.
+pub fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(TIMEOUT)
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// Resident memory of this process, in bytes (Linux; 0 elsewhere).
+pub fn rss() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
