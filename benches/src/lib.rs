@@ -1,0 +1,21 @@
+//! Benchmarks of evio: a load generator, peer servers and the runner.
+//!
+//! This crate deliberately does not depend on `evio-core`: the load generator
+//! must not share a bug with the server under test. Everything here is plain
+//! `std` + `libc` (plus tokio and mio for the two peer echo servers).
+//!
+//! The binaries:
+//! * `loadgen` — single-threaded epoll echo client (closed loop or stream),
+//!   verifying every byte echoed back;
+//! * `tokio-echo`, `mio-echo` — the peer echo servers of the echo race;
+//! * `bench` — the runner that pins, alternates, measures and reports.
+//!
+//! The modules below hold the pieces that the binaries share and that the
+//! unit tests can check without a network.
+
+pub mod args;
+pub mod parse;
+pub mod pattern;
+pub mod procfs;
+pub mod stats;
+pub mod svg;
