@@ -1,15 +1,17 @@
 //! One event loop: a poller, the connections it owns (in a slab), the
 //! user's handler, and the channel other threads use to reach it.
 //!
-//! One iteration: run due timers (tick, accept retry) → wait for events →
-//! read ready connections and call `on_data` → drain the wake channel →
-//! revisit connections that still had input → `on_pre_write` once, then
-//! write every connection with queued output.
+//! One iteration: run due timers (tick, idle and connect timeouts, accept
+//! retry) → wait for events → read ready connections and call `on_data` →
+//! drain the wake channel → revisit connections that still had input →
+//! `on_pre_write` once, then write every connection with queued output.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -18,7 +20,7 @@ use evio_sys::{Event, Events, Interest, Poller, Waker};
 use slab::Slab;
 
 use crate::addr::Bound;
-use crate::conn::{Conn, DetachedStream, Output};
+use crate::conn::{Conn, DetachedStream, Output, WriteReceipt};
 use crate::handler::{Action, EventHandler, ServerInfo};
 use crate::server::{Balancer, Config};
 use crate::Addr;
@@ -37,28 +39,56 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const KEEP_OUTPUT_CAPACITY: usize = 16 * 1024;
 /// Size of the loop's shared read buffer (and the largest UDP datagram).
 const READ_BUFFER: usize = 64 * 1024;
+/// `listener` value of dialed connections.
+const DIALED: u32 = u32::MAX;
 
-// Connection flags.
-const CLOSING: u8 = 1;
-const DETACHING: u8 = 2;
-const READ_PAUSED: u8 = 4;
-const DIRTY: u8 = 8;
-const UNIX: u8 = 16;
+/// Connection flag bits.
+pub(crate) mod flags {
+    /// Close once output is written; no more reads.
+    pub const CLOSING: u16 = 1;
+    /// Detach once output is written; no more reads.
+    pub const DETACHING: u16 = 2;
+    /// Own output above the high-water mark: not reading.
+    pub const READ_PAUSED: u16 = 4;
+    /// Queued in the loop's dirty list.
+    pub const DIRTY: u16 = 8;
+    /// A unix stream socket.
+    pub const UNIX: u16 = 16;
+    /// The slot of a UDP socket (one per UDP listener).
+    pub const UDP: u16 = 32;
+    /// A dialed connection whose connect has not completed.
+    pub const CONNECTING: u16 = 64;
+    /// A peer's output (written via `write_to`) is above the high-water mark.
+    pub const PEER_PAUSED: u16 = 128;
+    /// An idle-timeout timer is scheduled.
+    pub const IDLE_TIMER: u16 = 256;
+    /// Any reason not to read now.
+    pub const NO_READ: u16 = CLOSING | DETACHING | READ_PAUSED | PEER_PAUSED | CONNECTING;
+}
 
 /// Identifies one connection for its whole life, even after its slab slot
 /// is reused: the slot index plus a per-loop generation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct ConnKey {
     index: u32,
     gen: u32,
 }
 
 impl ConnKey {
-    /// A key that matches no connection (UDP datagrams).
-    const NONE: ConnKey = ConnKey {
-        index: u32::MAX,
-        gen: u32::MAX,
-    };
+    pub(crate) fn new(index: usize, gen: u32) -> ConnKey {
+        ConnKey {
+            index: index as u32,
+            gen,
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self.index as usize
+    }
+
+    pub(crate) fn gen(self) -> u32 {
+        self.gen
+    }
 
     fn token(self) -> u64 {
         (u64::from(self.gen) << 32) | u64::from(self.index)
@@ -76,6 +106,16 @@ impl ConnKey {
 pub(crate) enum Msg {
     /// Call `on_wake` for this connection if it still exists.
     Wake(ConnKey),
+    /// Append to the connection's output; complete the receipt when written.
+    Write {
+        key: ConnKey,
+        data: Vec<u8>,
+        receipt: WriteReceipt,
+    },
+    /// Close the connection after its output is written.
+    Close(ConnKey),
+    /// Dial an outbound connection into this loop.
+    Dial(Addr),
     /// A connection accepted by loop 0 for this loop to serve.
     Accepted {
         fd: OwnedFd,
@@ -122,6 +162,8 @@ impl LoopRemote {
 /// State every loop shares.
 pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
+    /// Set by a graceful shutdown: loops flush output until then.
+    pub(crate) drain_deadline: Mutex<Option<Instant>>,
     pub(crate) loops: Vec<Arc<LoopRemote>>,
     pub(crate) addrs: Vec<Addr>,
     pub(crate) config: Config,
@@ -143,36 +185,150 @@ impl Shared {
     }
 }
 
-struct ConnState<C> {
-    fd: OwnedFd,
-    gen: u32,
-    listener: u32,
-    flags: u8,
+/// One connection's state, in the loop's slab.
+pub(crate) struct ConnState<C> {
+    /// `None` for UDP slots and once closed.
+    pub(crate) fd: Option<OwnedFd>,
+    pub(crate) gen: u32,
+    /// Index of the accepting address, or `DIALED`.
+    pub(crate) listener: u32,
+    pub(crate) flags: u16,
     /// Registered interest (level-triggered pollers only).
-    interest: Interest,
-    remote: Addr,
-    out: Output,
-    ctx: C,
+    pub(crate) interest: Interest,
+    /// Idle timeout in ms (0: none).
+    pub(crate) idle_ms: u32,
+    /// Loop clock (ms) of the last byte read or written.
+    pub(crate) last_active: u64,
+    pub(crate) remote: Addr,
+    pub(crate) out: Output,
+    /// A connection that stopped reading because our output is high.
+    pub(crate) waiter: Option<ConnKey>,
+    /// Cross-thread writes waiting to be written: (end offset, receipt).
+    pub(crate) receipts: Vec<(u64, WriteReceipt)>,
+    /// Bytes written to the socket so far (for receipts).
+    pub(crate) written: u64,
+    pub(crate) ctx: C,
 }
 
-/// Builds the handler's view of a connection from disjoint loop fields.
-macro_rules! view {
-    ($c:expr, $index:expr, $shared:expr, $me:expr) => {
-        Conn {
-            out: &mut $c.out,
-            ctx: &mut $c.ctx,
-            remote: &$c.remote,
-            fd: Some($c.fd.as_fd()),
-            listener_addr: &$shared.addrs[$c.listener as usize],
-            addr_index: $c.listener as usize,
-            key: ConnKey {
-                index: $index as u32,
-                gen: $c.gen,
-            },
-            remote_loop: $me,
-            is_udp: false,
+impl<C> ConnState<C> {
+    fn key(&self, index: usize) -> ConnKey {
+        ConnKey::new(index, self.gen)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Idle,
+    Connect,
+}
+
+/// Loop state that callbacks reach through [`Conn`].
+pub(crate) struct LoopLocal {
+    dirty: Vec<usize>,
+    /// Dialed connections to register with the poller after the callback.
+    to_register: Vec<usize>,
+    /// Lazy timers: (deadline ms, kind, conn). An idle timer is checked when
+    /// due and re-armed from the connection's last activity, so activity
+    /// itself costs one store, never a heap operation.
+    timers: BinaryHeap<Reverse<(u64, TimerKind, ConnKey)>>,
+    epoch: Instant,
+    /// Loop clock in ms since `epoch`, refreshed once per iteration while
+    /// any timer is in use.
+    now_ms: u64,
+    next_gen: u32,
+    idle_default_ms: u32,
+    dial_timeout_ms: u32,
+}
+
+fn duration_ms(d: Option<Duration>) -> u32 {
+    d.map_or(0, |d| d.as_millis().clamp(1, u32::MAX as u128) as u32)
+}
+
+impl LoopLocal {
+    pub(crate) fn mark_dirty<C>(&mut self, index: usize, c: &mut ConnState<C>) {
+        if c.flags & flags::DIRTY == 0 {
+            c.flags |= flags::DIRTY;
+            self.dirty.push(index);
         }
-    };
+    }
+
+    fn next_gen(&mut self) -> u32 {
+        let gen = self.next_gen;
+        self.next_gen = (self.next_gen + 1) & 0x7fff_ffff;
+        gen
+    }
+
+    fn refresh_clock(&mut self) {
+        self.now_ms = self.epoch.elapsed().as_millis() as u64;
+    }
+
+    fn new_state<C>(
+        &mut self,
+        fd: Option<OwnedFd>,
+        listener: u32,
+        flags: u16,
+        remote: Addr,
+        ctx: C,
+    ) -> ConnState<C> {
+        ConnState {
+            fd,
+            gen: self.next_gen(),
+            listener,
+            flags,
+            interest: Interest::READABLE,
+            idle_ms: 0,
+            last_active: self.now_ms,
+            remote,
+            out: Output::default(),
+            waiter: None,
+            receipts: Vec::new(),
+            written: 0,
+            ctx,
+        }
+    }
+
+    pub(crate) fn insert_dialed<C>(
+        &mut self,
+        conns: &mut Slab<ConnState<C>>,
+        fd: OwnedFd,
+        remote: Addr,
+        unix: bool,
+        ctx: C,
+    ) -> usize {
+        let f = flags::CONNECTING | if unix { flags::UNIX } else { 0 };
+        let state = self.new_state(Some(fd), DIALED, f, remote, ctx);
+        let index = conns.insert(state);
+        self.to_register.push(index);
+        if self.dial_timeout_ms > 0 {
+            self.refresh_clock();
+            let key = conns[index].key(index);
+            self.timers.push(Reverse((
+                self.now_ms + u64::from(self.dial_timeout_ms),
+                TimerKind::Connect,
+                key,
+            )));
+        }
+        index
+    }
+
+    pub(crate) fn set_idle_timeout<C>(
+        &mut self,
+        index: usize,
+        c: &mut ConnState<C>,
+        timeout: Option<Duration>,
+    ) {
+        c.idle_ms = duration_ms(timeout);
+        if c.idle_ms > 0 && c.flags & flags::IDLE_TIMER == 0 {
+            self.refresh_clock();
+            c.last_active = self.now_ms;
+            c.flags |= flags::IDLE_TIMER;
+            self.timers.push(Reverse((
+                self.now_ms + u64::from(c.idle_ms),
+                TimerKind::Idle,
+                c.key(index),
+            )));
+        }
+    }
 }
 
 /// Interest from two booleans (never empty: read interest is the fallback).
@@ -184,35 +340,46 @@ fn interest(read: bool, write: bool) -> Interest {
     }
 }
 
+/// Builds the handler's view of connection `$index`.
+macro_rules! view {
+    ($self:ident, $index:expr) => {
+        Conn {
+            conns: &mut $self.conns,
+            index: $index,
+            local: &mut $self.local,
+            shared: &$self.shared,
+            me: &$self.me,
+        }
+    };
+}
+
 pub(crate) struct EventLoop<P: Poller, H: EventHandler> {
     index: usize,
     poller: P,
     handler: H,
     conns: Slab<ConnState<H::Context>>,
+    local: LoopLocal,
     rx: Receiver<Msg>,
     me: Arc<LoopRemote>,
     shared: Arc<Shared>,
     /// Listeners and UDP sockets (loop 0 only).
     listeners: Vec<Bound>,
+    /// For each UDP listener, its slot in `conns`.
+    udp_slots: Vec<Option<usize>>,
     balancer: Balancer,
     buf: Box<[u8]>,
-    /// Connections with output to write this iteration.
-    dirty: Vec<usize>,
     /// Connections to read again next iteration (fairness cap reached, or
     /// reading resumed after backpressure).
     again: Vec<ConnKey>,
     again_now: Vec<ConnKey>,
-    next_gen: u32,
     next_tick: Option<Instant>,
     /// When to retry accepting (after EMFILE) or resume a busy listener.
     accept_retry: Option<Instant>,
     /// Listeners taken out of the poller while accepting is backed off.
     accept_paused: bool,
-    udp_out: Output,
 }
 
 impl<P: Poller, H: EventHandler> EventLoop<P, H> {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         index: usize,
         poller: P,
@@ -221,25 +388,34 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         shared: Arc<Shared>,
         listeners: Vec<Bound>,
     ) -> Self {
+        let config = &shared.config;
         EventLoop {
             index,
             poller,
             handler,
             conns: Slab::new(),
+            local: LoopLocal {
+                dirty: Vec::new(),
+                to_register: Vec::new(),
+                timers: BinaryHeap::new(),
+                epoch: Instant::now(),
+                now_ms: 0,
+                next_gen: 0,
+                idle_default_ms: duration_ms(config.idle_timeout),
+                dial_timeout_ms: duration_ms(config.dial_timeout),
+            },
             rx,
             me: shared.loops[index].clone(),
-            balancer: Balancer::new(shared.config.load_balance, index),
+            balancer: Balancer::new(config.load_balance, index),
+            udp_slots: Vec::new(),
             shared,
             listeners,
             buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
-            dirty: Vec::new(),
             again: Vec::new(),
             again_now: Vec::new(),
-            next_gen: 0,
             next_tick: None,
             accept_retry: None,
             accept_paused: false,
-            udp_out: Output::default(),
         }
     }
 
@@ -261,6 +437,19 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     fn start(&mut self) -> io::Result<()> {
         if self.index != 0 {
             return Ok(());
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            let slot = l.network.is_udp().then(|| {
+                let state = self.local.new_state(
+                    None,
+                    i as u32,
+                    flags::UDP,
+                    Addr::Unix(None),
+                    Default::default(),
+                );
+                self.conns.insert(state)
+            });
+            self.udp_slots.push(slot);
         }
         self.register_listeners()?;
         let info = ServerInfo {
@@ -287,20 +476,61 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
 
     fn serve(&mut self, events: &mut Events) -> io::Result<()> {
         while !self.shared.is_shutdown() {
-            self.run_timers();
-            if self.shared.is_shutdown() {
-                break;
-            }
-            let timeout = self.timeout();
-            self.poller.wait(events, timeout)?;
-            for ev in events.iter() {
-                self.dispatch(*ev);
-            }
-            if events.is_woken() {
-                self.drain_channel();
-            }
-            self.read_again();
-            self.flush_dirty();
+            self.iteration(events, None)?;
+        }
+        let deadline = *self
+            .shared
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(deadline) = deadline {
+            self.drain(events, deadline)?;
+        }
+        Ok(())
+    }
+
+    fn iteration(&mut self, events: &mut Events, deadline: Option<Instant>) -> io::Result<()> {
+        self.run_timers();
+        let mut timeout = self.timeout();
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        self.poller.wait(events, timeout)?;
+        if !self.local.timers.is_empty() || self.local.idle_default_ms > 0 {
+            self.local.refresh_clock();
+        }
+        for ev in events.iter() {
+            self.dispatch(*ev);
+        }
+        if events.is_woken() {
+            self.drain_channel();
+        }
+        self.read_again();
+        self.flush_dirty();
+        Ok(())
+    }
+
+    /// Graceful shutdown: stop accepting, stop reading, keep writing until
+    /// every connection has flushed and closed or the deadline passes.
+    fn drain(&mut self, events: &mut Events, deadline: Instant) -> io::Result<()> {
+        for l in self.listeners.drain(..) {
+            let _ = self.poller.deregister(l.fd.as_raw_fd());
+        }
+        for slot in self.udp_slots.drain(..).flatten() {
+            self.conns.remove(slot);
+        }
+        self.next_tick = None;
+        self.accept_retry = None;
+        let indexes: Vec<usize> = self.conns.iter().map(|(i, _)| i).collect();
+        for index in indexes {
+            let c = &mut self.conns[index];
+            c.flags |= flags::CLOSING;
+            self.local.mark_dirty(index, c);
+        }
+        self.flush_dirty();
+        while !self.conns.is_empty() && Instant::now() < deadline {
+            self.iteration(events, Some(deadline))?;
         }
         Ok(())
     }
@@ -309,10 +539,15 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         if !self.again.is_empty() {
             return Some(Duration::ZERO);
         }
-        let deadline = match (self.next_tick, self.accept_retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }?;
+        let timer = self
+            .local
+            .timers
+            .peek()
+            .map(|Reverse((ms, _, _))| self.local.epoch + Duration::from_millis(*ms));
+        let deadline = [self.next_tick, self.accept_retry, timer]
+            .into_iter()
+            .flatten()
+            .min()?;
         Some(deadline.saturating_duration_since(Instant::now()))
     }
 
@@ -339,6 +574,49 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 self.on_listener(i);
             }
         }
+        if !self.local.timers.is_empty() {
+            self.local.refresh_clock();
+            self.run_conn_timers();
+        }
+    }
+
+    fn run_conn_timers(&mut self) {
+        let now = self.local.now_ms;
+        while let Some(&Reverse((due, kind, key))) = self.local.timers.peek() {
+            if due > now {
+                break;
+            }
+            self.local.timers.pop();
+            let Some(c) = self.conns.get_mut(key.index()) else {
+                continue;
+            };
+            if c.gen != key.gen() {
+                continue;
+            }
+            match kind {
+                TimerKind::Connect => {
+                    if c.flags & flags::CONNECTING != 0 {
+                        let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+                        self.close(key.index(), Some(e));
+                    }
+                }
+                TimerKind::Idle => {
+                    if c.idle_ms == 0 {
+                        c.flags &= !flags::IDLE_TIMER;
+                        continue;
+                    }
+                    let expires = c.last_active + u64::from(c.idle_ms);
+                    if expires <= now {
+                        let e = io::Error::new(io::ErrorKind::TimedOut, "idle timeout");
+                        self.close(key.index(), Some(e));
+                    } else {
+                        self.local
+                            .timers
+                            .push(Reverse((expires, TimerKind::Idle, key)));
+                    }
+                }
+            }
+        }
     }
 
     fn dispatch(&mut self, ev: Event) {
@@ -348,25 +626,34 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             return;
         }
         let key = ConnKey::from_token(token);
-        if !self.is_live(key) {
+        let Some(c) = self.conns.get(key.index()) else {
+            return;
+        };
+        if c.gen != key.gen {
             return;
         }
         let broken = ev.is_error() || ev.is_hangup();
+        if c.flags & flags::CONNECTING != 0 {
+            if ev.is_writable() || broken {
+                self.finish_connect(key.index());
+            }
+            return;
+        }
         if ev.is_writable() || broken {
-            self.flush(key.index as usize);
+            self.flush(key.index());
         }
         if (ev.is_readable() || broken) && self.is_live(key) {
-            self.read(key.index as usize, ev.is_read_closed() || broken);
+            self.read(key.index(), ev.is_read_closed() || broken);
         }
     }
 
     fn is_live(&self, key: ConnKey) -> bool {
         self.conns
-            .get(key.index as usize)
+            .get(key.index())
             .is_some_and(|c| c.gen == key.gen)
     }
 
-    // ----- accepting -------------------------------------------------------
+    // ----- accepting and dialing ---------------------------------------------
 
     fn on_listener(&mut self, i: usize) {
         if self.accept_paused {
@@ -433,56 +720,125 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     }
 
     fn install(&mut self, fd: OwnedFd, remote: Addr, listener: usize, unix: bool) {
-        let gen = self.next_gen;
-        self.next_gen = (self.next_gen + 1) & 0x7fff_ffff;
-        let entry = self.conns.vacant_entry();
-        let index = entry.key();
-        let key = ConnKey {
-            index: index as u32,
-            gen,
-        };
-        let initial = if P::EDGE_TRIGGERED {
+        let f = if unix { flags::UNIX } else { 0 };
+        let state = self
+            .local
+            .new_state(Some(fd), listener as u32, f, remote, Default::default());
+        let index = self.conns.insert(state);
+        if self.register(index).is_ok() {
+            self.open(index);
+        }
+    }
+
+    /// Adds a new connection to the poller; on failure it is dropped quietly
+    /// (it was never opened).
+    fn register(&mut self, index: usize) -> io::Result<()> {
+        let c = &mut self.conns[index];
+        let want = if P::EDGE_TRIGGERED {
             Interest::BOTH
+        } else if c.flags & flags::CONNECTING != 0 {
+            Interest::WRITABLE
         } else {
             Interest::READABLE
         };
-        if let Err(e) = self.poller.register(fd.as_raw_fd(), key.token(), initial) {
-            tracing::warn!(error = %e, "evio: registering a connection failed; closing it");
-            self.me.conns.fetch_sub(1, Ordering::AcqRel);
-            return;
+        let fd = c.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+        match self.poller.register(fd, c.key(index).token(), want) {
+            Ok(()) => {
+                c.interest = want;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "evio: registering a connection failed; closing it");
+                self.conns.remove(index);
+                self.me.conns.fetch_sub(1, Ordering::AcqRel);
+                Err(e)
+            }
         }
-        let c = entry.insert(ConnState {
-            fd,
-            gen,
-            listener: listener as u32,
-            flags: if unix { UNIX } else { 0 },
-            interest: initial,
-            remote,
-            out: Output::default(),
-            ctx: Default::default(),
-        });
-        let (opts, action) = self
-            .handler
-            .on_opened(&mut view!(c, index, self.shared, &self.me));
-        if !unix {
+    }
+
+    /// Fires `on_opened`, applies its options and action.
+    fn open(&mut self, index: usize) {
+        if self.local.idle_default_ms > 0 {
+            let c = &mut self.conns[index];
+            let idle = Some(Duration::from_millis(u64::from(self.local.idle_default_ms)));
+            self.local.set_idle_timeout(index, c, idle);
+        }
+        let (opts, action) = self.handler.on_opened(&mut view!(self, index));
+        let c = &mut self.conns[index];
+        if let (Some(fd), false) = (&c.fd, c.flags & flags::UNIX != 0) {
             if opts.tcp_no_delay {
-                let _ = net::set_nodelay(&c.fd, true);
+                let _ = net::set_nodelay(fd, true);
             }
             if let Some(idle) = opts.tcp_keep_alive {
-                if let Err(e) = net::set_keepalive(&c.fd, Some(idle)) {
+                if let Err(e) = net::set_keepalive(fd, Some(idle)) {
                     tracing::debug!(error = %e, "evio: SO_KEEPALIVE failed");
                 }
             }
         }
+        if let Some(idle) = opts.idle_timeout {
+            self.local.set_idle_timeout(index, c, Some(idle));
+        }
         self.after(index, action);
+    }
+
+    fn finish_connect(&mut self, index: usize) {
+        let c = &mut self.conns[index];
+        let err = match c.fd.as_ref().map(net::take_error) {
+            Some(Ok(None)) => None,
+            Some(Ok(Some(e))) | Some(Err(e)) => Some(e),
+            None => Some(io::ErrorKind::NotConnected.into()),
+        };
+        if let Some(e) = err {
+            self.close(index, Some(e));
+            return;
+        }
+        c.flags &= !flags::CONNECTING;
+        tracing::debug!(remote = %c.remote, "evio: dialed");
+        self.open(index);
+        if self
+            .conns
+            .get(index)
+            .is_some_and(|c| c.flags & flags::NO_READ == 0)
+        {
+            self.read(index, false);
+        }
+    }
+
+    fn dial(&mut self, addr: Addr) {
+        let fd = match &addr {
+            Addr::Inet(a) => net::tcp_connect(*a),
+            Addr::Unix(Some(p)) => net::unix_connect(p),
+            Addr::Unix(None) => Err(io::ErrorKind::InvalidInput.into()),
+        };
+        match fd {
+            Ok(fd) => {
+                let unix = matches!(addr, Addr::Unix(_));
+                self.me.conns.fetch_add(1, Ordering::AcqRel);
+                self.local
+                    .insert_dialed(&mut self.conns, fd, addr, unix, Default::default());
+                self.register_dialed();
+            }
+            Err(e) => tracing::warn!(error = %e, addr = %addr, "evio: dial failed"),
+        }
+    }
+
+    fn register_dialed(&mut self) {
+        while let Some(index) = self.local.to_register.pop() {
+            if self.conns.contains(index) {
+                let _ = self.register(index);
+            }
+        }
     }
 
     // ----- UDP ------------------------------------------------------------
 
     fn read_datagrams(&mut self, i: usize) {
+        let Some(slot) = self.udp_slots[i] else {
+            return;
+        };
         for _ in 0..MAX_ACCEPTS_PER_EVENT {
-            let l = &self.listeners[i];
-            let (n, from) = match net::recv_from(l.fd.as_fd(), &mut self.buf) {
+            let fd = self.listeners[i].fd.as_fd();
+            let (n, from) = match net::recv_from(fd, &mut self.buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -491,33 +847,25 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                     continue;
                 }
             };
-            let remote = Addr::Inet(from);
-            let mut ctx = H::Context::default();
-            self.udp_out.buf.clear();
-            self.udp_out.pos = 0;
-            let action = self.handler.on_data(
-                &mut Conn {
-                    out: &mut self.udp_out,
-                    ctx: &mut ctx,
-                    remote: &remote,
-                    fd: Some(l.fd.as_fd()),
-                    listener_addr: &self.shared.addrs[i],
-                    addr_index: i,
-                    key: ConnKey::NONE,
-                    remote_loop: &self.me,
-                    is_udp: true,
-                },
-                &self.buf[..n],
-            );
-            if !self.udp_out.buf.is_empty() {
+            let c = &mut self.conns[slot];
+            c.remote = Addr::Inet(from);
+            c.ctx = Default::default();
+            c.out.buf.clear();
+            c.out.pos = 0;
+            let action = self.handler.on_data(&mut view!(self, slot), &self.buf[..n]);
+            let c = &mut self.conns[slot];
+            c.flags &= !flags::DIRTY;
+            if !c.out.buf.is_empty() {
                 self.handler.on_pre_write();
-                if let Err(e) = net::send_to(l.fd.as_fd(), &self.udp_out.buf, &from) {
+                let c = &self.conns[slot];
+                if let Err(e) = net::send_to(self.listeners[i].fd.as_fd(), &c.out.buf, &from) {
                     tracing::debug!(error = %e, to = %from, "evio: udp send failed");
                 }
             }
             if action == Action::Shutdown {
                 self.shared.begin_shutdown();
             }
+            self.register_dialed();
         }
         self.accept_retry = Some(Instant::now());
     }
@@ -532,19 +880,23 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             let Some(c) = self.conns.get_mut(index) else {
                 return;
             };
-            if c.flags & (CLOSING | DETACHING | READ_PAUSED) != 0 {
+            if c.flags & flags::NO_READ != 0 {
                 return;
             }
-            match net::read(c.fd.as_fd(), &mut self.buf) {
+            let Some(fd) = &c.fd else { return };
+            match net::read(fd.as_fd(), &mut self.buf) {
                 Ok(0) => {
                     // EOF: answer what was already accepted, then close.
                     self.after(index, Action::Close);
                     return;
                 }
                 Ok(n) => {
+                    if c.idle_ms != 0 {
+                        c.last_active = self.local.now_ms;
+                    }
                     let action = self
                         .handler
-                        .on_data(&mut view!(c, index, self.shared, &self.me), &self.buf[..n]);
+                        .on_data(&mut view!(self, index), &self.buf[..n]);
                     self.after(index, action);
                     if n < self.buf.len() && !to_eof {
                         return;
@@ -560,10 +912,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         }
         if P::EDGE_TRIGGERED {
             if let Some(c) = self.conns.get(index) {
-                self.again.push(ConnKey {
-                    index: index as u32,
-                    gen: c.gen,
-                });
+                self.again.push(c.key(index));
             }
         }
     }
@@ -576,53 +925,86 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         let mut list = std::mem::take(&mut self.again_now);
         for key in list.drain(..) {
             if self.is_live(key) {
-                self.read(key.index as usize, false);
+                self.read(key.index(), false);
             }
         }
         self.again_now = list;
     }
 
-    /// Applies a callback's action and schedules the write of its output.
+    /// Applies a callback's action: close/detach marks, backpressure, and
+    /// registration of connections the callback dialed.
     fn after(&mut self, index: usize, action: Action) {
+        if !self.local.to_register.is_empty() {
+            self.register_dialed();
+        }
         let Some(c) = self.conns.get_mut(index) else {
             return;
         };
         match action {
             Action::None => {}
-            Action::Close => c.flags |= CLOSING,
-            Action::Detach => c.flags |= DETACHING,
+            Action::Close => {
+                c.flags |= flags::CLOSING;
+                self.local.mark_dirty(index, c);
+            }
+            Action::Detach => {
+                c.flags |= flags::DETACHING;
+                self.local.mark_dirty(index, c);
+            }
             Action::Shutdown => self.shared.begin_shutdown(),
         }
-        let pending = c.out.pending();
-        if pending > self.shared.config.high_water {
-            c.flags |= READ_PAUSED;
+        if c.out.pending() > self.shared.config.high_water {
+            c.flags |= flags::READ_PAUSED;
         }
-        if (pending > 0 || c.flags & (CLOSING | DETACHING) != 0) && c.flags & DIRTY == 0 {
-            c.flags |= DIRTY;
-            self.dirty.push(index);
+        if !P::EDGE_TRIGGERED {
+            self.update_interest(index);
+        }
+    }
+
+    /// Level-triggered pollers only: keeps the registered interest in step
+    /// with what the connection wants, so poll(2) never reports a readiness
+    /// nobody will act on.
+    fn update_interest(&mut self, index: usize) {
+        let Some(c) = self.conns.get_mut(index) else {
+            return;
+        };
+        let Some(fd) = &c.fd else { return };
+        let want = interest(
+            c.flags & flags::NO_READ == 0,
+            c.out.pending() > 0 || c.flags & flags::CONNECTING != 0,
+        );
+        if want != c.interest {
+            match self
+                .poller
+                .reregister(fd.as_raw_fd(), c.key(index).token(), want)
+            {
+                Ok(()) => c.interest = want,
+                Err(e) => self.close(index, Some(e)),
+            }
         }
     }
 
     // ----- writing --------------------------------------------------------
 
     fn flush_dirty(&mut self) {
-        if self.dirty.is_empty() {
+        if self.local.dirty.is_empty() {
             return;
         }
-        self.handler.on_pre_write();
-        let mut list = std::mem::take(&mut self.dirty);
-        for &index in &list {
-            match self.conns.get_mut(index) {
-                Some(c) if c.flags & DIRTY != 0 => c.flags &= !DIRTY,
-                _ => continue,
+        // on_drained may queue more output; keep going until none is left.
+        let mut list = Vec::new();
+        while !self.local.dirty.is_empty() {
+            self.handler.on_pre_write();
+            std::mem::swap(&mut list, &mut self.local.dirty);
+            for &index in &list {
+                match self.conns.get_mut(index) {
+                    Some(c) if c.flags & flags::DIRTY != 0 => c.flags &= !flags::DIRTY,
+                    _ => continue,
+                }
+                self.flush(index);
             }
-            self.flush(index);
+            list.clear();
         }
-        list.clear();
-        // Keep the allocation unless callbacks during the flush queued more.
-        if self.dirty.is_empty() {
-            self.dirty = list;
-        }
+        // Keep the allocation for the next iteration.
+        self.local.dirty = list;
     }
 
     /// Writes queued output until done or the socket is full, then finishes
@@ -631,8 +1013,13 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         let Some(c) = self.conns.get_mut(index) else {
             return;
         };
+        if c.flags & (flags::CONNECTING | flags::UDP) != 0 {
+            return;
+        }
+        let Some(fd) = &c.fd else { return };
+        let before = c.out.pos;
         while c.out.pos < c.out.buf.len() {
-            match net::write(c.fd.as_fd(), &c.out.buf[c.out.pos..]) {
+            match net::write(fd.as_fd(), &c.out.buf[c.out.pos..]) {
                 Ok(n) => c.out.pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -640,6 +1027,26 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                     self.close(index, Some(e));
                     return;
                 }
+            }
+        }
+        let wrote = c.out.pos - before;
+        if wrote > 0 {
+            if c.idle_ms != 0 {
+                c.last_active = self.local.now_ms;
+            }
+            if !c.receipts.is_empty() {
+                c.written += wrote as u64;
+                let written = c.written;
+                let done = c
+                    .receipts
+                    .iter()
+                    .take_while(|(end, _)| *end <= written)
+                    .count();
+                for (_, r) in c.receipts.drain(..done) {
+                    r.complete(Ok(()));
+                }
+            } else {
+                c.written += wrote as u64;
             }
         }
         let pending = c.out.pending();
@@ -650,11 +1057,11 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             } else {
                 c.out.buf.clear();
             }
-            if c.flags & CLOSING != 0 {
+            if c.flags & flags::CLOSING != 0 {
                 self.close(index, None);
                 return;
             }
-            if c.flags & DETACHING != 0 {
+            if c.flags & flags::DETACHING != 0 {
                 self.detach(index);
                 return;
             }
@@ -664,30 +1071,35 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             c.out.pos = 0;
         }
         let config = &self.shared.config;
-        if c.flags & READ_PAUSED != 0 && pending <= config.low_water {
-            c.flags &= !READ_PAUSED;
-            if P::EDGE_TRIGGERED {
-                self.again.push(ConnKey {
-                    index: index as u32,
-                    gen: c.gen,
-                });
+        if pending <= config.low_water {
+            if c.flags & flags::READ_PAUSED != 0 {
+                c.flags &= !flags::READ_PAUSED;
+                self.again.push(c.key(index));
+            }
+            if let Some(w) = c.waiter.take() {
+                self.resume_waiter(w);
             }
         } else if pending > config.high_water {
-            c.flags |= READ_PAUSED;
+            c.flags |= flags::READ_PAUSED;
         }
-        if !P::EDGE_TRIGGERED {
-            let want = interest(
-                c.flags & (READ_PAUSED | CLOSING | DETACHING) == 0,
-                pending > 0,
-            );
-            if want != c.interest {
-                let key = ConnKey {
-                    index: index as u32,
-                    gen: c.gen,
-                };
-                match self.poller.reregister(c.fd.as_raw_fd(), key.token(), want) {
-                    Ok(()) => c.interest = want,
-                    Err(e) => self.close(index, Some(e)),
+        if wrote > 0 && pending == 0 {
+            let action = self.handler.on_drained(&mut view!(self, index));
+            if action != Action::None || !P::EDGE_TRIGGERED || !self.local.to_register.is_empty() {
+                self.after(index, action);
+            }
+        } else if !P::EDGE_TRIGGERED {
+            self.update_interest(index);
+        }
+    }
+
+    /// A connection paused on our output may read again.
+    fn resume_waiter(&mut self, w: ConnKey) {
+        if let Some(wc) = self.conns.get_mut(w.index()) {
+            if wc.gen == w.gen && wc.flags & flags::PEER_PAUSED != 0 {
+                wc.flags &= !flags::PEER_PAUSED;
+                self.again.push(w);
+                if !P::EDGE_TRIGGERED {
+                    self.update_interest(w.index());
                 }
             }
         }
@@ -695,82 +1107,52 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
 
     // ----- closing --------------------------------------------------------
 
+    /// Closes the socket, then fires `on_closed` (if `on_opened` fired) with
+    /// the context still readable, then frees the slot.
     fn close(&mut self, index: usize, err: Option<io::Error>) {
-        let Some(c) = self.conns.try_remove(index) else {
+        let Some(c) = self.conns.get_mut(index) else {
             return;
         };
-        let _ = self.poller.deregister(c.fd.as_raw_fd());
-        self.me.conns.fetch_sub(1, Ordering::AcqRel);
-        let ConnState {
-            fd,
-            gen,
-            listener,
-            remote,
-            mut out,
-            mut ctx,
-            ..
-        } = c;
-        drop(fd);
-        match &err {
-            Some(e) => tracing::debug!(remote = %remote, error = %e, "evio: closed with error"),
-            None => tracing::debug!(remote = %remote, "evio: closed"),
+        if let Some(fd) = c.fd.take() {
+            let _ = self.poller.deregister(fd.as_raw_fd());
         }
-        let action = self.handler.on_closed(
-            &mut Conn {
-                out: &mut out,
-                ctx: &mut ctx,
-                remote: &remote,
-                fd: None,
-                listener_addr: &self.shared.addrs[listener as usize],
-                addr_index: listener as usize,
-                key: ConnKey {
-                    index: index as u32,
-                    gen,
-                },
-                remote_loop: &self.me,
-                is_udp: false,
-            },
-            err,
-        );
+        self.me.conns.fetch_sub(1, Ordering::AcqRel);
+        let kind = err
+            .as_ref()
+            .map_or(io::ErrorKind::ConnectionAborted, |e| e.kind());
+        for (_, r) in c.receipts.drain(..) {
+            r.complete(Err(kind));
+        }
+        c.flags |= flags::CLOSING;
+        match &err {
+            Some(e) => tracing::debug!(remote = %c.remote, error = %e, "evio: closed with error"),
+            None => tracing::debug!(remote = %c.remote, "evio: closed"),
+        }
+        if let Some(w) = c.waiter.take() {
+            self.resume_waiter(w);
+        }
+        // Also for a dial that never connected: the error is its result.
+        let action = self.handler.on_closed(&mut view!(self, index), err);
+        self.conns.remove(index);
+        if !self.local.to_register.is_empty() {
+            self.register_dialed();
+        }
         if action == Action::Shutdown {
             self.shared.begin_shutdown();
         }
     }
 
     fn detach(&mut self, index: usize) {
-        let Some(c) = self.conns.try_remove(index) else {
-            return;
-        };
-        let _ = self.poller.deregister(c.fd.as_raw_fd());
+        let c = &mut self.conns[index];
+        let Some(fd) = c.fd.take() else { return };
+        let _ = self.poller.deregister(fd.as_raw_fd());
         self.me.conns.fetch_sub(1, Ordering::AcqRel);
-        let ConnState {
-            fd,
-            gen,
-            listener,
-            flags,
-            remote,
-            mut out,
-            mut ctx,
-            ..
-        } = c;
-        let mut conn = Conn {
-            out: &mut out,
-            ctx: &mut ctx,
-            remote: &remote,
-            fd: None,
-            listener_addr: &self.shared.addrs[listener as usize],
-            addr_index: listener as usize,
-            key: ConnKey {
-                index: index as u32,
-                gen,
-            },
-            remote_loop: &self.me,
-            is_udp: false,
+        let unix = c.flags & flags::UNIX != 0;
+        let action = match DetachedStream::new(fd, unix) {
+            Ok(stream) => self.handler.on_detached(&mut view!(self, index), stream),
+            Err(e) => self.handler.on_closed(&mut view!(self, index), Some(e)),
         };
-        let action = match DetachedStream::new(fd, flags & UNIX != 0) {
-            Ok(stream) => self.handler.on_detached(&mut conn, stream),
-            Err(e) => self.handler.on_closed(&mut conn, Some(e)),
-        };
+        self.conns.remove(index);
         if action == Action::Shutdown {
             self.shared.begin_shutdown();
         }
@@ -779,19 +1161,26 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// Shutdown: one last non-blocking attempt to deliver pending output,
     /// then every connection is closed with `on_closed(None)`.
     fn close_all(&mut self) {
+        for slot in self.udp_slots.drain(..).flatten() {
+            self.conns.try_remove(slot);
+        }
         let indexes: Vec<usize> = self.conns.iter().map(|(i, _)| i).collect();
         for index in indexes {
             if let Some(c) = self.conns.get_mut(index) {
-                if c.out.pending() > 0 {
-                    let _ = net::write(c.fd.as_fd(), &c.out.buf[c.out.pos..]);
+                if let (Some(fd), true) = (&c.fd, c.out.pending() > 0) {
+                    let _ = net::write(fd.as_fd(), &c.out.buf[c.out.pos..]);
                 }
             }
             self.close(index, None);
         }
-        // Connections handed to this loop but never installed.
+        // Messages that arrived too late: fail their receipts, drop fds.
         while let Ok(msg) = self.rx.try_recv() {
-            if let Msg::Accepted { .. } = msg {
-                self.me.conns.fetch_sub(1, Ordering::AcqRel);
+            match msg {
+                Msg::Accepted { .. } => {
+                    self.me.conns.fetch_sub(1, Ordering::AcqRel);
+                }
+                Msg::Write { receipt, .. } => receipt.complete(Err(io::ErrorKind::NotConnected)),
+                _ => {}
             }
         }
     }
@@ -802,28 +1191,53 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 Msg::Wake(key) => {
-                    if !self.is_live(key) {
-                        continue;
-                    }
-                    let index = key.index as usize;
-                    let c = &mut self.conns[index];
                     // A closing connection takes no more events; its
                     // pending output and close stand.
-                    if c.flags & (CLOSING | DETACHING) != 0 {
+                    if !self.is_open(key) {
                         continue;
                     }
-                    let action = self
-                        .handler
-                        .on_wake(&mut view!(c, index, self.shared, &self.me));
-                    self.after(index, action);
+                    let action = self.handler.on_wake(&mut view!(self, key.index()));
+                    self.after(key.index(), action);
                 }
+                Msg::Write { key, data, receipt } => {
+                    if !self.is_open(key) {
+                        receipt.complete(Err(io::ErrorKind::NotConnected));
+                        continue;
+                    }
+                    let index = key.index();
+                    let c = &mut self.conns[index];
+                    c.out.buf.extend_from_slice(&data);
+                    let end = c.written + c.out.pending() as u64;
+                    c.receipts.push((end, receipt));
+                    self.local.mark_dirty(index, c);
+                    self.after(index, Action::None);
+                }
+                Msg::Close(key) => {
+                    if self.is_live(key) {
+                        self.after(key.index(), Action::Close);
+                    }
+                }
+                Msg::Dial(addr) => self.dial(addr),
                 Msg::Accepted {
                     fd,
                     remote,
                     listener,
                     unix,
-                } => self.install(fd, remote, listener, unix),
+                } => {
+                    if self.shared.is_shutdown() {
+                        self.me.conns.fetch_sub(1, Ordering::AcqRel);
+                        continue;
+                    }
+                    self.install(fd, remote, listener, unix);
+                }
             }
         }
+    }
+
+    /// Live, and neither closing nor detaching.
+    fn is_open(&self, key: ConnKey) -> bool {
+        self.conns.get(key.index()).is_some_and(|c| {
+            c.gen == key.gen && c.flags & (flags::CLOSING | flags::DETACHING | flags::UDP) == 0
+        })
     }
 }

@@ -55,6 +55,10 @@ pub struct Options {
     /// Set `TCP_NODELAY` (on by default: an event loop batches its own
     /// writes, so Nagle's algorithm only adds latency).
     pub tcp_no_delay: bool,
+    /// Close the connection (with `on_closed` getting a `TimedOut` error)
+    /// after this long without a byte read or written. `None` keeps the
+    /// server's default ([`Builder::idle_timeout`](crate::Builder::idle_timeout)).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -63,6 +67,7 @@ impl Default for Options {
             tcp_keep_alive: None,
             reuse_input_buffer: false,
             tcp_no_delay: true,
+            idle_timeout: None,
         }
     }
 }
@@ -132,10 +137,13 @@ pub trait EventHandler {
         (Options::default(), Action::None)
     }
 
-    /// Fires once per opened stream connection after it closed. `err` is
-    /// `None` for EOF, a `Close` action and shutdown; the OS error for read or
-    /// write failures. The context is still readable; writes are discarded.
-    /// Only [`Action::Shutdown`] has an effect.
+    /// Fires once per stream connection after it closed (its socket is
+    /// already closed). `err` is `None` for EOF, a `Close` action and
+    /// shutdown; the OS error for read or write failures; `TimedOut` for an
+    /// idle or connect timeout. For a dialed connection whose connect failed
+    /// it fires without `on_opened`. The context is still readable; writes
+    /// to this connection are discarded, writes to others
+    /// ([`Conn::write_to`]) work. Only [`Action::Shutdown`] has an effect.
     fn on_closed(&mut self, conn: &mut Conn<'_, Self::Context>, err: Option<io::Error>) -> Action {
         let _ = (conn, err);
         Action::None
@@ -164,7 +172,15 @@ pub trait EventHandler {
         Action::None
     }
 
-    /// Fires on the connection's loop after [`ConnWaker::wake`](crate::ConnWaker::wake).
+    /// Fires when the loop has written every queued byte of a connection to
+    /// its socket. Producers streaming large data write the next piece here
+    /// instead of queueing it all at once; see [`Conn::output_len`].
+    fn on_drained(&mut self, conn: &mut Conn<'_, Self::Context>) -> Action {
+        let _ = conn;
+        Action::None
+    }
+
+    /// Fires on the connection's loop after [`ConnHandle::wake`](crate::ConnHandle::wake).
     /// The default calls `on_data` with empty input, as Go's evio does.
     fn on_wake(&mut self, conn: &mut Conn<'_, Self::Context>) -> Action {
         self.on_data(conn, &[])

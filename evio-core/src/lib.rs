@@ -41,7 +41,7 @@ mod handler;
 mod server;
 mod stream;
 
-pub use conn::{Conn, ConnWaker, DetachedStream};
+pub use conn::{Conn, ConnHandle, ConnId, DetachedStream, WriteReceipt};
 pub use evio_sys::net::Addr;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use evio_sys::EpollPoller;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use evio_sys::{DefaultPoller, Poller};
 
@@ -39,6 +40,8 @@ pub(crate) struct Config {
     pub(crate) load_balance: LoadBalance,
     pub(crate) high_water: usize,
     pub(crate) low_water: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) dial_timeout: Option<Duration>,
 }
 
 /// Picks the loop for each accepted connection. Lives in loop 0 (the only
@@ -158,6 +161,8 @@ impl Builder<DefaultPoller> {
                 load_balance: LoadBalance::Random,
                 high_water: 1024 * 1024,
                 low_water: 256 * 1024,
+                idle_timeout: None,
+                dial_timeout: Some(Duration::from_secs(10)),
             },
             poller: PhantomData,
         }
@@ -185,6 +190,24 @@ impl<P: Poller + 'static> Builder<P> {
     pub fn output_water_marks(mut self, high: usize, low: usize) -> Self {
         self.config.high_water = high;
         self.config.low_water = low.min(high);
+        self
+    }
+
+    /// Closes connections idle (no byte read or written) for `timeout`,
+    /// with `on_closed` getting a `TimedOut` error; `None` (the default)
+    /// never does. Overridable per connection with
+    /// [`Options::idle_timeout`](crate::Options::idle_timeout) or
+    /// [`Conn::set_idle_timeout`](crate::Conn::set_idle_timeout). Costs
+    /// nothing per event: timers are checked lazily when due.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a dial may take before `on_closed` gets a `TimedOut` error
+    /// (default 10 s; `None` waits for the OS).
+    pub fn dial_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.dial_timeout = timeout;
         self
     }
 
@@ -261,7 +284,8 @@ impl<P: Poller + 'static> Builder<P> {
         Ok(ServerHandle {
             shared,
             addrs,
-            thread: Some(thread),
+            dials: Default::default(),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -293,6 +317,7 @@ impl<P: Poller + 'static> Builder<P> {
         }
         let shared = Arc::new(Shared {
             shutdown: AtomicBool::new(false),
+            drain_deadline: Mutex::new(None),
             loops: remotes,
             addrs: listeners.iter().map(|l| l.addr.clone()).collect(),
             config: self.config.clone(),
@@ -432,12 +457,15 @@ impl Drop for RemoveFiles {
 
 /// A server started with [`Builder::start`].
 ///
-/// Dropping the handle shuts the server down and waits for it.
+/// `Send + Sync`: share it (e.g. in an `Arc`) to stop the server from a
+/// signal-handling thread while another waits for it. Dropping the handle
+/// shuts the server down and waits for it.
 #[derive(Debug)]
 pub struct ServerHandle {
     shared: Arc<Shared>,
     addrs: Vec<Addr>,
-    thread: Option<thread::JoinHandle<io::Result<()>>>,
+    dials: std::sync::atomic::AtomicUsize,
+    thread: Mutex<Option<thread::JoinHandle<io::Result<()>>>>,
 }
 
 impl ServerHandle {
@@ -457,9 +485,47 @@ impl ServerHandle {
     ///
     /// # Errors
     /// A fatal loop error or a loop that panicked.
-    pub fn shutdown(mut self) -> io::Result<()> {
+    pub fn shutdown(&self) -> io::Result<()> {
         self.shared.begin_shutdown();
         self.join()
+    }
+
+    /// Stops the server gracefully: stops accepting at once, stops reading,
+    /// lets every connection write its pending output and close (each gets
+    /// `on_closed`) until `timeout`; connections still open then are closed
+    /// anyway. Returns once every loop has stopped.
+    ///
+    /// # Errors
+    /// As [`shutdown`](ServerHandle::shutdown).
+    pub fn shutdown_timeout(&self, timeout: Duration) -> io::Result<()> {
+        *self
+            .shared
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + timeout);
+        self.shared.begin_shutdown();
+        self.join()
+    }
+
+    /// Opens an outbound connection into the server, on the loops in turn;
+    /// `on_opened` fires when it connects, or
+    /// `on_closed` with the error if it fails or times out.
+    ///
+    /// # Errors
+    /// `NotConnected` if the server has stopped.
+    pub fn dial(&self, addr: impl Into<Addr>) -> io::Result<()> {
+        let addr = addr.into();
+        let loops = &self.shared.loops;
+        let n = self.dials.fetch_add(1, Ordering::Relaxed) % loops.len();
+        let target = &loops[n];
+        if target.send(Msg::Dial(addr)) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the server has stopped",
+            ))
+        }
     }
 
     /// Waits until the server stops by itself (a callback returned
@@ -467,12 +533,15 @@ impl ServerHandle {
     ///
     /// # Errors
     /// As [`shutdown`](ServerHandle::shutdown).
-    pub fn wait(mut self) -> io::Result<()> {
+    pub fn wait(&self) -> io::Result<()> {
         self.join()
     }
 
-    fn join(&mut self) -> io::Result<()> {
-        match self.thread.take() {
+    /// Joins loop 0's thread; a second caller (or one after a `wait`) gets
+    /// `Ok(())` once the server has stopped.
+    fn join(&self) -> io::Result<()> {
+        let mut slot = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.take() {
             Some(t) => t
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("evio: event loop 0 panicked"))),
@@ -483,10 +552,8 @@ impl ServerHandle {
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.shared.begin_shutdown();
-            let _ = self.join();
-        }
+        self.shared.begin_shutdown();
+        let _ = self.join();
     }
 }
 

@@ -46,7 +46,8 @@ impl InputStream {
     }
 
     /// Returns the held bytes followed by `packet`. Copies only when bytes
-    /// are held.
+    /// are held. Once everything held is consumed its memory is released, so
+    /// an idle connection's stream holds none.
     pub fn begin<'a>(&'a mut self, packet: &'a [u8]) -> &'a [u8] {
         if self.buf.is_empty() {
             self.joined = false;
@@ -64,7 +65,12 @@ impl InputStream {
     pub fn end(&mut self, packet: &[u8], consumed: usize) {
         if self.joined {
             let consumed = consumed.min(self.buf.len());
-            self.buf.drain(..consumed);
+            if consumed == self.buf.len() {
+                // Idle connections hold no memory.
+                self.buf = Vec::new();
+            } else {
+                self.buf.drain(..consumed);
+            }
         } else if consumed < packet.len() {
             self.buf.extend_from_slice(&packet[consumed..]);
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use evio_core::{
-    Action, Addr, Builder, Conn, ConnWaker, EventHandler, LoadBalance, Options, Poller,
+    Action, Addr, Builder, Conn, ConnHandle, EventHandler, LoadBalance, Options, Poller,
 };
 
 // ----- UDP ------------------------------------------------------------------
@@ -115,7 +115,7 @@ fn udp_on_poll_backend() {
 
 #[derive(Clone, Default)]
 struct Wakeable {
-    wakers: Arc<Mutex<Vec<ConnWaker>>>,
+    wakers: Arc<Mutex<Vec<ConnHandle>>>,
     /// Wakes seen, per connection id (the context).
     wakes: Arc<Mutex<Vec<usize>>>,
     next_id: Arc<AtomicUsize>,
@@ -215,7 +215,7 @@ fn stale_wake_is_dropped<P: Poller + 'static>() {
 fn wake_keeps_output_and_close<P: Poller + 'static>() {
     #[derive(Clone, Default)]
     struct Big {
-        waker: Arc<Mutex<Option<ConnWaker>>>,
+        waker: Arc<Mutex<Option<ConnHandle>>>,
     }
     impl EventHandler for Big {
         type Context = ();
@@ -642,6 +642,6 @@ fn assert_send_sync<T: Send + Sync>() {}
 
 #[test]
 fn handles_are_send_and_sync() {
-    assert_send_sync::<ConnWaker>();
+    assert_send_sync::<ConnHandle>();
     assert_send_sync::<evio_core::ServerHandle>();
 }
