@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# End-to-end checks of the example servers with real clients: redis-cli,
+# redis-benchmark, wrk and curl (apt: redis-tools wrk curl), then the
+# benchmark runner in smoke mode. Every run is bounded in time and talks to
+# 127.0.0.1 only. Skips (with a message) what a tool is missing for.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release -q -p evio-examples -p evio-benches
+bin=target/release
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# Starts a server in the background and waits until its port accepts.
+start() { # name port args...
+  local name=$1 port=$2; shift 2
+  "$bin/$name" --port "$port" "$@" 2>"target/e2e-$name.log" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "FAIL: $name did not start"; cat "target/e2e-$name.log"; return 1
+}
+
+passed=0; failed=0
+check() { # description, command...
+  local what=$1; shift
+  if "$@"; then echo "ok: $what"; passed=$((passed+1)); else echo "FAIL: $what"; failed=$((failed+1)); fi
+}
+
+# --- redis-server with redis-cli and redis-benchmark --------------------------
+if command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null; then
+  start redis-server 16380
+  cli() { timeout 10 redis-cli -p 16380 "$@"; }
+  check "redis-cli PING" test "$(cli PING)" = PONG
+  check "redis-cli SET" test "$(cli SET greeting 'hello world')" = OK
+  check "redis-cli GET" test "$(cli GET greeting)" = "hello world"
+  check "redis-cli INCR" test "$(cli INCR counter)" = 1
+  check "redis-cli unknown command error" sh -c "timeout 10 redis-cli -p 16380 FOO bar | grep -q \"unknown command 'FOO'\""
+  for p in 1 16; do
+    out=$(timeout 120 redis-benchmark -p 16380 -t ping_inline,ping_mbulk,set,get,incr,mset \
+          -n 20000 -c 50 -P "$p" -q 2>&1)
+    echo "$out" | tr '\r' '\n' | grep -E 'requests per second' || true
+    check "redis-benchmark -P $p: six tests, no errors" \
+      sh -c "echo \"\$0\" | tr '\r' '\n' | grep -c 'requests per second' | grep -qx 6 && ! echo \"\$0\" | grep -qiE 'error|warning'" "$out"
+  done
+else
+  echo "skip: redis-cli/redis-benchmark not installed"
+fi
+
+# --- http-server with curl and wrk ----------------------------------------------
+start http-server 18080
+if command -v curl >/dev/null; then
+  check "curl GET /" test "$(timeout 10 curl -s http://127.0.0.1:18080/ | od -c | head -1)" = "$(printf 'Hello World!\r\n' | od -c | head -1)"
+  check "curl keep-alive (two requests, one connection)" sh -c \
+    "timeout 10 curl -sv http://127.0.0.1:18080/ http://127.0.0.1:18080/ 2>&1 | grep -q 'Re-using existing connection'"
+  check "curl 404 for other paths" test "$(timeout 10 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18080/nope)" = 404
+else
+  echo "skip: curl not installed"
+fi
+if command -v wrk >/dev/null; then
+  out=$(timeout 30 wrk -t1 -c50 -d3s http://127.0.0.1:18080/ 2>&1)
+  echo "$out" | grep -E 'Requests/sec|Socket errors|Non-2xx' || true
+  check "wrk -d 3s: requests served, no socket errors, no non-2xx" \
+    sh -c "echo \"\$0\" | grep -q 'Requests/sec' && ! echo \"\$0\" | grep -qE 'Socket errors|Non-2xx'" "$out"
+else
+  echo "skip: wrk not installed"
+fi
+
+# --- echo-server over TCP with the benches' verifying load generator ----------
+start echo-server 15000
+check "loadgen echo 50x64Bx1 verified" sh -c \
+  "timeout 30 $bin/loadgen --addr 127.0.0.1:15000 --conns 50 --size 64 --depth 1 --duration 1 >/dev/null"
+
+cleanup; pids=()
+
+# --- the benchmark runner, smoke mode ---------------------------------------------
+check "bench --smoke" timeout 600 "$bin/bench" --smoke
+
+echo "e2e: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
