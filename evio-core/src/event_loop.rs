@@ -3,8 +3,9 @@
 //!
 //! One iteration: run due timers (tick, idle and connect timeouts, accept
 //! retry) → wait for events → read ready connections and call `on_data` →
-//! drain the wake channel → revisit connections that still had input →
-//! `on_pre_write` once, then write every connection with queued output.
+//! write each connection's reply right after its `on_data` → drain the wake
+//! channel → revisit connections that still had input → write whatever else
+//! was queued (writes to other connections, from other threads).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -62,6 +63,9 @@ pub(crate) mod flags {
     pub const PEER_PAUSED: u16 = 128;
     /// An idle-timeout timer is scheduled.
     pub const IDLE_TIMER: u16 = 256;
+    /// The poller reported the peer's FIN: reads go on to EOF past short
+    /// reads, even when resumed later (edge-triggered pollers report it once).
+    pub const PEER_EOF: u16 = 512;
     /// Any reason not to read now.
     pub const NO_READ: u16 = CLOSING | DETACHING | READ_PAUSED | PEER_PAUSED | CONNECTING;
 }
@@ -626,7 +630,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             return;
         }
         let key = ConnKey::from_token(token);
-        let Some(c) = self.conns.get(key.index()) else {
+        let Some(c) = self.conns.get_mut(key.index()) else {
             return;
         };
         if c.gen != key.gen {
@@ -638,6 +642,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 self.finish_connect(key.index());
             }
             return;
+        }
+        if ev.is_read_closed() {
+            c.flags |= flags::PEER_EOF;
         }
         if ev.is_writable() || broken {
             self.flush(key.index());
@@ -876,6 +883,14 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// the connection stops reading. `to_eof`: the peer closed its side, so
     /// read on past short reads to reach EOF now.
     fn read(&mut self, index: usize, to_eof: bool) {
+        // A FIN reported while reading was paused or cut short by the
+        // fairness cap is not reported again: remember it, or a half-closed
+        // peer would wait for our close forever.
+        let to_eof = to_eof
+            || self
+                .conns
+                .get(index)
+                .is_some_and(|c| c.flags & flags::PEER_EOF != 0);
         for _ in 0..MAX_READS_PER_EVENT {
             let Some(c) = self.conns.get_mut(index) else {
                 return;
@@ -898,6 +913,15 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                         .handler
                         .on_data(&mut view!(self, index), &self.buf[..n]);
                     self.after(index, action);
+                    // Write the reply now, while the connection (and its
+                    // kernel socket) is hot in cache, not after the batch.
+                    if let Some(c) = self.conns.get_mut(index) {
+                        if c.flags & flags::DIRTY != 0 {
+                            c.flags &= !flags::DIRTY;
+                            self.handler.on_pre_write();
+                            self.flush(index);
+                        }
+                    }
                     if n < self.buf.len() && !to_eof {
                         return;
                     }
@@ -992,13 +1016,15 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         // on_drained may queue more output; keep going until none is left.
         let mut list = Vec::new();
         while !self.local.dirty.is_empty() {
-            self.handler.on_pre_write();
             std::mem::swap(&mut list, &mut self.local.dirty);
             for &index in &list {
+                // Entries already written right after their on_data have
+                // their DIRTY mark cleared.
                 match self.conns.get_mut(index) {
                     Some(c) if c.flags & flags::DIRTY != 0 => c.flags &= !flags::DIRTY,
                     _ => continue,
                 }
+                self.handler.on_pre_write();
                 self.flush(index);
             }
             list.clear();

@@ -161,8 +161,9 @@ pub trait EventHandler {
         Action::None
     }
 
-    /// Fires on a loop just before it writes queued output to sockets, once
-    /// per batch of writes.
+    /// Fires on a loop just before it writes queued output to a socket (as
+    /// in Go's evio: before each write, so a handler can add to the output
+    /// at the last moment).
     fn on_pre_write(&mut self) {}
 
     /// Fires for each read of input (for UDP: each datagram). `input`
