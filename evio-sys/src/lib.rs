@@ -4,7 +4,7 @@
 //! offers two things:
 //!
 //! * the [`Poller`] trait and one backend per OS family, each in its own file
-//!   chosen by `cfg`: [`EpollPoller`] (Linux, Android), [`KqueuePoller`]
+//!   chosen by `cfg`: [`EpollPoller`] (Linux, Android), `KqueuePoller`
 //!   (macOS, iOS and the BSDs) and [`PollPoller`] (any Unix, the portable
 //!   fallback). [`DefaultPoller`] names the best one for the target;
 //! * [`net`]: thin, `io::Result`-returning wrappers over the socket calls an
