@@ -147,8 +147,12 @@ impl<C> Conn<'_, C> {
     /// Appends `data` to the output of another connection of this loop
     /// (e.g. a proxy's other half). Returns `false` if that connection is
     /// gone or closing. When the peer's queue passes the high-water mark,
-    /// this connection stops being read until the peer drains, so a fast
-    /// sender cannot outrun a slow receiver.
+    /// this connection stops being read until the peer drains below the
+    /// low-water mark (or closes), so a fast sender cannot outrun a slow
+    /// receiver; any number of senders may wait on one peer. Bytes queued
+    /// this way never pause the peer's own reading (only the writers are
+    /// throttled), so two connections forwarding to each other cannot
+    /// deadlock on their full queues.
     pub fn write_to(&mut self, peer: ConnId, data: &[u8]) -> bool {
         let me = self.key();
         let high = self.shared.config.high_water;
@@ -159,10 +163,17 @@ impl<C> Conn<'_, C> {
             return false;
         }
         p.out.buf.extend_from_slice(data);
+        if peer.0 != me {
+            p.flags |= flags::PEER_FED;
+        }
         self.local.mark_dirty(peer.0.index(), p);
         if p.out.pending() > high && peer.0 != me {
-            p.waiter = Some(me);
-            self.state_mut().flags |= flags::READ_PAUSED;
+            // PEER_PAUSED (not READ_PAUSED, which only our own flush
+            // clears): the peer's flush resumes every writer it paused.
+            if !p.waiters.contains(&me) {
+                p.waiters.push(me);
+            }
+            self.state_mut().flags |= flags::PEER_PAUSED;
         }
         true
     }
@@ -310,7 +321,7 @@ impl ConnHandle {
         let msg = Msg::Write {
             key: self.key,
             data: data.into(),
-            receipt: receipt.clone(),
+            receipt: PendingReceipt(receipt.clone()),
         };
         if !self.remote.send(msg) {
             receipt.complete(Err(io::ErrorKind::NotConnected));
@@ -397,6 +408,25 @@ impl WriteReceipt {
             .wait_timeout_while(slot, timeout, |s| s.is_none())
             .unwrap_or_else(|e| e.into_inner());
         slot.map(Self::to_io)
+    }
+}
+
+/// The loop's copy of a [`WriteReceipt`]. Dropped without a result (a
+/// message still in the channel of a loop that has ended, a connection
+/// removed without `close`), it fails the write with `NotConnected`, so no
+/// write ever goes without a result.
+pub(crate) struct PendingReceipt(WriteReceipt);
+
+impl PendingReceipt {
+    /// Sets the result once; later calls are ignored.
+    pub(crate) fn complete(&self, result: Result<(), io::ErrorKind>) {
+        self.0.complete(result);
+    }
+}
+
+impl Drop for PendingReceipt {
+    fn drop(&mut self) {
+        self.0.complete(Err(io::ErrorKind::NotConnected));
     }
 }
 

@@ -21,7 +21,7 @@ use evio_sys::{Event, Events, Interest, Poller, Waker};
 use slab::Slab;
 
 use crate::addr::Bound;
-use crate::conn::{Conn, DetachedStream, Output, WriteReceipt};
+use crate::conn::{Conn, DetachedStream, Output, PendingReceipt};
 use crate::handler::{Action, EventHandler, ServerInfo};
 use crate::server::{Balancer, Config};
 use crate::Addr;
@@ -33,6 +33,8 @@ const LISTENER_BIT: u64 = 1 << 63;
 const MAX_READS_PER_EVENT: usize = 16;
 /// Accepts (or datagrams) per listener per event before others get a turn.
 const MAX_ACCEPTS_PER_EVENT: usize = 256;
+/// Wake-channel messages handled per iteration before I/O gets a turn.
+const MAX_MESSAGES_PER_ITERATION: usize = 4096;
 /// How long accepting pauses after an error such as EMFILE.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Output buffers larger than this are freed once drained, so an idle
@@ -61,11 +63,19 @@ pub(crate) mod flags {
     pub const CONNECTING: u16 = 64;
     /// A peer's output (written via `write_to`) is above the high-water mark.
     pub const PEER_PAUSED: u16 = 128;
-    /// An idle-timeout timer is scheduled.
-    pub const IDLE_TIMER: u16 = 256;
     /// The poller reported the peer's FIN: reads go on to EOF past short
     /// reads, even when resumed later (edge-triggered pollers report it once).
     pub const PEER_EOF: u16 = 512;
+    /// Level-triggered pollers: out of the poller while it waits for
+    /// nothing (reading paused, no output), so poll(2) does not report its
+    /// unread input on every wait.
+    pub const PARKED: u16 = 1024;
+    /// Our output holds bytes other connections queued (`write_to`); its
+    /// backpressure pauses those writers, not our own reading (in a proxy,
+    /// pausing both halves on their own output deadlocks against a peer
+    /// that stops reading while its writes are blocked). Cleared when the
+    /// output drains.
+    pub const PEER_FED: u16 = 2048;
     /// Any reason not to read now.
     pub const NO_READ: u16 = CLOSING | DETACHING | READ_PAUSED | PEER_PAUSED | CONNECTING;
 }
@@ -114,7 +124,7 @@ pub(crate) enum Msg {
     Write {
         key: ConnKey,
         data: Vec<u8>,
-        receipt: WriteReceipt,
+        receipt: PendingReceipt,
     },
     /// Close the connection after its output is written.
     Close(ConnKey),
@@ -203,12 +213,16 @@ pub(crate) struct ConnState<C> {
     pub(crate) idle_ms: u32,
     /// Loop clock (ms) of the last byte read or written.
     pub(crate) last_active: u64,
+    /// When this connection's one live idle timer is due (0: none); timer
+    /// entries due at another time are stale and lapse.
+    pub(crate) idle_due: u64,
     pub(crate) remote: Addr,
     pub(crate) out: Output,
-    /// A connection that stopped reading because our output is high.
-    pub(crate) waiter: Option<ConnKey>,
+    /// Connections that stopped reading because our output is high
+    /// (`write_to`); all are resumed when it drains or we close.
+    pub(crate) waiters: smallvec::SmallVec<[ConnKey; 1]>,
     /// Cross-thread writes waiting to be written: (end offset, receipt).
-    pub(crate) receipts: Vec<(u64, WriteReceipt)>,
+    pub(crate) receipts: Vec<(u64, PendingReceipt)>,
     /// Bytes written to the socket so far (for receipts).
     pub(crate) written: u64,
     pub(crate) ctx: C,
@@ -282,9 +296,10 @@ impl LoopLocal {
             interest: Interest::READABLE,
             idle_ms: 0,
             last_active: self.now_ms,
+            idle_due: 0,
             remote,
             out: Output::default(),
-            waiter: None,
+            waiters: smallvec::SmallVec::new(),
             receipts: Vec::new(),
             written: 0,
             ctx,
@@ -322,15 +337,18 @@ impl LoopLocal {
         timeout: Option<Duration>,
     ) {
         c.idle_ms = duration_ms(timeout);
-        if c.idle_ms > 0 && c.flags & flags::IDLE_TIMER == 0 {
-            self.refresh_clock();
-            c.last_active = self.now_ms;
-            c.flags |= flags::IDLE_TIMER;
-            self.timers.push(Reverse((
-                self.now_ms + u64::from(c.idle_ms),
-                TimerKind::Idle,
-                c.key(index),
-            )));
+        if c.idle_ms == 0 {
+            return;
+        }
+        self.refresh_clock();
+        c.last_active = self.now_ms;
+        let due = self.now_ms + u64::from(c.idle_ms);
+        // A shorter timeout than the scheduled one (e.g. `Options` under a
+        // longer server default) needs an earlier timer; the later one lapses.
+        if c.idle_due == 0 || due < c.idle_due {
+            c.idle_due = due;
+            self.timers
+                .push(Reverse((due, TimerKind::Idle, c.key(index))));
         }
     }
 }
@@ -381,6 +399,8 @@ pub(crate) struct EventLoop<P: Poller, H: EventHandler> {
     accept_retry: Option<Instant>,
     /// Listeners taken out of the poller while accepting is backed off.
     accept_paused: bool,
+    /// Shedding connections over `max_connections` (warned once per episode).
+    shedding: bool,
 }
 
 impl<P: Poller, H: EventHandler> EventLoop<P, H> {
@@ -420,6 +440,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             next_tick: None,
             accept_retry: None,
             accept_paused: false,
+            shedding: false,
         }
     }
 
@@ -605,8 +626,11 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                     }
                 }
                 TimerKind::Idle => {
+                    if due != c.idle_due {
+                        continue; // superseded by an earlier timer
+                    }
                     if c.idle_ms == 0 {
-                        c.flags &= !flags::IDLE_TIMER;
+                        c.idle_due = 0;
                         continue;
                     }
                     let expires = c.last_active + u64::from(c.idle_ms);
@@ -614,6 +638,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                         let e = io::Error::new(io::ErrorKind::TimedOut, "idle timeout");
                         self.close(key.index(), Some(e));
                     } else {
+                        c.idle_due = expires;
                         self.local
                             .timers
                             .push(Reverse((expires, TimerKind::Idle, key)));
@@ -679,6 +704,13 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             match net::accept(&l.fd) {
                 Ok((fd, remote)) => {
                     let unix = l.unix_path.is_some();
+                    if self.over_capacity() {
+                        // Shed it now: the peer sees a close instead of a
+                        // wait in the backlog, and nothing is allocated.
+                        drop(fd);
+                        tracing::debug!(remote = %remote, "evio: at max_connections; closed");
+                        continue;
+                    }
                     tracing::debug!(remote = %remote, listener = i, "evio: accepted");
                     self.dispatch_conn(fd, remote, i, unix);
                 }
@@ -698,6 +730,28 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         }
         // More may be pending: come back after other work.
         self.accept_retry = Some(Instant::now());
+    }
+
+    /// Whether `Builder::max_connections` connections are open.
+    fn over_capacity(&mut self) -> bool {
+        let Some(max) = self.shared.config.max_connections else {
+            return false;
+        };
+        let open: usize = self
+            .shared
+            .loops
+            .iter()
+            .map(|l| l.conns.load(Ordering::Acquire))
+            .sum();
+        let over = open >= max;
+        if over && !self.shedding {
+            tracing::warn!(
+                max,
+                "evio: max_connections reached; closing new connections"
+            );
+        }
+        self.shedding = over;
+        over
     }
 
     fn pause_accepting(&mut self) {
@@ -800,6 +854,11 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             return;
         }
         c.flags &= !flags::CONNECTING;
+        // Output queued or a close asked for while connecting was skipped
+        // by `flush`, and the connect used up the writable edge: do it now.
+        if c.out.pending() > 0 || c.flags & flags::CLOSING != 0 {
+            self.local.mark_dirty(index, c);
+        }
         tracing::debug!(remote = %c.remote, "evio: dialed");
         self.open(index);
         if self
@@ -825,7 +884,17 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                     .insert_dialed(&mut self.conns, fd, addr, unix, Default::default());
                 self.register_dialed();
             }
-            Err(e) => tracing::warn!(error = %e, addr = %addr, "evio: dial failed"),
+            Err(e) => {
+                // Reported like a connect that fails later: `on_closed`
+                // with the error, no `on_opened`.
+                tracing::debug!(error = %e, addr = %addr, "evio: dial failed");
+                let state =
+                    self.local
+                        .new_state(None, DIALED, flags::CONNECTING, addr, Default::default());
+                let index = self.conns.insert(state);
+                self.me.conns.fetch_add(1, Ordering::AcqRel);
+                self.close(index, Some(e));
+            }
         }
     }
 
@@ -976,7 +1045,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             }
             Action::Shutdown => self.shared.begin_shutdown(),
         }
-        if c.out.pending() > self.shared.config.high_water {
+        if c.out.pending() > self.shared.config.high_water && c.flags & flags::PEER_FED == 0 {
             c.flags |= flags::READ_PAUSED;
         }
         if !P::EDGE_TRIGGERED {
@@ -992,18 +1061,32 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             return;
         };
         let Some(fd) = &c.fd else { return };
-        let want = interest(
-            c.flags & flags::NO_READ == 0,
-            c.out.pending() > 0 || c.flags & flags::CONNECTING != 0,
-        );
-        if want != c.interest {
-            match self
-                .poller
-                .reregister(fd.as_raw_fd(), c.key(index).token(), want)
-            {
-                Ok(()) => c.interest = want,
-                Err(e) => self.close(index, Some(e)),
+        let fd = fd.as_raw_fd();
+        let read = c.flags & flags::NO_READ == 0;
+        let write = c.out.pending() > 0 || c.flags & flags::CONNECTING != 0;
+        if !read && !write {
+            // Waiting for nothing (a `write_to` sender paused on its peer's
+            // queue): leave the poller, or the loop would spin on the input
+            // it is not reading. Resuming comes back here.
+            if c.flags & flags::PARKED == 0 {
+                let _ = self.poller.deregister(fd);
+                c.flags |= flags::PARKED;
             }
+            return;
+        }
+        let want = interest(read, write);
+        let token = c.key(index).token();
+        let result = if c.flags & flags::PARKED != 0 {
+            c.flags &= !flags::PARKED;
+            self.poller.register(fd, token, want)
+        } else if want != c.interest {
+            self.poller.reregister(fd, token, want)
+        } else {
+            return;
+        };
+        match result {
+            Ok(()) => c.interest = want,
+            Err(e) => self.close(index, Some(e)),
         }
     }
 
@@ -1077,6 +1160,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         }
         let pending = c.out.pending();
         if pending == 0 {
+            c.flags &= !flags::PEER_FED;
             c.out.pos = 0;
             if c.out.buf.capacity() > KEEP_OUTPUT_CAPACITY {
                 c.out.buf = Vec::new();
@@ -1102,10 +1186,10 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 c.flags &= !flags::READ_PAUSED;
                 self.again.push(c.key(index));
             }
-            if let Some(w) = c.waiter.take() {
+            for w in std::mem::take(&mut c.waiters) {
                 self.resume_waiter(w);
             }
-        } else if pending > config.high_water {
+        } else if pending > config.high_water && c.flags & flags::PEER_FED == 0 {
             c.flags |= flags::READ_PAUSED;
         }
         if wrote > 0 && pending == 0 {
@@ -1154,7 +1238,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             Some(e) => tracing::debug!(remote = %c.remote, error = %e, "evio: closed with error"),
             None => tracing::debug!(remote = %c.remote, "evio: closed"),
         }
-        if let Some(w) = c.waiter.take() {
+        for w in std::mem::take(&mut c.waiters) {
             self.resume_waiter(w);
         }
         // Also for a dial that never connected: the error is its result.
@@ -1200,7 +1284,10 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             self.close(index, None);
         }
         // Messages that arrived too late: fail their receipts, drop fds.
-        while let Ok(msg) = self.rx.try_recv() {
+        // (Bounded, as in `drain_channel`; whatever arrives later is
+        // dropped with the channel, and a dropped write fails its receipt.)
+        for _ in 0..self.rx.len() {
+            let Ok(msg) = self.rx.try_recv() else { break };
             match msg {
                 Msg::Accepted { .. } => {
                     self.me.conns.fetch_sub(1, Ordering::AcqRel);
@@ -1214,7 +1301,16 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     // ----- the wake channel ---------------------------------------------
 
     fn drain_channel(&mut self) {
-        while let Ok(msg) = self.rx.try_recv() {
+        // A bounded batch: threads sending faster than the loop handles
+        // must not keep it here (no I/O, no shutdown). Messages sent later
+        // wake the poller again; for the rest of a long backlog, re-arm
+        // the wake so the next wait does not block.
+        let queued = self.rx.len();
+        if queued > MAX_MESSAGES_PER_ITERATION {
+            self.me.wake();
+        }
+        for _ in 0..queued.min(MAX_MESSAGES_PER_ITERATION) {
+            let Ok(msg) = self.rx.try_recv() else { break };
             match msg {
                 Msg::Wake(key) => {
                     // A closing connection takes no more events; its

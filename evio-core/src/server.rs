@@ -42,6 +42,7 @@ pub(crate) struct Config {
     pub(crate) low_water: usize,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) dial_timeout: Option<Duration>,
+    pub(crate) max_connections: Option<usize>,
 }
 
 /// Picks the loop for each accepted connection. Lives in loop 0 (the only
@@ -163,6 +164,7 @@ impl Builder<DefaultPoller> {
                 low_water: 256 * 1024,
                 idle_timeout: None,
                 dial_timeout: Some(Duration::from_secs(10)),
+                max_connections: None,
             },
             poller: PhantomData,
         }
@@ -208,6 +210,17 @@ impl<P: Poller + 'static> Builder<P> {
     /// (default 10 s; `None` waits for the OS).
     pub fn dial_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.dial_timeout = timeout;
+        self
+    }
+
+    /// Bounds the connections the server holds open at once (accepted and
+    /// dialed, over all loops). While `max` are open, each newly accepted
+    /// connection is closed at once, before `on_opened` (the peer sees EOF),
+    /// instead of waiting in the backlog; one warning is logged each time
+    /// the limit is reached. `None` (the default): no limit but the OS's
+    /// (`RLIMIT_NOFILE`; see `docs/reliability.md`).
+    pub fn max_connections(mut self, max: Option<usize>) -> Self {
+        self.config.max_connections = max;
         self
     }
 
