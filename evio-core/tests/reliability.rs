@@ -1,0 +1,831 @@
+//! Reliability under faults (issue #7): descriptor exhaustion, peers that
+//! reset, half-close, stay silent or come by the ten thousand, panicking
+//! handlers, and the connection and output bounds. See
+//! `docs/reliability.md` for the table of faults, behaviours and tests.
+//!
+//! Tests that need their own `RLIMIT_NOFILE` run the server in a child
+//! process: this test binary re-executes itself with `EVIO_RELIABILITY_CHILD`
+//! set, running only the (otherwise ignored) `child_server` test, which
+//! serves echo and answers commands on stdin.
+
+mod common;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use evio_core::{Action, Builder, Conn, EventHandler, LoadBalance, Options, Poller};
+
+// ----- child-process servers ------------------------------------------------------
+
+const CHILD_ENV: &str = "EVIO_RELIABILITY_CHILD";
+
+/// Echo that counts open and opened connections.
+#[derive(Clone, Default)]
+struct CountingEcho {
+    open: Arc<AtomicUsize>,
+    opened: Arc<AtomicUsize>,
+}
+
+impl EventHandler for CountingEcho {
+    type Context = ();
+    fn on_opened(&mut self, _: &mut Conn<'_, ()>) -> (Options, Action) {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        (Options::default(), Action::None)
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        conn.write(input);
+        Action::None
+    }
+    fn on_closed(&mut self, _: &mut Conn<'_, ()>, _: Option<io::Error>) -> Action {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        Action::None
+    }
+}
+
+fn child_serve<P: Poller + 'static>(loops: isize, fd_limit: &str) {
+    match fd_limit.strip_prefix('+') {
+        // "+N": raise the soft limit to N (the 10,000-connection test).
+        Some(n) => {
+            let want: u64 = n.parse().unwrap();
+            evio_sys::net::raise_fd_limit(want).unwrap();
+        }
+        // "N": lower it to N (the exhaustion test), before any socket exists.
+        None => evio_sys::net::set_fd_limit(fd_limit.parse().unwrap()).unwrap(),
+    }
+    let h = CountingEcho::default();
+    let server = Builder::new()
+        .poller::<P>()
+        .num_loops(loops)
+        .load_balance(LoadBalance::RoundRobin)
+        .start(h.clone(), &["tcp://127.0.0.1:0"])
+        .unwrap();
+    println!("EVIO_ADDR={}", inet(&server.addrs()[0]));
+    println!("EVIO_FDLIMIT={}", evio_sys::net::raise_fd_limit(0).unwrap());
+    // Commands from the parent; EOF (the parent died) stops too.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send("stop".into());
+    });
+    loop {
+        // Never outlive a lost parent by long.
+        let cmd = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| "stop".into());
+        match cmd.as_str() {
+            "stats" => println!(
+                "EVIO_STATS={} {}",
+                h.open.load(Ordering::SeqCst),
+                h.opened.load(Ordering::SeqCst)
+            ),
+            _ => {
+                let r = server.shutdown();
+                println!("EVIO_RESULT={r:?}");
+                assert!(r.is_ok(), "{r:?}");
+                return;
+            }
+        }
+    }
+}
+
+/// The server side of the child-process tests; does nothing unless run by
+/// one of them.
+#[test]
+#[ignore = "child process of the fd-limit tests; they run it themselves"]
+fn child_server() {
+    let Ok(mode) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    // "poller:loops:limit"
+    let parts: Vec<&str> = mode.split(':').collect();
+    let loops: isize = parts[1].parse().unwrap();
+    match parts[0] {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        "epoll" => child_serve::<evio_core::EpollPoller>(loops, parts[2]),
+        _ => child_serve::<evio_core::PollPoller>(loops, parts[2]),
+    }
+}
+
+/// A server running in a child process, driven over its stdin/stdout.
+struct Child {
+    proc: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    addr: SocketAddr,
+    /// Descriptors numbered 64 and up when it started: inherited ones
+    /// (e.g. a build tool's jobserver pipe), not the server's.
+    inherited: Vec<u32>,
+}
+
+impl Child {
+    fn spawn(mode: &str) -> Child {
+        let mut proc = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_server",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, mode)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = proc.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // libtest may have printed "test child_server ... " first.
+                if let Some(at) = line.find("EVIO_") {
+                    let _ = tx.send(line[at + 5..].to_string());
+                }
+            }
+        });
+        let mut c = Child {
+            proc,
+            lines,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            inherited: Vec::new(),
+        };
+        c.addr = c.expect("ADDR=").parse().unwrap();
+        c.inherited = c.fds().into_iter().filter(|&fd| fd >= 64).collect();
+        c
+    }
+
+    /// The next reported line starting with `prefix`, without it.
+    fn expect(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the child never reported {prefix}"));
+            if let Some(v) = line.strip_prefix(prefix) {
+                return v.to_string();
+            }
+        }
+    }
+
+    fn send(&mut self, cmd: &str) {
+        let stdin = self.proc.stdin.as_mut().unwrap();
+        writeln!(stdin, "{cmd}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// (open, opened) connections.
+    fn stats(&mut self) -> (usize, usize) {
+        self.send("stats");
+        let v = self.expect("STATS=");
+        let (a, b) = v.split_once(' ').unwrap();
+        (a.parse().unwrap(), b.parse().unwrap())
+    }
+
+    /// User plus system CPU time so far, in clock ticks (USER_HZ: 100/s).
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.proc.id())).unwrap();
+        // Fields after the command name, which is in parentheses.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line.
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    fn fds(&self) -> Vec<u32> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.proc.id()))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    /// Descriptors the child holds, less the inherited ones.
+    fn open_fds(&self) -> usize {
+        self.fds()
+            .iter()
+            .filter(|fd| !self.inherited.contains(fd))
+            .count()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.proc.try_wait().unwrap().is_none()
+    }
+
+    /// Stops the server; asserts it shut down cleanly and exited 0.
+    fn stop(mut self) {
+        self.send("stop");
+        assert_eq!(self.expect("RESULT="), "Ok(())");
+        let status = self.proc.wait().unwrap();
+        assert!(status.success(), "child exited with {status}");
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.alive() {
+            let _ = self.proc.kill();
+            let _ = self.proc.wait();
+        }
+    }
+}
+
+fn echo_once(c: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
+    c.write_all(msg)?;
+    let mut got = vec![0; msg.len()];
+    c.read_exact(&mut got)?;
+    assert_eq!(got, msg);
+    Ok(())
+}
+
+/// A fresh client that gets its echo within `limit`, retrying.
+fn served_within(addr: SocketAddr, limit: Duration) -> bool {
+    eventually(limit, || {
+        let Ok(mut c) = TcpStream::connect(addr) else {
+            return false;
+        };
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        echo_once(&mut c, b"hello again").is_ok()
+    })
+}
+
+// ----- descriptor exhaustion ------------------------------------------------------
+
+/// `RLIMIT_NOFILE` = 64 while 200 clients connect and hold: the server
+/// uses every descriptor it may, then backs off (accept fails with EMFILE:
+/// listeners leave the poller for 50 ms) instead of crashing or spinning;
+/// the clients it did accept are served; once the flood closes, new
+/// clients are served.
+fn fd_exhaustion(mode: &str) {
+    let mut child = Child::spawn(&format!("{mode}:64"));
+    let addr = child.addr;
+    let mut clients: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let c = TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c
+        })
+        .collect();
+    // The first clients were accepted and are served.
+    echo_once(&mut clients[0], b"first").unwrap();
+    // The server fills its descriptor table.
+    assert!(
+        eventually(Duration::from_secs(5), || child.open_fds() >= 60),
+        "the server holds only {} descriptors",
+        child.open_fds()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    // Held flood: no spin. CPU time over one second, in 1/100 s.
+    let t0 = child.cpu_ticks();
+    let wall = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = child.cpu_ticks() - t0;
+    let pct = used as f64 * 100.0 / (wall.elapsed().as_secs_f64() * 100.0);
+    eprintln!(
+        "{mode}: {} fds held, CPU {pct:.0}% of a core while the flood is held",
+        child.open_fds()
+    );
+    assert!(pct < 20.0, "the server spins: {pct:.0}% CPU");
+    assert!(child.open_fds() <= 64);
+    assert!(child.alive(), "the server died");
+    // Accepted clients are still served during the flood.
+    echo_once(&mut clients[1], b"still served").unwrap();
+    drop(clients);
+    // The backlog drains (those connections are accepted, see EOF and
+    // close) and new clients are served.
+    assert!(
+        served_within(addr, Duration::from_secs(10)),
+        "no client served after the flood"
+    );
+    let mut again: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    for (i, c) in again.iter_mut().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        echo_once(c, format!("client {i}").as_bytes()).unwrap();
+    }
+    drop(again);
+    assert!(
+        eventually(Duration::from_secs(10), || child.stats().0 == 0),
+        "connections left open: {:?}",
+        child.stats()
+    );
+    let (_, opened) = child.stats();
+    assert!(opened >= 21, "opened {opened}");
+    child.stop();
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn fd_exhaustion_epoll_one_loop() {
+    fd_exhaustion("epoll:1");
+}
+
+#[test]
+fn fd_exhaustion_poll_two_loops() {
+    fd_exhaustion("poll:2");
+}
+
+// ----- 10,000 connections ----------------------------------------------------------
+
+/// 10,000 concurrent connections, each doing a round trip while all are
+/// open. The server runs in a child so each process needs ~10,000
+/// descriptors (the soft limit is raised, up to the hard limit).
+#[test]
+fn ten_thousand_concurrent_connections() {
+    const N: usize = 10_000;
+    let need = N as u64 + 200;
+    let have = evio_sys::net::raise_fd_limit(need).unwrap();
+    if have < need {
+        eprintln!("skipped: the hard RLIMIT_NOFILE ({have}) is below {need}");
+        return;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let mode = format!("epoll:2:+{need}");
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let mode = format!("poll:2:+{need}");
+    let mut child = Child::spawn(&mode);
+    let child_limit: u64 = child.expect("FDLIMIT=").parse().unwrap();
+    assert!(child_limit >= need, "child fd limit {child_limit}");
+    let addr = child.addr;
+    let t0 = Instant::now();
+    let mut clients: Vec<TcpStream> = (0..N)
+        .map(|i| TcpStream::connect(addr).unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    let connected = t0.elapsed();
+    // Every connection sends, then every connection reads its own reply.
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(format!("{i:08}").as_bytes()).unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = [0u8; 8];
+        c.read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("reply {i}: {e}"));
+        assert_eq!(&got, format!("{i:08}").as_bytes());
+    }
+    eprintln!(
+        "{N} connections: connected in {connected:?}, all round trips done at {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(child.stats(), (N, N));
+    drop(clients);
+    assert!(
+        eventually(Duration::from_secs(10), || child.stats().0 == 0),
+        "open after close: {:?}",
+        child.stats()
+    );
+    child.stop();
+}
+
+// ----- half-close ---------------------------------------------------------------------
+
+/// Counts input; `sleep` blocks the loop for a moment.
+#[derive(Clone, Default)]
+struct Counter {
+    bytes: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+}
+
+impl EventHandler for Counter {
+    type Context = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        if input == b"sleep" {
+            std::thread::sleep(Duration::from_millis(400));
+            conn.write(b"slept");
+        } else {
+            self.bytes.fetch_add(input.len(), Ordering::SeqCst);
+        }
+        Action::None
+    }
+    fn on_closed(&mut self, _: &mut Conn<'_, ()>, _: Option<io::Error>) -> Action {
+        self.closed.fetch_add(1, Ordering::SeqCst);
+        Action::None
+    }
+}
+
+/// The peer's FIN arrives behind more input than one event's read budget
+/// (16 reads): the loop must still reach EOF and close, though an
+/// edge-triggered poller reports the FIN only once. (Before the fix the
+/// connection stayed open forever, the client waiting for our FIN.)
+fn half_close_after_a_burst<P: Poller + 'static>() {
+    let h = Counter::default();
+    let server = Builder::new()
+        .poller::<P>()
+        .start(h.clone(), &["tcp://127.0.0.1:0"])
+        .unwrap();
+    let mut blocker = connect(&server.addrs()[0]);
+    let mut b = connect(&server.addrs()[0]);
+    // Stream 16 MiB first, so the kernel grows the receive window.
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..16 {
+        b.write_all(&chunk).unwrap();
+    }
+    assert!(eventually(Duration::from_secs(5), || h
+        .bytes
+        .load(Ordering::SeqCst)
+        == 16 << 20));
+    // Block the loop; meanwhile 3 MiB and the FIN queue up.
+    blocker.write_all(b"sleep").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..3 {
+        b.write_all(&chunk).unwrap();
+    }
+    b.write_all(&[1u8; 100]).unwrap();
+    b.shutdown(Shutdown::Write).unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    let r = b.read(&mut buf);
+    assert!(matches!(r, Ok(0)), "expected the server's close, got {r:?}");
+    assert_eq!(h.bytes.load(Ordering::SeqCst), (19 << 20) + 100);
+    assert_eq!(read_n(&mut blocker, 5).unwrap(), b"slept");
+    assert!(eventually(Duration::from_secs(5), || h
+        .closed
+        .load(Ordering::SeqCst)
+        == 1));
+    server.shutdown().unwrap();
+}
+
+/// Echo, but `go` answers 16 MiB: reading pauses on the output bound.
+#[derive(Clone)]
+struct BigOnGo;
+
+impl EventHandler for BigOnGo {
+    type Context = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        if input == b"go" {
+            conn.write(&vec![b'.'; 16 << 20]);
+        } else {
+            conn.write(input);
+        }
+        Action::None
+    }
+}
+
+/// The FIN arrives while reading is paused by backpressure: once the
+/// output drains, the input that came before the FIN is still answered,
+/// then the server closes.
+fn half_close_while_paused<P: Poller + 'static>() {
+    let server = Builder::new()
+        .poller::<P>()
+        .start(BigOnGo, &["tcp://127.0.0.1:0"])
+        .unwrap();
+    let mut c = connect(&server.addrs()[0]);
+    c.write_all(b"go").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    c.write_all(b"tail").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let got = read_to_eof(&mut c).unwrap();
+    assert_eq!(got.len(), (16 << 20) + 4);
+    assert!(got[..16 << 20].iter().all(|&b| b == b'.'));
+    assert_eq!(&got[16 << 20..], b"tail");
+    server.shutdown().unwrap();
+}
+
+// ----- silent peers, resets ------------------------------------------------------------
+
+/// 300 peers connect and never send: others are answered promptly, the
+/// silent ones cost nothing and are neither closed nor read.
+fn silent_peers<P: Poller + 'static>() {
+    let h = CountingEcho::default();
+    let server = Builder::new()
+        .poller::<P>()
+        .num_loops(2)
+        .start(h.clone(), &["tcp://127.0.0.1:0"])
+        .unwrap();
+    let addr = inet(&server.addrs()[0]);
+    let silent: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    assert!(eventually(Duration::from_secs(5), || h
+        .open
+        .load(Ordering::SeqCst)
+        == 300));
+    let mut worst = Duration::ZERO;
+    for i in 0..50 {
+        let mut c = connect(&server.addrs()[0]);
+        let t = Instant::now();
+        echo_once(&mut c, format!("ping {i}").as_bytes()).unwrap();
+        worst = worst.max(t.elapsed());
+    }
+    assert!(
+        worst < Duration::from_secs(1),
+        "slowest round trip {worst:?}"
+    );
+    assert!(eventually(Duration::from_secs(5), || h
+        .open
+        .load(Ordering::SeqCst)
+        == 300));
+    drop(silent);
+    assert!(eventually(Duration::from_secs(5), || h
+        .open
+        .load(Ordering::SeqCst)
+        == 0));
+    server.shutdown().unwrap();
+}
+
+/// Streams 32 MiB on `big`; records each close's error kind.
+#[derive(Clone, Default)]
+struct Streamer {
+    opened: Arc<AtomicUsize>,
+    closes: Arc<Mutex<Vec<Option<io::ErrorKind>>>>,
+}
+
+impl EventHandler for Streamer {
+    type Context = ();
+    fn on_opened(&mut self, _: &mut Conn<'_, ()>) -> (Options, Action) {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        (Options::default(), Action::None)
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        if input == b"big" {
+            conn.write(&vec![0u8; 32 << 20]);
+        } else {
+            conn.write(input);
+        }
+        Action::None
+    }
+    fn on_closed(&mut self, _: &mut Conn<'_, ()>, err: Option<io::Error>) -> Action {
+        self.closes.lock().unwrap().push(err.map(|e| e.kind()));
+        Action::None
+    }
+}
+
+/// 24 peers on 3 loops reset at once while the server writes megabytes to
+/// each: each gets exactly one `on_closed` with the error, the process
+/// survives (no SIGPIPE), and another client is served meanwhile.
+fn concurrent_resets_while_writing<P: Poller + 'static>() {
+    let h = Streamer::default();
+    let server = Builder::new()
+        .poller::<P>()
+        .num_loops(3)
+        .load_balance(LoadBalance::RoundRobin)
+        .start(h.clone(), &["tcp://127.0.0.1:0"])
+        .unwrap();
+    let mut victims: Vec<TcpStream> = (0..24).map(|_| connect(&server.addrs()[0])).collect();
+    for v in &mut victims {
+        v.write_all(b"big").unwrap();
+        let mut some = [0u8; 1000];
+        v.read_exact(&mut some).unwrap();
+    }
+    // Unread input at close: the kernel answers with an RST.
+    drop(victims);
+    let mut other = connect(&server.addrs()[0]);
+    echo_once(&mut other, b"unaffected").unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || h.closes.lock().unwrap().len()
+            == 24),
+        "closes: {:?}",
+        h.closes.lock().unwrap()
+    );
+    for kind in h.closes.lock().unwrap().iter() {
+        assert!(
+            matches!(
+                kind,
+                Some(io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)
+            ),
+            "{kind:?}"
+        );
+    }
+    echo_once(&mut other, b"still").unwrap();
+    drop(other);
+    server.shutdown().unwrap();
+    assert_eq!(h.opened.load(Ordering::SeqCst), 25);
+    assert_eq!(h.closes.lock().unwrap().len(), 25);
+}
+
+// ----- panicking handlers ---------------------------------------------------------------
+
+/// Echo that panics on `boom`; records which loop (thread) opened and
+/// closed each connection.
+#[derive(Clone, Default)]
+struct Bomb {
+    opened: Arc<Mutex<Vec<(u16, String)>>>,
+    closed: Arc<Mutex<Vec<String>>>,
+}
+
+fn loop_name() -> String {
+    std::thread::current().name().unwrap_or("?").to_string()
+}
+
+impl EventHandler for Bomb {
+    type Context = ();
+    fn on_opened(&mut self, conn: &mut Conn<'_, ()>) -> (Options, Action) {
+        let port = conn.remote_addr().as_inet().map_or(0, |a| a.port());
+        self.opened.lock().unwrap().push((port, loop_name()));
+        (Options::default(), Action::None)
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        if input == b"boom" {
+            panic!("boom on {}", loop_name());
+        }
+        conn.write(input);
+        Action::None
+    }
+    fn on_closed(&mut self, _: &mut Conn<'_, ()>, _: Option<io::Error>) -> Action {
+        self.closed.lock().unwrap().push(loop_name());
+        Action::None
+    }
+}
+
+/// A panic in a callback stops the whole server cleanly: the other loops'
+/// connections get `on_closed`, the panicking loop's connections are
+/// closed without callbacks, listeners close, unix socket files are
+/// removed, and `wait` returns an error naming the loop and the message.
+fn panic_stops_the_server(loops: usize, victim_loop: usize) {
+    let h = Bomb::default();
+    let sock = temp_sock(&format!("panic-{loops}"));
+    let server = Builder::new()
+        .num_loops(loops as isize)
+        .load_balance(LoadBalance::RoundRobin)
+        .start(
+            h.clone(),
+            &[
+                "tcp://127.0.0.1:0".to_string(),
+                format!("unix://{}", sock.display()),
+            ],
+        )
+        .unwrap();
+    assert!(sock.exists());
+    let addr = server.addrs()[0].clone();
+    let mut clients: Vec<TcpStream> = (0..2 * loops)
+        .map(|i| {
+            let mut c = connect(&addr);
+            echo_once(&mut c, format!("hi {i}").as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    let victim_name = format!("evio-loop-{victim_loop}");
+    let victim = {
+        let opened = h.opened.lock().unwrap();
+        clients
+            .iter()
+            .position(|c| {
+                let port = c.local_addr().unwrap().port();
+                opened.iter().any(|(p, l)| *p == port && *l == victim_name)
+            })
+            .expect("a connection on the victim loop")
+    };
+    clients[victim].write_all(b"boom").unwrap();
+    let server = Arc::new(server);
+    let waiter = {
+        let server = server.clone();
+        std::thread::spawn(move || server.wait())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !waiter.is_finished() {
+        assert!(Instant::now() < deadline, "the server hung after a panic");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let err = waiter.join().unwrap().expect_err("serve must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("event loop {victim_loop} panicked"))
+            && msg.contains(&format!("boom on {victim_name}")),
+        "{msg}"
+    );
+    // Every client sees its connection closed.
+    for c in &mut clients {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut b = [0u8; 1];
+        match c.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+    // on_closed fired for every connection of the other loops, none of the
+    // panicking loop's.
+    let closed = h.closed.lock().unwrap().clone();
+    assert_eq!(closed.len(), 2 * (loops - 1), "{closed:?}");
+    assert!(closed.iter().all(|l| *l != victim_name), "{closed:?}");
+    // Listeners are closed and the unix socket file is gone.
+    assert!(TcpStream::connect(inet(&addr)).is_err(), "still listening");
+    assert!(!sock.exists(), "unix socket file left behind");
+}
+
+#[test]
+fn panic_in_one_loop_server() {
+    panic_stops_the_server(1, 0);
+}
+
+#[test]
+fn panic_in_loop_1_of_3() {
+    panic_stops_the_server(3, 1);
+}
+
+#[test]
+fn panic_in_loop_0_of_3() {
+    panic_stops_the_server(3, 0);
+}
+
+// ----- bounds ---------------------------------------------------------------------------
+
+/// `max_connections(4)`: four clients are served; a fifth is closed at
+/// once without `on_opened`; after one of the four leaves, a new one is
+/// served.
+fn max_connections_sheds_the_excess<P: Poller + 'static>() {
+    for loops in [1, 2] {
+        let h = CountingEcho::default();
+        let server = Builder::new()
+            .poller::<P>()
+            .num_loops(loops)
+            .max_connections(Some(4))
+            .start(h.clone(), &["tcp://127.0.0.1:0"])
+            .unwrap();
+        let addr = server.addrs()[0].clone();
+        let mut four: Vec<TcpStream> = (0..4)
+            .map(|i| {
+                let mut c = connect(&addr);
+                echo_once(&mut c, format!("c{i}").as_bytes()).unwrap();
+                c
+            })
+            .collect();
+        for _ in 0..3 {
+            let mut extra = connect(&addr);
+            extra
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let _ = extra.write_all(b"x");
+            let mut b = [0u8; 1];
+            match extra.read(&mut b) {
+                Ok(0) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+                other => panic!("connection over the limit: {other:?}"),
+            }
+        }
+        assert_eq!(h.opened.load(Ordering::SeqCst), 4);
+        // At the bound, the four are still served.
+        for c in &mut four {
+            echo_once(c, b"ok").unwrap();
+        }
+        drop(four.pop());
+        assert!(served_within(inet(&addr), Duration::from_secs(5)));
+        drop(four);
+        server.shutdown().unwrap();
+    }
+}
+
+/// Echo that records the most output it ever had queued.
+#[derive(Clone, Default)]
+struct MaxQueued(Arc<AtomicUsize>);
+
+impl EventHandler for MaxQueued {
+    type Context = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        conn.write(input);
+        self.0.fetch_max(conn.output_len(), Ordering::SeqCst);
+        Action::None
+    }
+}
+
+/// `output_water_marks(64 KiB, 16 KiB)` and a client that sends 8 MiB
+/// without reading: the output queued for it never passes the high mark
+/// by more than one read (64 KiB), and everything arrives once it reads.
+fn output_bound_is_kept<P: Poller + 'static>() {
+    const HIGH: usize = 64 << 10;
+    let h = MaxQueued::default();
+    let server = Builder::new()
+        .poller::<P>()
+        .output_water_marks(HIGH, 16 << 10)
+        .start(h.clone(), &["tcp://127.0.0.1:0"])
+        .unwrap();
+    let c = connect(&server.addrs()[0]);
+    let data = Rng::new(11).bytes(8 << 20);
+    let writer = {
+        let mut w = c.try_clone().unwrap();
+        let data = data.clone();
+        std::thread::spawn(move || w.write_all(&data))
+    };
+    // Let the server and the kernel buffers fill up.
+    std::thread::sleep(Duration::from_millis(300));
+    let peak = h.0.load(Ordering::SeqCst);
+    assert!(peak <= HIGH + (64 << 10), "queued {peak} bytes");
+    let mut r = c;
+    let got = read_n(&mut r, data.len()).unwrap();
+    assert!(got == data, "echo differs");
+    writer.join().unwrap().unwrap();
+    let peak = h.0.load(Ordering::SeqCst);
+    eprintln!("output bound {HIGH}: most queued {peak}");
+    assert!(peak <= HIGH + (64 << 10), "queued {peak} bytes");
+    server.shutdown().unwrap();
+}
+
+on_every_poller!(
+    half_close_after_a_burst,
+    half_close_while_paused,
+    silent_peers,
+    concurrent_resets_while_writing,
+    max_connections_sheds_the_excess,
+    output_bound_is_kept,
+);
