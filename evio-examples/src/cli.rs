@@ -1,9 +1,10 @@
-//! The command line the three example servers share, and how they run:
+//! The command line the example servers share, and how they run:
 //! start, print one line, serve until SIGINT/SIGTERM (or until a callback
 //! returns `Action::Shutdown`), shut down cleanly.
 
 use std::ffi::OsString;
 use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,8 @@ pub struct Spec {
     pub default_port: u16,
     /// Whether `--udp` is accepted.
     pub udp: bool,
+    /// Whether `--backend HOST:PORT` is accepted (and then required).
+    pub backend: bool,
 }
 
 /// Parsed flags.
@@ -41,6 +44,8 @@ pub struct Opts {
     pub unix: Option<PathBuf>,
     /// `--udp`: serve UDP on the port instead of TCP.
     pub udp: bool,
+    /// `--backend HOST:PORT`, resolved (the proxy's upstream).
+    pub backend: Option<SocketAddr>,
 }
 
 impl Opts {
@@ -53,6 +58,7 @@ impl Opts {
             reuseport: false,
             unix: None,
             udp: false,
+            backend: None,
         }
     }
 
@@ -97,9 +103,18 @@ pub fn usage(spec: &Spec) -> String {
     } else {
         ""
     };
+    let (backend, backend_help) = if spec.backend {
+        (
+            " --backend HOST:PORT",
+            "  --backend HOST:PORT  where to forward connections (required)\n",
+        )
+    } else {
+        ("", "")
+    };
     format!(
-        "usage: {bin} [--port N] [--loops N] [--balance POLICY] [--reuseport] [--unix PATH]{udp}\n\
+        "usage: {bin}{backend} [--port N] [--loops N] [--balance POLICY] [--reuseport] [--unix PATH]{udp}\n\
          \n\
+         {backend_help}\
          \x20 --port N         port to listen on, all interfaces (default {port}; 0 picks one)\n\
          \x20 --loops N        event loops: 0 or 1 = one, -1 = one per core (default 0)\n\
          \x20 --balance POLICY random, round-robin or least-connections (default random)\n\
@@ -159,6 +174,11 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
                 };
             }
             "--unix" => opts.unix = Some(PathBuf::from(value("a path")?)),
+            "--backend" if spec.backend => {
+                let v = value("HOST:PORT")?;
+                let resolved = v.to_socket_addrs().ok().and_then(|mut a| a.next());
+                opts.backend = Some(resolved.ok_or_else(|| bad_value("--backend", &v))?);
+            }
             "--reuseport" | "--udp" if inline.is_some() => {
                 return Err(CliError::Bad(format!("{flag} takes no value")));
             }
@@ -166,6 +186,9 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
             "--udp" if spec.udp => opts.udp = true,
             _ => return Err(CliError::Bad(format!("unknown flag {flag:?}"))),
         }
+    }
+    if spec.backend && opts.backend.is_none() {
+        return Err(CliError::Bad("--backend HOST:PORT is required".into()));
     }
     Ok(opts)
 }
@@ -247,6 +270,7 @@ mod tests {
         name: "echo",
         default_port: 5000,
         udp: true,
+        backend: false,
     };
 
     fn p(args: &[&str]) -> Result<Opts, CliError> {
@@ -295,5 +319,35 @@ mod tests {
         assert!(parse(&no_udp, [OsString::from("--udp")]).is_err());
         assert!(!usage(&no_udp).contains("--udp"));
         assert!(usage(&SPEC).contains("--udp"));
+        assert!(parse(&SPEC, ["--backend", "127.0.0.1:1"].map(OsString::from)).is_err());
+    }
+
+    #[test]
+    fn backend_flag() {
+        let proxy = Spec {
+            bin: "proxy",
+            name: "proxy",
+            default_port: 7000,
+            udp: false,
+            backend: true,
+        };
+        let pp = |args: &[&str]| parse(&proxy, args.iter().map(OsString::from));
+        let o = pp(&["--backend", "127.0.0.1:6379", "--port", "0"]).unwrap();
+        assert_eq!(o.backend, Some("127.0.0.1:6379".parse().unwrap()));
+        let o = pp(&["--backend=localhost:80"]).unwrap();
+        assert_eq!(o.backend.unwrap().port(), 80);
+        assert!(o.backend.unwrap().ip().is_loopback());
+        for bad in [
+            &[][..],
+            &["--backend"],
+            &["--backend", "nope"],
+            &["--backend", "127.0.0.1"],
+            &["--backend", "127.0.0.1:99999"],
+            &["--port", "1"],
+        ] {
+            assert!(matches!(pp(bad), Err(CliError::Bad(_))), "{bad:?}");
+        }
+        assert!(usage(&proxy).contains("--backend HOST:PORT"));
+        assert!(!usage(&SPEC).contains("--backend"));
     }
 }

@@ -7,7 +7,8 @@
 //! - [`http`]: a keep-alive, pipelining HTTP/1.1 "Hello World!" server.
 //! - [`redis`]: a RESP2 key-value server; [`resp`] parses the protocol and
 //!   [`store`] keeps the data.
-//! - [`cli`]: the flags all three share, and the run-until-signal loop.
+//! - [`proxy`]: an L4 TCP proxy, both directions forwarded inside one loop.
+//! - [`cli`]: the flags they all share, and the run-until-signal loop.
 //!
 //! Engines write their replies to a [`Sink`]: a [`Conn`] in the servers, a
 //! `Vec<u8>` in tests, fuzzers and benchmarks.
@@ -20,6 +21,7 @@ use evio_core::Conn;
 pub mod cli;
 pub mod echo;
 pub mod http;
+pub mod proxy;
 pub mod redis;
 pub mod resp;
 pub mod store;

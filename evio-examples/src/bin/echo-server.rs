@@ -16,6 +16,7 @@ const SPEC: Spec = Spec {
     name: "echo",
     default_port: 5000,
     udp: true,
+    backend: false,
 };
 
 fn main() -> ExitCode {

@@ -16,6 +16,7 @@ const SPEC: Spec = Spec {
     name: "http",
     default_port: 8080,
     udp: false,
+    backend: false,
 };
 
 fn main() -> ExitCode {

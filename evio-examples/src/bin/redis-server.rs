@@ -15,6 +15,7 @@ const SPEC: Spec = Spec {
     name: "redis",
     default_port: 6380,
     udp: false,
+    backend: false,
 };
 
 fn main() -> ExitCode {

@@ -1,0 +1,110 @@
+//! An L4 (TCP) proxy: every client connection gets its own connection to
+//! one backend, and bytes flow both ways until either side closes.
+//!
+//! Everything happens inside the loop that accepted the client, with no
+//! extra thread and no channel on the hot path:
+//!
+//! - `on_opened` (client): [`Conn::dial`] the backend **into the same
+//!   loop**; the two connections know each other by [`ConnId`] (kept in each
+//!   one's context). Bytes the client sends before the backend has connected
+//!   are queued and sent once it does.
+//! - `on_data` (either side): [`Conn::write_to`] the peer. That is the only
+//!   copy (from the loop's read buffer into the peer's output queue). When
+//!   the peer's queue is above the high-water mark (1 MiB by default), the
+//!   sender stops being read until the peer drains, so a slow reader on
+//!   either side throttles the fast writer on the other instead of growing
+//!   the proxy's memory.
+//! - `on_closed` (either side): [`Conn::close_conn`] the peer, which closes
+//!   it once the bytes already queued for it are written. A backend that
+//!   cannot be reached (refused, timed out) closes its client the same way.
+//!
+//! Half-closes are not forwarded: a FIN from one side closes both once the
+//! other side's pending bytes are delivered (as most L4 proxies do by
+//! default).
+
+use std::io;
+use std::net::SocketAddr;
+
+use evio_core::{Action, Addr, Conn, ConnId, EventHandler, Options};
+
+/// The proxy handler: `Clone` (one per loop), no shared state.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    backend: Addr,
+}
+
+/// Per-connection state: the other half of the pair, if any.
+#[derive(Debug, Default)]
+pub struct Side {
+    peer: Option<ConnId>,
+    /// For a backend: whether its connect completed.
+    connected: bool,
+}
+
+/// A proxy handler forwarding to `backend`.
+pub fn handler(backend: SocketAddr) -> Proxy {
+    Proxy::new(Addr::Inet(backend))
+}
+
+impl Proxy {
+    /// A proxy forwarding to `backend` (TCP, or a unix socket path).
+    pub fn new(backend: Addr) -> Proxy {
+        Proxy { backend }
+    }
+
+    /// Where connections are forwarded.
+    pub fn backend(&self) -> &Addr {
+        &self.backend
+    }
+}
+
+impl EventHandler for Proxy {
+    type Context = Side;
+
+    fn on_opened(&mut self, conn: &mut Conn<'_, Side>) -> (Options, Action) {
+        // A dialed backend was given its peer when it was dialed.
+        if conn.is_dialed() {
+            conn.context_mut().connected = true;
+            return (Options::default(), Action::None);
+        }
+        let side = Side {
+            peer: Some(conn.id()),
+            connected: false,
+        };
+        match conn.dial(&self.backend, side) {
+            Ok(backend) => {
+                conn.context_mut().peer = Some(backend);
+                (Options::default(), Action::None)
+            }
+            Err(e) => {
+                // Could not even start (e.g. out of file descriptors).
+                eprintln!("proxy: dialing {}: {e}", self.backend);
+                (Options::default(), Action::Close)
+            }
+        }
+    }
+
+    fn on_data(&mut self, conn: &mut Conn<'_, Side>, input: &[u8]) -> Action {
+        if input.is_empty() {
+            return Action::None; // a wake-up, not data
+        }
+        let peer = conn.context().peer;
+        match peer {
+            Some(peer) if conn.write_to(peer, input) => Action::None,
+            // The other half is gone or closing: nowhere to forward to.
+            _ => Action::Close,
+        }
+    }
+
+    fn on_closed(&mut self, conn: &mut Conn<'_, Side>, err: Option<io::Error>) -> Action {
+        if let (Some(e), true) = (&err, conn.is_dialed() && !conn.context().connected) {
+            // The backend refused, timed out or is unreachable.
+            eprintln!("proxy: connecting to {}: {e}", conn.remote_addr());
+        }
+        if let Some(peer) = conn.context_mut().peer.take() {
+            // Closes it once what is already queued for it is written.
+            conn.close_conn(peer);
+        }
+        Action::None
+    }
+}

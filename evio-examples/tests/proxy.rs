@@ -1,0 +1,447 @@
+//! The L4 proxy (`evio_examples::proxy`) in process, against plain std
+//! backends on loopback, and the real `proxy` binary.
+
+mod common;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use evio_core::{Builder, LoadBalance, ServerHandle};
+use evio_examples::proxy;
+
+const MIB: u64 = 1024 * 1024;
+
+// ----- a verifiable byte stream ----------------------------------------------------
+
+/// Byte `i` of the stream is `T[(i + seed) % 65521]`: a lost, duplicated or
+/// reordered byte shifts it. Checked with slice compares (fast in debug).
+#[derive(Clone)]
+struct Pattern(Arc<Vec<u8>>);
+
+const PERIOD: usize = 65_521;
+
+impl Pattern {
+    fn new(seed: u64) -> Pattern {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut t: Vec<u8> = (0..PERIOD)
+            .map(|_| {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+            })
+            .collect();
+        let head = t.clone();
+        t.extend_from_slice(&head);
+        Pattern(Arc::new(t))
+    }
+
+    fn at(&self, off: u64, len: usize) -> &[u8] {
+        let start = (off % PERIOD as u64) as usize;
+        &self.0[start..start + len.min(PERIOD)]
+    }
+
+    /// Sends `total` bytes, recording progress in `sent`.
+    fn send(&self, s: &mut impl Write, total: u64, sent: &AtomicU64) -> io::Result<()> {
+        let mut off = 0;
+        while off < total {
+            let n = (total - off).min(32 * 1024) as usize;
+            s.write_all(self.at(off, n))?;
+            off += n as u64;
+            sent.store(off, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Reads until EOF, checking every byte; returns the count.
+    fn recv_to_eof(&self, s: &mut impl Read) -> io::Result<u64> {
+        self.recv(s, u64::MAX)
+    }
+
+    /// Reads up to `limit` bytes or to EOF, checking every byte; returns the
+    /// count.
+    fn recv(&self, s: &mut impl Read, limit: u64) -> io::Result<u64> {
+        let mut buf = vec![0u8; PERIOD];
+        let mut off = 0u64;
+        while off < limit {
+            let want = (limit - off).min(PERIOD as u64) as usize;
+            let n = s.read(&mut buf[..want])?;
+            if n == 0 {
+                return Ok(off);
+            }
+            if &buf[..n] != self.at(off, n) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("wrong bytes at offset {off}"),
+                ));
+            }
+            off += n as u64;
+        }
+        Ok(off)
+    }
+}
+
+/// Waits until `counter` stops moving (sampled every 200 ms); returns its
+/// value, or panics if it reaches `total` first.
+fn stalls(counter: &AtomicU64, total: u64, what: &str) -> u64 {
+    let mut last = u64::MAX;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        thread::sleep(Duration::from_millis(200));
+        let now = counter.load(Ordering::SeqCst);
+        assert!(now < total, "{what}: never paused ({now} bytes)");
+        assert!(Instant::now() < deadline, "{what}: never settled");
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+// ----- std backends ------------------------------------------------------------------
+
+/// What a backend connection reports when it ends.
+#[derive(Debug)]
+struct Ended {
+    bytes: u64,
+    result: io::Result<()>,
+}
+
+/// A threaded std backend: `serve(stream)` runs for each connection.
+fn backend(
+    serve: impl Fn(TcpStream) -> Ended + Send + Sync + 'static,
+) -> (SocketAddr, mpsc::Receiver<Ended>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let serve = Arc::new(serve);
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            s.set_write_timeout(Some(TIMEOUT)).unwrap();
+            let (tx, serve) = (tx.clone(), serve.clone());
+            thread::spawn(move || {
+                let _ = tx.send(serve(s));
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Echoes until EOF, then closes.
+fn echo_backend() -> (SocketAddr, mpsc::Receiver<Ended>) {
+    backend(|mut s| {
+        let mut r = s.try_clone().unwrap();
+        let res = io::copy(&mut r, &mut s);
+        Ended {
+            bytes: *res.as_ref().unwrap_or(&0),
+            result: res.map(|_| ()),
+        }
+    })
+}
+
+/// Reads and checks the pattern until EOF (after `hold` is released).
+fn sink_backend(pat: Pattern, hold: Arc<AtomicBool>) -> (SocketAddr, mpsc::Receiver<Ended>) {
+    backend(move |mut s| {
+        while hold.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        match pat.recv_to_eof(&mut s) {
+            Ok(bytes) => Ended {
+                bytes,
+                result: Ok(()),
+            },
+            Err(e) => Ended {
+                bytes: 0,
+                result: Err(e),
+            },
+        }
+    })
+}
+
+/// Sends `total` bytes of the pattern, then closes.
+fn source_backend(
+    pat: Pattern,
+    total: u64,
+    sent: Arc<AtomicU64>,
+) -> (SocketAddr, mpsc::Receiver<Ended>) {
+    backend(move |mut s| {
+        s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+        let result = pat.send(&mut s, total, &sent);
+        Ended {
+            bytes: sent.load(Ordering::SeqCst),
+            result,
+        }
+    })
+}
+
+fn start_proxy(backend: SocketAddr, loops: isize) -> (ServerHandle, SocketAddr) {
+    let server = Builder::new()
+        .num_loops(loops)
+        .load_balance(LoadBalance::RoundRobin)
+        .start(proxy::handler(backend), &["tcp://127.0.0.1:0"])
+        .unwrap();
+    let addr = inet(&server.addrs()[0]);
+    (server, addr)
+}
+
+fn ended(rx: &mpsc::Receiver<Ended>) -> Ended {
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the backend connection never ended")
+}
+
+// ----- tests -------------------------------------------------------------------------
+
+/// 100 MiB through the proxy to an echo backend and back, byte-exact; the
+/// client's close then reaches the backend as EOF after every byte.
+#[test]
+fn forwards_100_mib_both_ways() {
+    const TOTAL: u64 = 100 * MIB;
+    let (backend, ends) = echo_backend();
+    let (server, addr) = start_proxy(backend, 1);
+    let pat = Pattern::new(1);
+    let mut c = connect(addr);
+    let sent = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (pat, sent, mut w) = (pat.clone(), sent.clone(), c.try_clone().unwrap());
+        thread::spawn(move || pat.send(&mut w, TOTAL, &sent))
+    };
+    // The proxy does not forward half-closes (a FIN closes both sides once
+    // what is queued is delivered), so read everything before closing.
+    assert_eq!(pat.recv(&mut c, TOTAL).unwrap(), TOTAL);
+    writer.join().unwrap().unwrap();
+    drop(c);
+    let e = ended(&ends);
+    e.result.unwrap();
+    assert_eq!(e.bytes, TOTAL, "the backend saw every byte, then EOF");
+    server.shutdown().unwrap();
+}
+
+/// Client → backend: 100 MiB, then the client closes at once; the backend
+/// gets every byte (still queued in the proxy at the close), then EOF.
+#[test]
+fn client_close_reaches_backend_after_all_bytes() {
+    const TOTAL: u64 = 100 * MIB;
+    let pat = Pattern::new(2);
+    let (backend, ends) = sink_backend(pat.clone(), Arc::new(AtomicBool::new(false)));
+    let (server, addr) = start_proxy(backend, 1);
+    let mut c = connect(addr);
+    pat.send(&mut c, TOTAL, &AtomicU64::new(0)).unwrap();
+    drop(c);
+    let e = ended(&ends);
+    e.result.unwrap();
+    assert_eq!(e.bytes, TOTAL);
+    server.shutdown().unwrap();
+}
+
+/// Backend → client: 100 MiB, then the backend closes; the client gets
+/// every byte, then EOF.
+#[test]
+fn backend_close_reaches_client_after_all_bytes() {
+    const TOTAL: u64 = 100 * MIB;
+    let pat = Pattern::new(3);
+    let sent = Arc::new(AtomicU64::new(0));
+    let (backend, ends) = source_backend(pat.clone(), TOTAL, sent);
+    let (server, addr) = start_proxy(backend, 1);
+    let mut c = connect(addr);
+    assert_eq!(pat.recv_to_eof(&mut c).unwrap(), TOTAL);
+    ended(&ends).result.unwrap();
+    server.shutdown().unwrap();
+}
+
+/// A client that does not read: the proxy stops reading the backend (the
+/// backend's writes stall), then everything flows once the client reads.
+#[test]
+fn backpressure_toward_a_slow_client() {
+    const TOTAL: u64 = 256 * MIB;
+    let pat = Pattern::new(4);
+    let sent = Arc::new(AtomicU64::new(0));
+    let (backend, ends) = source_backend(pat.clone(), TOTAL, sent.clone());
+    let (server, addr) = start_proxy(backend, 1);
+    let mut c = connect(addr);
+    let held = stalls(&sent, TOTAL, "backend → idle client");
+    eprintln!("backend stalled after {} KiB", held / 1024);
+    assert!(held < 64 * MIB, "the proxy took {held} bytes");
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(pat.recv_to_eof(&mut c).unwrap(), TOTAL);
+    ended(&ends).result.unwrap();
+    server.shutdown().unwrap();
+}
+
+/// A backend that does not read: the proxy stops reading the client (the
+/// client's writes stall), then everything flows once the backend reads.
+#[test]
+fn backpressure_toward_a_slow_backend() {
+    const TOTAL: u64 = 256 * MIB;
+    let pat = Pattern::new(5);
+    let hold = Arc::new(AtomicBool::new(true));
+    let (backend, ends) = sink_backend(pat.clone(), hold.clone());
+    let (server, addr) = start_proxy(backend, 1);
+    let c = connect(addr);
+    let sent = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (pat, sent, mut w) = (pat.clone(), sent.clone(), c.try_clone().unwrap());
+        thread::spawn(move || {
+            w.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+            pat.send(&mut w, TOTAL, &sent)?;
+            w.shutdown(Shutdown::Write)
+        })
+    };
+    let held = stalls(&sent, TOTAL, "client → stalled backend");
+    eprintln!("client stalled after {} KiB", held / 1024);
+    assert!(held < 64 * MIB, "the proxy took {held} bytes");
+    hold.store(false, Ordering::SeqCst);
+    writer.join().unwrap().unwrap();
+    let e = ended(&ends);
+    e.result.unwrap();
+    assert_eq!(e.bytes, TOTAL);
+    server.shutdown().unwrap();
+}
+
+/// With the backend down, the client is closed at once (EOF or reset).
+#[test]
+fn backend_down_closes_the_client() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (server, addr) = start_proxy(dead, 1);
+    for with_data in [false, true] {
+        let mut c = connect(addr);
+        if with_data {
+            c.write_all(b"hello?").unwrap();
+        }
+        let t0 = Instant::now();
+        let got = within("the client to be closed", move || read_to_close(&mut c));
+        assert_eq!(got, b"");
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    }
+    server.shutdown().unwrap();
+}
+
+/// Several clients at once over two loops, each paired with its own
+/// backend connection.
+#[test]
+fn many_clients_over_two_loops() {
+    let (backend, ends) = echo_backend();
+    let (server, addr) = start_proxy(backend, 2);
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            thread::spawn(move || {
+                let pat = Pattern::new(100 + i);
+                let mut c = connect(addr);
+                let mut w = c.try_clone().unwrap();
+                let p = pat.clone();
+                let writer = thread::spawn(move || p.send(&mut w, 4 * MIB, &AtomicU64::new(0)));
+                let got = pat.recv(&mut c, 4 * MIB).unwrap();
+                writer.join().unwrap().unwrap();
+                c.shutdown(Shutdown::Write).unwrap();
+                assert_eq!(read_to_close(&mut c), b"", "closed after our FIN");
+                got
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 4 * MIB);
+    }
+    for _ in 0..16 {
+        let e = ended(&ends);
+        e.result.unwrap();
+        assert_eq!(e.bytes, 4 * MIB);
+    }
+    server.shutdown().unwrap();
+}
+
+// ----- the binary --------------------------------------------------------------------
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn binary_proxies_and_exits_0_on_sigterm() {
+    let (backend, ends) = echo_backend();
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_proxy"))
+            .args(["--port", "0", "--loops", "2", "--backend"])
+            .arg(backend.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let line = within("the startup line", move || {
+        let mut line = String::new();
+        BufReader::new(stderr).read_line(&mut line).unwrap();
+        line
+    });
+    assert!(line.starts_with("proxy server started on port "), "{line}");
+    let port: u16 = line
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let mut c = connect(([127, 0, 0, 1], port).into());
+    let pat = Pattern::new(6);
+    let mut w = c.try_clone().unwrap();
+    let p = pat.clone();
+    let writer = thread::spawn(move || p.send(&mut w, 8 * MIB, &AtomicU64::new(0)));
+    assert_eq!(pat.recv(&mut c, 8 * MIB).unwrap(), 8 * MIB);
+    writer.join().unwrap().unwrap();
+    drop(c);
+    assert_eq!(ended(&ends).bytes, 8 * MIB);
+    // An open, idle pair is closed by the shutdown.
+    let mut idle = connect(([127, 0, 0, 1], port).into());
+    idle.write_all(b"x").unwrap();
+    expect(&mut idle, b"x");
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    assert_eq!(
+        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = within("the proxy to exit", move || {
+        let s = child.0.wait().unwrap();
+        drop(child);
+        s
+    });
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(read_to_close(&mut idle), b"");
+}
+
+#[test]
+fn binary_bad_flags_exit_2() {
+    for args in [
+        &[][..],
+        &["--port", "0"],
+        &["--backend", "nowhere"],
+        &["--backend", "127.0.0.1:1", "--udp"],
+        &["--backend", "127.0.0.1:1", "--loops", "x"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("usage: proxy --backend HOST:PORT"),
+            "{args:?}: {err}"
+        );
+    }
+}
