@@ -33,7 +33,7 @@ use serde::Serialize;
 
 const USAGE: &str = "\
 usage: bench [--smoke] [--strace] [--rounds N] [--duration SECS] [--warmup SECS]
-             [--workloads echo,redis,http,memory,loops] [--out FILE.json]
+             [--workloads echo,redis,http,memory,loops,proxy] [--out FILE.json]
              [--mem-conns N] [--redis-n N]
 
 Expects `cargo build --release --workspace` to have been run. Binaries are
@@ -52,7 +52,7 @@ taken from $EVIO_BIN_DIR, else target/release of the workspace.
   --redis-n N    redis-benchmark requests per test at -P 1; scaled by the
                  pipeline depth (default 200000, smoke 20000)";
 
-const ALL_WORKLOADS: [&str; 5] = ["echo", "redis", "http", "memory", "loops"];
+const ALL_WORKLOADS: [&str; 6] = ["echo", "redis", "http", "memory", "loops", "proxy"];
 
 // ---------------------------------------------------------------- settings
 
@@ -286,6 +286,9 @@ enum Setup {
     Plain,
     /// Write an nginx config into a fresh prefix directory first.
     Nginx,
+    /// Write an HAProxy config (TCP mode, one thread, forwarding to the
+    /// run's backend) into a temp file first.
+    Haproxy,
 }
 
 /// How a server is started: `{port}` in an argument becomes the port.
@@ -341,18 +344,51 @@ fn nginx_conf(prefix: &Path, port: u16) -> String {
     )
 }
 
+/// HAProxy as a plain L4 proxy: TCP mode, one thread, no logging, every
+/// connection forwarded to `backend`.
+fn haproxy_conf(port: u16, backend: u16) -> String {
+    format!(
+        "global\n\
+         \x20   nbthread 1\n\
+         \x20   maxconn 4096\n\
+         defaults\n\
+         \x20   mode tcp\n\
+         \x20   timeout connect 5s\n\
+         \x20   timeout client 120s\n\
+         \x20   timeout server 120s\n\
+         frontend fe\n\
+         \x20   bind 127.0.0.1:{port}\n\
+         \x20   default_backend be\n\
+         backend be\n\
+         \x20   server echo 127.0.0.1:{backend}\n"
+    )
+}
+
+/// Starts a server on a free port. `backend`: the port a proxy forwards to
+/// (`{backend}` in an argument becomes `127.0.0.1:PORT`).
 fn start_server(
     s: &Settings,
     spec: &ServerSpec,
     cpus: Option<Cpus>,
     strace_out: Option<&Path>,
+    backend: Option<u16>,
 ) -> Result<Server, String> {
     let port = free_port().map_err(|e| format!("free port: {e}"))?;
+    let backend_addr = format!("127.0.0.1:{}", backend.unwrap_or(0));
     let mut args: Vec<String> = spec
         .args
         .iter()
-        .map(|a| a.replace("{port}", &port.to_string()))
+        .map(|a| {
+            a.replace("{port}", &port.to_string())
+                .replace("{backend}", &backend_addr)
+        })
         .collect();
+    if spec.setup == Setup::Haproxy {
+        let backend = backend.ok_or("haproxy needs a backend")?;
+        let conf = s.tmp.join(format!("haproxy-{port}.cfg"));
+        fs::write(&conf, haproxy_conf(port, backend)).map_err(|e| e.to_string())?;
+        args = vec!["-f".into(), conf.display().to_string(), "-db".into()];
+    }
     if spec.setup == Setup::Nginx {
         let prefix = s.tmp.join(format!("nginx-{port}"));
         fs::create_dir_all(&prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
@@ -472,6 +508,17 @@ impl Drop for Server {
         if let Ok(None) = self.child.try_wait() {
             self.stop();
         }
+    }
+}
+
+/// The group's backend (for proxies), started fresh for one run on the load
+/// generator's core; stopped when dropped.
+fn start_backend(s: &Settings, g: &Group) -> Result<Option<Server>, String> {
+    match &g.backend {
+        Some(spec) => start_server(s, spec, g.load_cpus, None, None)
+            .map(Some)
+            .map_err(|e| format!("backend: {e}")),
+        None => Ok(None),
     }
 }
 
@@ -801,6 +848,9 @@ struct Group {
     servers: Vec<ServerSpec>,
     server_cpus: Option<Cpus>,
     load_cpus: Option<Cpus>,
+    /// For proxies: the server behind them (started fresh for each run,
+    /// on `load_cpus`), whose port replaces `{backend}`.
+    backend: Option<ServerSpec>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -828,6 +878,8 @@ struct Servers {
     mio_echo: Option<ServerSpec>,
     real_redis: Option<ServerSpec>,
     nginx: Option<ServerSpec>,
+    ours_proxy: Option<ServerSpec>,
+    haproxy: Option<ServerSpec>,
 }
 
 const OURS: &str = "evio-rs";
@@ -881,6 +933,21 @@ fn discover(s: &Settings, notes: &mut Vec<String>) -> Servers {
             None
         }
     };
+    let haproxy = match which("haproxy") {
+        Some(p) => Some(ServerSpec {
+            setup: Setup::Haproxy,
+            ..ServerSpec::new("haproxy", p, &[])
+        }),
+        None => {
+            notes.push("haproxy not found: apt-get install haproxy".into());
+            None
+        }
+    };
+    let ours_proxy = bin("proxy", OURS, notes).map(|mut spec| {
+        spec.args
+            .extend(["--backend".to_string(), "{backend}".to_string()]);
+        spec
+    });
     Servers {
         ours_echo: bin("echo-server", OURS, notes),
         ours_http: bin("http-server", OURS, notes),
@@ -889,6 +956,8 @@ fn discover(s: &Settings, notes: &mut Vec<String>) -> Servers {
         mio_echo: bin("mio-echo", "mio-echo", notes),
         real_redis,
         nginx,
+        ours_proxy,
+        haproxy,
     }
 }
 
@@ -927,6 +996,7 @@ fn plan(
                         servers: servers.clone(),
                         server_cpus,
                         load_cpus,
+                        backend: None,
                     });
                 }
             }
@@ -951,6 +1021,7 @@ fn plan(
                             servers: servers.clone(),
                             server_cpus,
                             load_cpus,
+                            backend: None,
                         });
                     }
                 }
@@ -969,6 +1040,7 @@ fn plan(
                         servers: servers.clone(),
                         server_cpus,
                         load_cpus,
+                        backend: None,
                     });
                 }
             }
@@ -1022,7 +1094,31 @@ fn plan(
                     servers,
                     server_cpus: pinned.then_some(Cpus::All),
                     load_cpus: pinned.then_some(Cpus::All),
+                    backend: None,
                 });
+            }
+            "proxy" => {
+                if !have_loadgen {
+                    notes.push("proxy: loadgen not built; skipped".into());
+                    continue;
+                }
+                let Some(backend) = sv.mio_echo.clone() else {
+                    notes.push("proxy: mio-echo (the backend) is not built; skipped".into());
+                    continue;
+                };
+                let servers = some(&[&sv.ours_proxy, &sv.haproxy]);
+                for (conns, size, depth) in [(50, 64, 1), (50, 6, 16)] {
+                    groups.push(Group {
+                        workload: "proxy",
+                        load: Load::Echo { conns, size, depth },
+                        reference: Some("haproxy".into()),
+                        servers: servers.clone(),
+                        server_cpus,
+                        // The backend shares the load generator's core.
+                        load_cpus,
+                        backend: Some(backend.clone()),
+                    });
+                }
             }
             _ => unreachable!("checked in parse_settings"),
         }
@@ -1278,6 +1374,10 @@ fn markdown(rep: &Report) -> String {
             "loops",
             "Event loops (echo 50 conns × 64 B × 1, server and load unpinned)",
         ),
+        (
+            "proxy",
+            "TCP proxy (loadgen → proxy → mio-echo; proxy CPU vs HAProxy, 1 thread)",
+        ),
     ];
     for (w, title) in titles {
         let rows: Vec<&Row> = rep.rows.iter().filter(|r| r.workload == w).collect();
@@ -1402,6 +1502,12 @@ fn charts(rep: &Report) -> Vec<(String, String)> {
             "Event loops: echo 50 × 64 B (higher is better)",
             "messages per second",
             true,
+        ),
+        (
+            "proxy",
+            "TCP proxy: proxy CPU per message (lower is better)",
+            "µs of CPU per message",
+            false,
         ),
     ] {
         let rows: Vec<&Row> = rep.rows.iter().filter(|r| r.workload == w).collect();
@@ -1641,10 +1747,13 @@ fn main() -> ExitCode {
                     s.rounds,
                     spec.name
                 );
-                let res = start_server(&s, spec, g.server_cpus, None).and_then(|mut srv| {
-                    let r = run_load(&s, &g.load, &srv, g.load_cpus, &what);
-                    srv.stop();
-                    r
+                let res = start_backend(&s, g).and_then(|backend| {
+                    let port = backend.as_ref().map(|b| b.port);
+                    start_server(&s, spec, g.server_cpus, None, port).and_then(|mut srv| {
+                        let r = run_load(&s, &g.load, &srv, g.load_cpus, &what);
+                        srv.stop();
+                        r
+                    })
                 });
                 progress(i, n, &what, &res);
                 let r = res.unwrap_or_else(|e| RunResult {
@@ -1661,7 +1770,9 @@ fn main() -> ExitCode {
                 let spec = &g.servers[server];
                 let what = format!("{} {} strace {}", g.workload, g.load.short(), spec.name);
                 let out = s.tmp.join(format!("strace-{group}-{server}.txt"));
-                let res = start_server(&s, spec, g.server_cpus, Some(&out)).and_then(|mut srv| {
+                let res = start_backend(&s, g).and_then(|backend| {
+                    let port = backend.as_ref().map(|b| b.port);
+                    let mut srv = start_server(&s, spec, g.server_cpus, Some(&out), port)?;
                     let r = run_load(&s, &g.load, &srv, g.load_cpus, &what);
                     srv.stop();
                     let r = r?;
@@ -1697,7 +1808,7 @@ fn main() -> ExitCode {
                     spec.name
                 );
                 let cpus = s.pinned.then_some(Cpus::Core(0));
-                let m = match start_server(&s, spec, cpus, None) {
+                let m = match start_server(&s, spec, cpus, None, None) {
                     Ok(mut srv) => {
                         let (m, socks) = run_memory(&s, &srv, *probe);
                         srv.stop();
@@ -1792,6 +1903,15 @@ mod tests {
     }
 
     #[test]
+    fn haproxy_config_is_tcp_one_thread_loopback() {
+        let c = haproxy_conf(7000, 7001);
+        assert!(c.contains("mode tcp"));
+        assert!(c.contains("nbthread 1"));
+        assert!(c.contains("bind 127.0.0.1:7000"));
+        assert!(c.contains("server echo 127.0.0.1:7001"));
+    }
+
+    #[test]
     fn date_format() {
         let d = utc_now();
         assert_eq!(d.len(), 16);
@@ -1812,6 +1932,7 @@ mod tests {
             servers: vec![spec("evio-rs"), spec("tokio-echo")],
             server_cpus: None,
             load_cpus: None,
+            backend: None,
         }];
         let run = |cpu: f64| RunResult {
             ok: true,
