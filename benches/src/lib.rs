@@ -2,7 +2,9 @@
 //!
 //! This crate deliberately does not depend on `evio-core`: the load generator
 //! must not share a bug with the server under test. Everything here is plain
-//! `std` + `libc` (plus tokio and mio for the two peer echo servers).
+//! `std` + `nix`'s safe system-call wrappers (plus tokio and mio for the two
+//! peer echo servers): like everything outside `evio-sys`, it makes no raw
+//! system calls of its own.
 //!
 //! The binaries:
 //! * `loadgen` — single-threaded epoll echo client (closed loop or stream),

@@ -8,14 +8,13 @@
 use std::collections::HashMap;
 use std::fs;
 
+use nix::unistd::{sysconf, SysconfVar};
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
 pub fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as f64,
+        _ => 100.0,
     }
 }
 
@@ -77,12 +76,39 @@ pub fn tree(pid: i32) -> Vec<i32> {
 }
 
 /// utime + stime, in clock ticks, summed over `pid`'s process tree.
-pub fn tree_cpu_ticks(pid: i32) -> u64 {
+pub fn tree_cpu_ticks(pid: i32) -> CpuTicks {
     tree(pid)
         .into_iter()
         .filter_map(stat)
-        .map(|s| s.utime + s.stime)
-        .sum()
+        .fold(CpuTicks::default(), |t, s| CpuTicks {
+            user: t.user + s.utime,
+            sys: t.sys + s.stime,
+        })
+}
+
+/// User and system CPU time of a process tree, in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// `utime`: time in the process's own code.
+    pub user: u64,
+    /// `stime`: time in the kernel on its behalf (system calls, and the
+    /// network stack work they do).
+    pub sys: u64,
+}
+
+impl CpuTicks {
+    /// `user + sys`.
+    pub fn total(self) -> u64 {
+        self.user + self.sys
+    }
+
+    /// `self - earlier`, per field (saturating).
+    pub fn since(self, earlier: CpuTicks) -> CpuTicks {
+        CpuTicks {
+            user: self.user.saturating_sub(earlier.user),
+            sys: self.sys.saturating_sub(earlier.sys),
+        }
+    }
 }
 
 /// The value in kB of a `Vm*:` line of a `/proc/PID/status` text.
@@ -100,6 +126,23 @@ pub fn tree_status_kb(pid: i32, key: &str) -> u64 {
         .filter_map(|p| fs::read_to_string(format!("/proc/{p}/status")).ok())
         .filter_map(|t| parse_status_kb(&t, key))
         .sum()
+}
+
+/// The hexadecimal signal mask of a `Sig*:` line (`SigIgn`, `SigBlk`) of a
+/// `/proc/PID/status` text: bit `n - 1` stands for signal `n`.
+pub fn parse_sig_mask(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+/// The signals this process ignores (`SigIgn` of `/proc/self/status`);
+/// 0 when it cannot be read.
+pub fn ignored_signals() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| parse_sig_mask(&t, "SigIgn"))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -126,6 +169,16 @@ mod tests {
         assert_eq!(parse_status_kb(text, "VmHWM"), Some(5120));
         assert_eq!(parse_status_kb(text, "VmRSS"), Some(4096));
         assert_eq!(parse_status_kb(text, "VmSwap"), None);
+    }
+
+    #[test]
+    fn parses_sig_mask() {
+        let text = "Name:\tx\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000006\n";
+        let ign = parse_sig_mask(text, "SigIgn").unwrap();
+        // SIGINT (2) and SIGQUIT (3).
+        assert_eq!(ign, (1 << 1) | (1 << 2));
+        assert_eq!(parse_sig_mask(text, "SigBlk"), Some(0));
+        assert_eq!(parse_sig_mask(text, "SigCgt"), None);
     }
 
     #[test]

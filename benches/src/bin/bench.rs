@@ -16,11 +16,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use evio_benches::args::Args;
@@ -29,6 +28,10 @@ use evio_benches::pattern::Pattern;
 use evio_benches::procfs;
 use evio_benches::stats::{median, median_opt};
 use evio_benches::svg;
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::{sysconf, Pid, SysconfVar};
 use serde::Serialize;
 
 const USAGE: &str = "\
@@ -102,12 +105,9 @@ fn bin_dir(root: &Path) -> PathBuf {
 }
 
 fn online_cpus() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    if n > 0 {
-        n as usize
-    } else {
-        1
+    match sysconf(SysconfVar::_NPROCESSORS_ONLN) {
+        Ok(Some(n)) if n > 0 => n as usize,
+        _ => 1,
     }
 }
 
@@ -178,45 +178,104 @@ enum Cpus {
     All,
 }
 
+/// Pins the calling thread to `cpus`.
 fn set_affinity(cpus: Cpus) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; sched_setaffinity only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        match cpus {
-            Cpus::Core(c) => libc::CPU_SET(c, &mut set),
-            Cpus::All => {
-                for c in 0..online_cpus().min(libc::CPU_SETSIZE as usize) {
-                    libc::CPU_SET(c, &mut set);
-                }
+    let mut set = CpuSet::new();
+    match cpus {
+        Cpus::Core(c) => set.set(c)?,
+        Cpus::All => {
+            for c in 0..online_cpus().min(CpuSet::count()) {
+                set.set(c)?;
             }
         }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(io::Error::last_os_error());
-        }
     }
+    sched_setaffinity(Pid::from_raw(0), &set)?;
     Ok(())
 }
 
-/// Pins the command (like `taskset -c N`) and ties its life to ours.
-fn prepare(cmd: &mut Command, cpus: Option<Cpus>) {
-    // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe system calls.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if let Some(c) = cpus {
-                set_affinity(c)?;
-            }
-            Ok(())
-        });
+/// Held while a child is being started; the interrupt handler takes it for
+/// good, so that no child starts after it has swept them away.
+static SPAWN: Mutex<()> = Mutex::new(());
+
+/// Starts `cmd` pinned to `cpus` (like `taskset -c N`, without an extra
+/// process): a child starts with the CPU affinity of the thread that forks
+/// it, so this thread moves to `cpus` for the spawn and then back.
+fn spawn(cmd: &mut Command, cpus: Option<Cpus>) -> io::Result<Child> {
+    let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(cpus) = cpus else {
+        return cmd.spawn();
+    };
+    let me = Pid::from_raw(0);
+    let old = sched_getaffinity(me)?;
+    set_affinity(cpus)?;
+    let child = cmd.spawn();
+    let restored = sched_setaffinity(me, &old);
+    let mut child = child?;
+    if let Err(e) = restored {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e.into());
+    }
+    Ok(child)
+}
+
+/// Kills and reaps a child when dropped, unless it has been waited for
+/// already (an early return, a panic).
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
-fn kill(pid: i32, sig: i32) {
-    // SAFETY: plain syscall on a pid we started.
-    unsafe {
-        libc::kill(pid, sig);
+fn kill(pid: i32, sig: Signal) {
+    let _ = signal::kill(Pid::from_raw(pid), sig);
+}
+
+/// On SIGINT or SIGTERM, kills every process the runner started (with their
+/// children: an nginx worker, strace's tracee), removes the temporary
+/// directory and exits with 128 + the signal number. A signal ignored when
+/// the runner started (a background job of a script) stays ignored.
+fn on_interrupt_clean_up(tmp: PathBuf) {
+    let got = Arc::new(AtomicUsize::new(0));
+    let ignored = procfs::ignored_signals();
+    let mut any = false;
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        let n = sig as i32;
+        if ignored & (1 << (n - 1)) == 0
+            && signal_hook::flag::register_usize(n, got.clone(), n as usize).is_ok()
+        {
+            any = true;
+        }
     }
+    if !any {
+        return;
+    }
+    std::thread::spawn(move || loop {
+        let sig = got.load(Ordering::SeqCst);
+        if sig == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        // Never released: no child starts from now on.
+        let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+        let me = std::process::id() as i32;
+        let kids = procfs::tree(me);
+        for p in &kids[1..] {
+            kill(*p, Signal::SIGKILL);
+        }
+        let _ = fs::remove_dir_all(&tmp);
+        let name = Signal::try_from(sig as i32).map_or("signal", Signal::as_str);
+        eprintln!(
+            "bench: {name}: killed {} child process(es); stopping",
+            kids.len() - 1
+        );
+        std::process::exit(128 + sig as i32);
+    });
 }
 
 /// Kills a process that runs past its time.
@@ -233,7 +292,7 @@ impl Watchdog {
             while !d.load(Ordering::Relaxed) {
                 if t0.elapsed() > limit {
                     eprintln!("bench: {what} ran past {limit:?}; killing it");
-                    kill(pid, libc::SIGKILL);
+                    kill(pid, Signal::SIGKILL);
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -421,10 +480,8 @@ fn start_server(
         .stdin(Stdio::null())
         .stdout(logf.try_clone().map_err(|e| e.to_string())?)
         .stderr(logf);
-    prepare(&mut cmd, cpus);
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("start {}: {e}", spec.program.display()))?;
+    let child =
+        spawn(&mut cmd, cpus).map_err(|e| format!("start {}: {e}", spec.program.display()))?;
     let mut srv = Server {
         pid: child.id() as i32,
         child,
@@ -478,7 +535,7 @@ impl Server {
     fn stop(&mut self) {
         let root = self.child.id() as i32;
         let tree = procfs::tree(root);
-        kill(self.pid, libc::SIGTERM);
+        kill(self.pid, Signal::SIGTERM);
         let t0 = Instant::now();
         let limit = Duration::from_secs(if self.traced { 10 } else { 3 });
         loop {
@@ -486,7 +543,7 @@ impl Server {
                 Ok(Some(_)) | Err(_) => break,
                 Ok(None) if t0.elapsed() > limit => {
                     for p in &tree {
-                        kill(*p, libc::SIGKILL);
+                        kill(*p, Signal::SIGKILL);
                     }
                     let _ = self.child.wait();
                     break;
@@ -497,7 +554,7 @@ impl Server {
         // Leftovers (e.g. an nginx worker).
         for p in &tree[1..] {
             if procfs::stat(*p).is_some_and(|st| st.ppid == root || st.ppid == 1) {
-                kill(*p, libc::SIGKILL);
+                kill(*p, Signal::SIGKILL);
             }
         }
     }
@@ -571,6 +628,8 @@ struct RunResult {
     secs: f64,
     rate: f64,
     cpu_us_per_req: Option<f64>,
+    /// The kernel's part of `cpu_us_per_req` (stime).
+    sys_us_per_req: Option<f64>,
     p50_us: Option<f64>,
     p99_us: Option<f64>,
     p999_us: Option<f64>,
@@ -585,6 +644,15 @@ struct RunResult {
 
 fn cpu_us_per_req(ticks: u64, requests: u64) -> Option<f64> {
     (requests > 0).then(|| ticks as f64 / procfs::clk_tck() / requests as f64 * 1e6)
+}
+
+impl RunResult {
+    /// Sets the CPU figures from the server's ticks before and after.
+    fn set_cpu(&mut self, before: procfs::CpuTicks, after: procfs::CpuTicks, requests: u64) {
+        let d = after.since(before);
+        self.cpu_us_per_req = cpu_us_per_req(d.total(), requests);
+        self.sys_us_per_req = cpu_us_per_req(d.sys, requests);
+    }
 }
 
 fn run_load(
@@ -609,11 +677,11 @@ fn run_load(
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(logf);
-            prepare(&mut cmd, cpus);
-            let mut child = cmd.spawn().map_err(|e| format!("start loadgen: {e}"))?;
+            let child = spawn(&mut cmd, cpus).map_err(|e| format!("start loadgen: {e}"))?;
+            let mut child = Reap(child);
             let limit = Duration::from_secs_f64(s.duration + s.warmup + 60.0);
-            let _wd = Watchdog::new(child.id() as i32, limit, format!("loadgen ({label})"));
-            let out = child.stdout.take().expect("piped");
+            let _wd = Watchdog::new(child.0.id() as i32, limit, format!("loadgen ({label})"));
+            let out = child.0.stdout.take().expect("piped");
             let (mut c0, mut c1) = (None, None);
             let mut json = None;
             for line in BufReader::new(out).lines() {
@@ -627,7 +695,7 @@ fn run_load(
                     _ => {}
                 }
             }
-            let st = child.wait().map_err(|e| e.to_string())?;
+            let st = child.0.wait().map_err(|e| e.to_string())?;
             let Some(j) = json else {
                 return Err(format!(
                     "loadgen gave no result ({st}):\n{}",
@@ -646,7 +714,7 @@ fn run_load(
             r.errors = u("errors") + u("stalled");
             r.verify_errors = u("verify_errors");
             if let (Some(a), Some(b)) = (c0, c1) {
-                r.cpu_us_per_req = cpu_us_per_req(b.saturating_sub(a), r.requests);
+                r.set_cpu(a, b, r.requests);
             }
             r.ok = st.success() && r.verify_errors == 0 && r.requests > 0;
             if !r.ok {
@@ -662,11 +730,8 @@ fn run_load(
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(logf);
-            prepare(&mut cmd, cpus);
             let c0 = procfs::tree_cpu_ticks(srv.pid);
-            let child = cmd
-                .spawn()
-                .map_err(|e| format!("start redis-benchmark: {e}"))?;
+            let child = spawn(&mut cmd, cpus).map_err(|e| format!("start redis-benchmark: {e}"))?;
             let limit = Duration::from_secs(if s.smoke { 60 } else { 300 });
             let wd = Watchdog::new(
                 child.id() as i32,
@@ -693,7 +758,7 @@ fn run_load(
             r.rate = row.rps;
             r.p50_us = row.p50_ms.map(|v| v * 1e3);
             r.p99_us = row.p99_ms.map(|v| v * 1e3);
-            r.cpu_us_per_req = cpu_us_per_req(c1.saturating_sub(c0), n);
+            r.set_cpu(c0, c1, n);
             r.ok = out.status.success() && row.rps > 0.0;
         }
         Load::Http { conns, pipeline } => {
@@ -716,9 +781,8 @@ fn run_load(
                 cmd.args(["--", &pipeline.to_string()]);
             }
             cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(logf);
-            prepare(&mut cmd, cpus);
             let c0 = procfs::tree_cpu_ticks(srv.pid);
-            let child = cmd.spawn().map_err(|e| format!("start wrk: {e}"))?;
+            let child = spawn(&mut cmd, cpus).map_err(|e| format!("start wrk: {e}"))?;
             let wd = Watchdog::new(
                 child.id() as i32,
                 Duration::from_secs(secs + 60),
@@ -744,7 +808,7 @@ fn run_load(
             r.p99_us = w.p99_us;
             r.errors = w.socket_errors + w.bad_status;
             r.verify_errors = w.bad_status;
-            r.cpu_us_per_req = cpu_us_per_req(c1.saturating_sub(c0), w.requests);
+            r.set_cpu(c0, c1, w.requests);
             r.ok = out.status.success() && w.requests > 0 && w.bad_status == 0;
             if w.bad_status > 0 {
                 r.note = format!("{} non-2xx/3xx responses", w.bad_status);
@@ -1169,6 +1233,8 @@ struct Row {
     ok_rounds: usize,
     rate: Option<f64>,
     cpu_us_per_req: Option<f64>,
+    /// Median kernel (stime) part of the CPU per request.
+    sys_us_per_req: Option<f64>,
     cpu_vs_reference: Option<f64>,
     p50_us: Option<f64>,
     p99_us: Option<f64>,
@@ -1272,6 +1338,7 @@ fn build_rows(
                 ok_rounds: ok.len(),
                 rate: med(&|r| Some(r.rate)),
                 cpu_us_per_req: med(&|r| r.cpu_us_per_req),
+                sys_us_per_req: med(&|r| r.sys_us_per_req),
                 cpu_vs_reference: None,
                 p50_us: med(&|r| r.p50_us),
                 p99_us: med(&|r| r.p99_us),
@@ -1388,12 +1455,12 @@ fn markdown(rep: &Report) -> String {
         let _ = writeln!(o, "## {title}\n");
         let _ = write!(
             o,
-            "| load | server | req/s | CPU µs/req | CPU vs ref | p50 µs | p99 µs | peak RSS MiB |"
+            "| load | server | req/s | CPU µs/req | CPU vs ref | kernel share | p50 µs | p99 µs | peak RSS MiB |"
         );
         if strace {
             let _ = write!(o, " syscalls/req | epoll_ctl/req |");
         }
-        let _ = write!(o, "\n|---|---|--:|--:|--:|--:|--:|--:|");
+        let _ = write!(o, "\n|---|---|--:|--:|--:|--:|--:|--:|--:|");
         if strace {
             let _ = write!(o, "--:|--:|");
         }
@@ -1410,7 +1477,7 @@ fn markdown(rep: &Report) -> String {
             };
             let _ = write!(
                 o,
-                "| {} | {}{} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {}{} | {} | {} | {} | {} | {} | {} | {} |",
                 r.load,
                 r.server,
                 bad,
@@ -1418,6 +1485,10 @@ fn markdown(rep: &Report) -> String {
                 f(r.cpu_us_per_req, 2),
                 r.cpu_vs_reference
                     .map_or("–".into(), |v| format!("{v:.2}×")),
+                match (r.sys_us_per_req, r.cpu_us_per_req) {
+                    (Some(k), Some(c)) if c > 0.0 => format!("{:.0} %", k / c * 100.0),
+                    _ => "–".into(),
+                },
                 f(r.p50_us, 0),
                 f(r.p99_us, 0),
                 f(r.peak_rss_kb.map(|k| k / 1024.0), 1),
@@ -1594,28 +1665,18 @@ fn charts(rep: &Report) -> Vec<(String, String)> {
 
 // ---------------------------------------------------------------- main
 
+/// Raises RLIMIT_NOFILE to `want` (as root, the hard limit too; otherwise
+/// up to the hard limit); returns the soft limit now in force.
 fn raise_nofile(want: u64) -> u64 {
-    // SAFETY: plain getrlimit/setrlimit on local structs.
-    unsafe {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        if r.rlim_max < want {
-            let w = libc::rlimit {
-                rlim_cur: want,
-                rlim_max: want,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &w) == 0 {
-                return want;
-            }
-        }
-        r.rlim_cur = r.rlim_max.min(want.max(r.rlim_cur));
-        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        r.rlim_cur
+    let Ok((cur, max)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
+    };
+    if max < want && setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
+        return want;
     }
+    let cur = max.min(want.max(cur));
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, cur, max);
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(cur, |(c, _)| c)
 }
 
 /// `[ 7/75]`: the progress tag of run `i` of `n`.
@@ -1698,6 +1759,7 @@ fn main() -> ExitCode {
             online_cpus()
         ));
     }
+    on_interrupt_clean_up(s.tmp.clone());
     if s.strace && which("strace").is_none() {
         notes.push("--strace: strace not found (apt-get install strace); no syscall counts".into());
         s.strace = false;

@@ -1,6 +1,6 @@
 //! `loadgen`: a single-threaded, epoll-driven echo load generator.
 //!
-//! Built on `std` + `libc` only (not on evio-core), so that it cannot share a
+//! Built on `std` + `nix` only (not on evio-core), so that it cannot share a
 //! bug with the server under test. Every byte that comes back is checked
 //! against what the connection sent (see `evio_benches::pattern`).
 //!
@@ -18,13 +18,15 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use evio_benches::args::Args;
 use evio_benches::pattern::Pattern;
 use hdrhistogram::Histogram;
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
 const USAGE: &str = "usage: loadgen --addr HOST:PORT [--conns N] [--size BYTES] [--depth K] \
 [--duration SECS] [--warmup SECS] [--stream] [--window BYTES] [--marks]";
@@ -83,28 +85,14 @@ fn parse_opts() -> Result<Opts, String> {
 
 /// Raises RLIMIT_NOFILE so that `need` descriptors fit.
 fn raise_nofile(need: u64) {
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
-            return;
-        }
-        if r.rlim_max < need {
-            // Works as root; otherwise keep the old hard limit.
-            let want = libc::rlimit {
-                rlim_cur: need,
-                rlim_max: need,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                return;
-            }
-        }
-        r.rlim_cur = r.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+    let Ok((_, max)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    // Works as root; otherwise keep the old hard limit.
+    if max < need && setrlimit(Resource::RLIMIT_NOFILE, need, need).is_ok() {
+        return;
     }
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, max, max);
 }
 
 struct Conn {
@@ -286,15 +274,11 @@ impl Gen {
     }
 }
 
-fn epoll_add(epfd: i32, fd: i32, token: u64) -> io::Result<()> {
-    let mut ev = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-        u64: token,
-    };
-    // SAFETY: valid epoll fd and socket fd; ev lives across the call.
-    if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+/// Registers a socket, edge-triggered, for reading and writing.
+fn epoll_add(epoll: &Epoll, sock: &TcpStream, token: u64) -> io::Result<()> {
+    let flags =
+        EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
+    epoll.add(sock, EpollEvent::new(flags, token))?;
     Ok(())
 }
 
@@ -326,13 +310,10 @@ fn run(o: Opts) -> Result<ExitCode, String> {
             last_progress: Instant::now(),
         });
     }
-    // SAFETY: plain syscall.
-    let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if epfd < 0 {
-        return Err(format!("epoll_create1: {}", io::Error::last_os_error()));
-    }
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+        .map_err(|e| format!("epoll_create1: {}", io::Error::from(e)))?;
     for (i, c) in conns.iter().enumerate() {
-        epoll_add(epfd, c.sock.as_raw_fd(), i as u64).map_err(|e| format!("epoll_ctl: {e}"))?;
+        epoll_add(&epoll, &c.sock, i as u64).map_err(|e| format!("epoll_ctl: {e}"))?;
     }
     let hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     let mut g = Gen {
@@ -361,7 +342,7 @@ fn run(o: Opts) -> Result<ExitCode, String> {
         }
         g.flush(i);
     }
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let mut events = vec![EpollEvent::empty(); 1024];
     let mut now;
     loop {
         now = Instant::now();
@@ -381,24 +362,23 @@ fn run(o: Opts) -> Result<ExitCode, String> {
         }
         let deadline = if g.measuring { end } else { warm_end };
         let wait = deadline.saturating_duration_since(now);
-        let timeout_ms = (wait.as_micros().div_ceil(1000)).min(1000) as i32;
-        // SAFETY: events is a valid buffer of the given length.
-        let n =
-            unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, timeout_ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(format!("epoll_wait: {e}"));
-        }
-        for ev in &events[..n as usize] {
-            let i = ev.u64 as usize;
-            let bits = ev.events as i32;
-            if bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
+        let timeout_ms = (wait.as_micros().div_ceil(1000)).min(1000) as u16;
+        let n = match epoll.wait(&mut events, timeout_ms) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(format!("epoll_wait: {}", io::Error::from(e))),
+        };
+        let readable = EpollFlags::EPOLLIN
+            | EpollFlags::EPOLLRDHUP
+            | EpollFlags::EPOLLHUP
+            | EpollFlags::EPOLLERR;
+        for ev in &events[..n] {
+            let i = ev.data() as usize;
+            let bits = ev.events();
+            if bits.intersects(readable) {
                 g.read(i);
             }
-            if bits & libc::EPOLLOUT != 0 {
+            if bits.contains(EpollFlags::EPOLLOUT) {
                 g.flush(i);
             }
         }
@@ -415,8 +395,7 @@ fn run(o: Opts) -> Result<ExitCode, String> {
         .filter(|c| c.alive && c.sent > c.recvd && now.duration_since(c.last_progress) > overdue)
         .count() as u64;
     let dead = g.conns.iter().filter(|c| !c.alive).count();
-    // SAFETY: closing our own epoll fd once.
-    unsafe { libc::close(epfd) };
+    drop(epoll);
 
     let c = &g.c;
     let rate = if secs > 0.0 {
