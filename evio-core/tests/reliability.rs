@@ -644,7 +644,7 @@ impl EventHandler for Bomb {
 /// removed, and `wait` returns an error naming the loop and the message.
 fn panic_stops_the_server(loops: usize, victim_loop: usize) {
     let h = Bomb::default();
-    let sock = temp_sock(&format!("panic-{loops}"));
+    let sock = temp_sock(&format!("panic-{loops}-{victim_loop}"));
     let server = Builder::new()
         .num_loops(loops as isize)
         .load_balance(LoadBalance::RoundRobin)
