@@ -223,6 +223,7 @@ where
         signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())?;
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    raise_fd_limit();
     let server = opts.builder().start(handler, &opts.addrs())?;
     let port = match server.addrs().first() {
         Some(Addr::Inet(a)) => a.port(),
@@ -243,6 +244,16 @@ where
         std::thread::sleep(Duration::from_millis(50));
     }
     server.wait()
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, as redis-server does:
+/// the usual soft default (1024) would cap a server at ~1,000 clients.
+/// Failing to raise it is not an error; the server then sheds accepts at the
+/// lower limit (see `docs/reliability.md`).
+fn raise_fd_limit() {
+    if let Err(e) = evio_sys::net::raise_fd_limit(u64::MAX) {
+        eprintln!("note: could not raise the open-file limit: {e}");
+    }
 }
 
 /// A binary's whole `main`: flags, handler, run; exit status 0 after a clean

@@ -2,6 +2,8 @@
 
 mod common;
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
@@ -48,10 +50,9 @@ fn spawn(bin: &str, args: &[&str]) -> Server {
     Server { child, line, port }
 }
 
-fn signal(server: &Server, sig: libc::c_int) {
-    let pid = server.child.id() as libc::pid_t;
-    // SAFETY: kill(2) on our own child, which has not been reaped yet.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+fn signal(server: &Server, sig: Signal) {
+    // Our own child, not reaped yet: the pid is still its.
+    kill(Pid::from_raw(server.child.id() as i32), sig).unwrap();
 }
 
 fn wait_exit(server: &mut Server) -> ExitStatus {
@@ -111,7 +112,7 @@ fn redis_server_flags_and_sigterm() {
     u.set_read_timeout(Some(TIMEOUT)).unwrap();
     u.write_all(b"GET k\r\n").unwrap();
     expect(&mut u, b"$8\r\nfrom-tcp\r\n");
-    signal(&server, libc::SIGTERM);
+    signal(&server, Signal::SIGTERM);
     let status = wait_exit(&mut server);
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(!path.exists(), "the unix socket file is removed");
@@ -141,7 +142,7 @@ fn echo_server_udp_and_sigint() {
     let mut buf = [0; 16];
     let (n, _) = sock.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"ping");
-    signal(&server, libc::SIGINT);
+    signal(&server, Signal::SIGINT);
     assert_eq!(wait_exit(&mut server).code(), Some(0));
 }
 
@@ -165,7 +166,7 @@ fn http_server_serves_and_exits_0() {
         resp.starts_with("HTTP/1.1 200 OK\r\n") && resp.ends_with("\r\n\r\nHello World!\r\n"),
         "{resp}"
     );
-    signal(&server, libc::SIGTERM);
+    signal(&server, Signal::SIGTERM);
     assert_eq!(wait_exit(&mut server).code(), Some(0));
 }
 

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use evio_core::{Builder, LoadBalance, ServerHandle};
+use evio_core::{Builder, LoadBalance, Poller, ServerHandle};
 use evio_examples::proxy;
 
 const MIB: u64 = 1024 * 1024;
@@ -182,8 +182,12 @@ fn source_backend(
     })
 }
 
-fn start_proxy(backend: SocketAddr, loops: isize) -> (ServerHandle, SocketAddr) {
+fn start_proxy<P: Poller + 'static>(
+    backend: SocketAddr,
+    loops: isize,
+) -> (ServerHandle, SocketAddr) {
     let server = Builder::new()
+        .poller::<P>()
         .num_loops(loops)
         .load_balance(LoadBalance::RoundRobin)
         .start(proxy::handler(backend), &["tcp://127.0.0.1:0"])
@@ -201,11 +205,10 @@ fn ended(rx: &mpsc::Receiver<Ended>) -> Ended {
 
 /// 100 MiB through the proxy to an echo backend and back, byte-exact; the
 /// client's close then reaches the backend as EOF after every byte.
-#[test]
-fn forwards_100_mib_both_ways() {
+fn forwards_100_mib_both_ways<P: Poller + 'static>() {
     const TOTAL: u64 = 100 * MIB;
     let (backend, ends) = echo_backend();
-    let (server, addr) = start_proxy(backend, 1);
+    let (server, addr) = start_proxy::<P>(backend, 1);
     let pat = Pattern::new(1);
     let mut c = connect(addr);
     let sent = Arc::new(AtomicU64::new(0));
@@ -226,12 +229,11 @@ fn forwards_100_mib_both_ways() {
 
 /// Client → backend: 100 MiB, then the client closes at once; the backend
 /// gets every byte (still queued in the proxy at the close), then EOF.
-#[test]
-fn client_close_reaches_backend_after_all_bytes() {
+fn client_close_reaches_backend_after_all_bytes<P: Poller + 'static>() {
     const TOTAL: u64 = 100 * MIB;
     let pat = Pattern::new(2);
     let (backend, ends) = sink_backend(pat.clone(), Arc::new(AtomicBool::new(false)));
-    let (server, addr) = start_proxy(backend, 1);
+    let (server, addr) = start_proxy::<P>(backend, 1);
     let mut c = connect(addr);
     pat.send(&mut c, TOTAL, &AtomicU64::new(0)).unwrap();
     drop(c);
@@ -243,13 +245,12 @@ fn client_close_reaches_backend_after_all_bytes() {
 
 /// Backend → client: 100 MiB, then the backend closes; the client gets
 /// every byte, then EOF.
-#[test]
-fn backend_close_reaches_client_after_all_bytes() {
+fn backend_close_reaches_client_after_all_bytes<P: Poller + 'static>() {
     const TOTAL: u64 = 100 * MIB;
     let pat = Pattern::new(3);
     let sent = Arc::new(AtomicU64::new(0));
     let (backend, ends) = source_backend(pat.clone(), TOTAL, sent);
-    let (server, addr) = start_proxy(backend, 1);
+    let (server, addr) = start_proxy::<P>(backend, 1);
     let mut c = connect(addr);
     assert_eq!(pat.recv_to_eof(&mut c).unwrap(), TOTAL);
     ended(&ends).result.unwrap();
@@ -258,13 +259,12 @@ fn backend_close_reaches_client_after_all_bytes() {
 
 /// A client that does not read: the proxy stops reading the backend (the
 /// backend's writes stall), then everything flows once the client reads.
-#[test]
-fn backpressure_toward_a_slow_client() {
+fn backpressure_toward_a_slow_client<P: Poller + 'static>() {
     const TOTAL: u64 = 256 * MIB;
     let pat = Pattern::new(4);
     let sent = Arc::new(AtomicU64::new(0));
     let (backend, ends) = source_backend(pat.clone(), TOTAL, sent.clone());
-    let (server, addr) = start_proxy(backend, 1);
+    let (server, addr) = start_proxy::<P>(backend, 1);
     let mut c = connect(addr);
     let held = stalls(&sent, TOTAL, "backend → idle client");
     eprintln!("backend stalled after {} KiB", held / 1024);
@@ -277,13 +277,12 @@ fn backpressure_toward_a_slow_client() {
 
 /// A backend that does not read: the proxy stops reading the client (the
 /// client's writes stall), then everything flows once the backend reads.
-#[test]
-fn backpressure_toward_a_slow_backend() {
+fn backpressure_toward_a_slow_backend<P: Poller + 'static>() {
     const TOTAL: u64 = 256 * MIB;
     let pat = Pattern::new(5);
     let hold = Arc::new(AtomicBool::new(true));
     let (backend, ends) = sink_backend(pat.clone(), hold.clone());
-    let (server, addr) = start_proxy(backend, 1);
+    let (server, addr) = start_proxy::<P>(backend, 1);
     let c = connect(addr);
     let sent = Arc::new(AtomicU64::new(0));
     let writer = {
@@ -306,13 +305,12 @@ fn backpressure_toward_a_slow_backend() {
 }
 
 /// With the backend down, the client is closed at once (EOF or reset).
-#[test]
-fn backend_down_closes_the_client() {
+fn backend_down_closes_the_client<P: Poller + 'static>() {
     let dead = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let (server, addr) = start_proxy(dead, 1);
+    let (server, addr) = start_proxy::<P>(dead, 1);
     for with_data in [false, true] {
         let mut c = connect(addr);
         if with_data {
@@ -328,10 +326,9 @@ fn backend_down_closes_the_client() {
 
 /// Several clients at once over two loops, each paired with its own
 /// backend connection.
-#[test]
-fn many_clients_over_two_loops() {
+fn many_clients_over_two_loops<P: Poller + 'static>() {
     let (backend, ends) = echo_backend();
-    let (server, addr) = start_proxy(backend, 2);
+    let (server, addr) = start_proxy::<P>(backend, 2);
     let clients: Vec<_> = (0..16)
         .map(|i| {
             thread::spawn(move || {
@@ -409,11 +406,12 @@ fn binary_proxies_and_exits_0_on_sigterm() {
     let mut idle = connect(([127, 0, 0, 1], port).into());
     idle.write_all(b"x").unwrap();
     expect(&mut idle, b"x");
-    // SAFETY: kill(2) on our own child, not yet reaped.
-    assert_eq!(
-        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    // Our own child, not reaped yet: the pid is still its.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let status = within("the proxy to exit", move || {
         let s = child.0.wait().unwrap();
         drop(child);
@@ -445,3 +443,31 @@ fn binary_bad_flags_exit_2() {
         );
     }
 }
+
+/// Every in-process test above, on the epoll backend and on poll(2).
+macro_rules! on_both_pollers {
+    ($($name:ident),* $(,)?) => {
+        mod epoll {
+            $(#[test]
+            fn $name() {
+                super::$name::<evio_core::EpollPoller>()
+            })*
+        }
+        mod poll {
+            $(#[test]
+            fn $name() {
+                super::$name::<evio_core::PollPoller>()
+            })*
+        }
+    };
+}
+
+on_both_pollers!(
+    forwards_100_mib_both_ways,
+    client_close_reaches_backend_after_all_bytes,
+    backend_close_reaches_client_after_all_bytes,
+    backpressure_toward_a_slow_client,
+    backpressure_toward_a_slow_backend,
+    backend_down_closes_the_client,
+    many_clients_over_two_loops,
+);
