@@ -16,6 +16,12 @@ use slab::Slab;
 use crate::event_loop::{flags, ConnKey, ConnState, LoopLocal, LoopRemote, Msg, Shared};
 use crate::Addr;
 
+/// Drained output buffers kept for reuse per loop (see `LoopLocal::spare_out`).
+const MAX_SPARE_OUTPUTS: usize = 64;
+/// Output buffers larger than this are freed once drained rather than
+/// pooled, so a burst does not pin its memory.
+const KEEP_OUTPUT_CAPACITY: usize = 16 * 1024;
+
 /// Bytes queued for a socket: `buf[pos..]` is still to be written.
 #[derive(Default)]
 pub(crate) struct Output {
@@ -26,6 +32,21 @@ pub(crate) struct Output {
 impl Output {
     pub(crate) fn pending(&self) -> usize {
         self.buf.len() - self.pos
+    }
+
+    /// Called once the output is fully written: gives the buffer back to
+    /// the loop's pool (or frees it, if a burst made it large), so an idle
+    /// connection holds no output memory.
+    pub(crate) fn recycle(&mut self, spare: &mut Vec<Vec<u8>>) {
+        self.pos = 0;
+        if self.buf.capacity() > KEEP_OUTPUT_CAPACITY {
+            self.buf = Vec::new();
+        } else if self.buf.capacity() > 0 && spare.len() < MAX_SPARE_OUTPUTS {
+            self.buf.clear();
+            spare.push(std::mem::take(&mut self.buf));
+        } else {
+            self.buf.clear();
+        }
     }
 
     /// Borrows a drained buffer from the loop's pool if this connection

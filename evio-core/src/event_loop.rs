@@ -37,11 +37,6 @@ const MAX_ACCEPTS_PER_EVENT: usize = 256;
 const MAX_MESSAGES_PER_ITERATION: usize = 4096;
 /// How long accepting pauses after an error such as EMFILE.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// Drained output buffers kept for reuse per loop (see `LoopLocal::spare_out`).
-const MAX_SPARE_OUTPUTS: usize = 64;
-/// Output buffers larger than this are freed once drained, so an idle
-/// connection keeps at most this much.
-const KEEP_OUTPUT_CAPACITY: usize = 16 * 1024;
 /// Size of the loop's shared read buffer (and the largest UDP datagram).
 const READ_BUFFER: usize = 64 * 1024;
 /// `listener` value of dialed connections.
@@ -1151,8 +1146,8 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             if c.idle_ms != 0 {
                 c.last_active = self.local.now_ms;
             }
+            c.written += wrote as u64;
             if !c.receipts.is_empty() {
-                c.written += wrote as u64;
                 let written = c.written;
                 let done = c
                     .receipts
@@ -1162,22 +1157,12 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 for (_, r) in c.receipts.drain(..done) {
                     r.complete(Ok(()));
                 }
-            } else {
-                c.written += wrote as u64;
             }
         }
         let pending = c.out.pending();
         if pending == 0 {
             c.flags &= !flags::PEER_FED;
-            c.out.pos = 0;
-            if c.out.buf.capacity() > KEEP_OUTPUT_CAPACITY {
-                c.out.buf = Vec::new();
-            } else if c.out.buf.capacity() > 0 && self.local.spare_out.len() < MAX_SPARE_OUTPUTS {
-                c.out.buf.clear();
-                self.local.spare_out.push(std::mem::take(&mut c.out.buf));
-            } else {
-                c.out.buf.clear();
-            }
+            c.out.recycle(&mut self.local.spare_out);
             if c.flags & flags::CLOSING != 0 {
                 self.close(index, None);
                 return;
