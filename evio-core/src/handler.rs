@@ -4,7 +4,8 @@
 use std::io;
 use std::time::Duration;
 
-use crate::conn::{Conn, DetachedStream};
+use crate::conn::Conn;
+use crate::detached::DetachedStream;
 use crate::Addr;
 
 /// What the loop does after a callback returns.

@@ -34,18 +34,34 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod addr;
-mod conn;
-mod event_loop;
-mod handler;
+// Modules, lowest layer first; each imports only from the ones above it.
+mod addr; //          listen addresses: parsing and binding
+mod balance; //       LoadBalance and the acceptor's picker
+mod config; //        server-wide settings
+mod conn; //          Conn, the callbacks' view of the table
+mod detached; //      DetachedStream
+mod event_loop; //    one loop: poller, handler, table, channel, listeners
+mod handle; //        ConnHandle
+mod handler; //       EventHandler, Action, Options, ServerInfo
+mod key; //           connection names and poller tokens
+mod loop_thread; //   which server's loop the current thread runs
+mod receipt; //       WriteReceipt
+mod remote; //        cross-thread messages and a loop's channel
 mod server;
-mod stream;
+mod shared; //        what all loops of a server share
+mod stream; //        InputStream
+mod table; //         the connection table and its state machine //        serve, Builder, ServerHandle
 
-pub use conn::{Conn, ConnHandle, ConnId, DetachedStream, WriteReceipt};
+pub use balance::LoadBalance;
+pub use conn::Conn;
+pub use detached::DetachedStream;
 pub use evio_sys::net::Addr;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use evio_sys::EpollPoller;
 pub use evio_sys::{DefaultPoller, PollPoller, Poller};
+pub use handle::ConnHandle;
 pub use handler::{Action, EventHandler, Options, ServerInfo};
-pub use server::{serve, Builder, LoadBalance, ServerHandle};
+pub use key::ConnId;
+pub use receipt::WriteReceipt;
+pub use server::{serve, Builder, ServerHandle};
 pub use stream::InputStream;

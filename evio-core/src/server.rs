@@ -4,7 +4,7 @@
 use std::io;
 use std::marker::PhantomData;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,96 +12,13 @@ use std::time::{Duration, Instant};
 use evio_sys::{DefaultPoller, Poller};
 
 use crate::addr::{self, Bound};
-use crate::event_loop::{EventLoop, LoopRemote, Msg, Shared};
+use crate::balance::LoadBalance;
+use crate::config::Config;
+use crate::event_loop::EventLoop;
 use crate::handler::EventHandler;
+use crate::remote::{LoopRemote, Msg};
+use crate::shared::Shared;
 use crate::Addr;
-
-/// How accepted connections are spread over loops (only matters with more
-/// than one loop).
-///
-/// Loop 0 accepts every connection and hands it to the chosen loop over
-/// that loop's wake channel, so exactly one loop wakes per connection (no
-/// thundering herd) and the policy is exact. The cost is one channel send
-/// and at most one eventfd write per batch of accepts for another loop.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum LoadBalance {
-    /// A pseudo-random loop for each connection.
-    #[default]
-    Random,
-    /// Loops in turn: with N loops, connection k goes to loop k mod N.
-    RoundRobin,
-    /// A loop with the fewest open connections (ties go round-robin).
-    LeastConnections,
-}
-
-/// Server-wide settings the loops read.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) load_balance: LoadBalance,
-    pub(crate) high_water: usize,
-    pub(crate) low_water: usize,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) dial_timeout: Option<Duration>,
-    pub(crate) max_connections: Option<usize>,
-}
-
-/// Picks the loop for each accepted connection. Lives in loop 0 (the only
-/// acceptor), so it needs no atomics of its own.
-pub(crate) struct Balancer {
-    policy: LoadBalance,
-    next: usize,
-    rng: u64,
-}
-
-impl Balancer {
-    pub(crate) fn new(policy: LoadBalance, seed: usize) -> Balancer {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9_7F4A_7C15);
-        Balancer {
-            policy,
-            next: 0,
-            rng: (t ^ (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1,
-        }
-    }
-
-    pub(crate) fn pick(&mut self, loops: &[Arc<LoopRemote>]) -> usize {
-        let n = loops.len();
-        if n <= 1 {
-            return 0;
-        }
-        match self.policy {
-            LoadBalance::Random => {
-                // xorshift64*: plenty for spreading connections.
-                self.rng ^= self.rng >> 12;
-                self.rng ^= self.rng << 25;
-                self.rng ^= self.rng >> 27;
-                (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
-            }
-            LoadBalance::RoundRobin => {
-                let i = self.next % n;
-                self.next = self.next.wrapping_add(1);
-                i
-            }
-            LoadBalance::LeastConnections => {
-                let start = self.next % n;
-                self.next = self.next.wrapping_add(1);
-                let mut best = start;
-                let mut best_count = usize::MAX;
-                for k in 0..n {
-                    let i = (start + k) % n;
-                    let count = loops[i].conns.load(Ordering::Acquire);
-                    if count < best_count {
-                        best = i;
-                        best_count = count;
-                    }
-                }
-                best
-            }
-        }
-    }
-}
 
 /// Serves `addrs` with one loop on the calling thread until a callback
 /// returns [`Action::Shutdown`](crate::Action::Shutdown).
@@ -158,14 +75,7 @@ impl Builder<DefaultPoller> {
     pub fn new() -> Self {
         Builder {
             num_loops: 1,
-            config: Config {
-                load_balance: LoadBalance::Random,
-                high_water: 1024 * 1024,
-                low_water: 256 * 1024,
-                idle_timeout: None,
-                dial_timeout: Some(Duration::from_secs(10)),
-                max_connections: None,
-            },
+            config: Config::default(),
             poller: PhantomData,
         }
     }
@@ -328,13 +238,11 @@ impl<P: Poller + 'static> Builder<P> {
             pollers.push(poller);
             receivers.push(rx);
         }
-        let shared = Arc::new(Shared {
-            shutdown: AtomicBool::new(false),
-            drain_deadline: Mutex::new(None),
-            loops: remotes,
-            addrs: listeners.iter().map(|l| l.addr.clone()).collect(),
-            config: self.config.clone(),
-        });
+        let shared = Arc::new(Shared::new(
+            remotes,
+            listeners.iter().map(|l| l.addr.clone()).collect(),
+            self.config.clone(),
+        ));
         Ok(Prepared {
             unix_paths: listeners
                 .iter()
@@ -378,6 +286,7 @@ fn run_loop(
     shared: &Shared,
     body: impl FnOnce() -> io::Result<()>,
 ) -> io::Result<()> {
+    let _marker = shared.id.enter_loop();
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
         Ok(result) => result,
         Err(panic) => {
@@ -511,12 +420,8 @@ impl ServerHandle {
     /// # Errors
     /// As [`shutdown`](ServerHandle::shutdown).
     pub fn shutdown_timeout(&self, timeout: Duration) -> io::Result<()> {
-        *self
-            .shared
-            .drain_deadline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + timeout);
-        self.shared.begin_shutdown();
+        self.shared
+            .begin_graceful_shutdown(Instant::now() + timeout);
         self.join()
     }
 
@@ -567,14 +472,5 @@ impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.shared.begin_shutdown();
         let _ = self.join();
-    }
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("addrs", &self.addrs)
-            .field("loops", &self.loops.len())
-            .finish()
     }
 }

@@ -1,0 +1,529 @@
+//! One event loop: the poller, the user's handler, the connection table,
+//! the wake channel and (on the accepting loop) the listeners, and the
+//! dispatch between them.
+//!
+//! One iteration: run due timers (tick, idle and connect timeouts, accept
+//! retry) → wait for events → read ready connections and call `on_data` →
+//! write each connection's reply right after its `on_data` → drain the wake
+//! channel → revisit connections that still had input → write whatever else
+//! was queued (writes to other connections, from other threads).
+
+mod accept;
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use evio_sys::{net, Event, Events, Poller};
+
+use crate::addr::Bound;
+use crate::balance::Balancer;
+use crate::conn::{Conn, LoopCtx};
+use crate::detached::DetachedStream;
+use crate::handler::{Action, EventHandler};
+use crate::key::{ConnKey, Token};
+use crate::remote::Msg;
+use crate::shared::Shared;
+use crate::table::{ConnTable, Flushed, TimerKind};
+
+/// Reads of one connection per event before others get a turn.
+const MAX_READS_PER_EVENT: usize = 16;
+/// Wake-channel messages handled per iteration before I/O gets a turn.
+const MAX_MESSAGES_PER_ITERATION: usize = 4096;
+/// Size of the loop's shared read buffer (and the largest UDP datagram).
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Builds the handler's view of connection `index`.
+macro_rules! view {
+    ($self:ident, $index:expr) => {
+        &mut Conn::new(&mut $self.table, $index, &$self.ctx)
+    };
+}
+use view;
+
+pub(crate) struct EventLoop<P: Poller, H: EventHandler> {
+    poller: P,
+    handler: H,
+    table: ConnTable<H::Context>,
+    ctx: LoopCtx,
+    rx: Receiver<Msg>,
+    accept: accept::Acceptor,
+    buf: Box<[u8]>,
+    /// Reused lists (no allocation per iteration).
+    again: Vec<ConnKey>,
+    dirty: Vec<usize>,
+    next_tick: Option<Instant>,
+}
+
+impl<P: Poller, H: EventHandler> EventLoop<P, H> {
+    pub(crate) fn new(
+        index: usize,
+        poller: P,
+        handler: H,
+        rx: Receiver<Msg>,
+        shared: Arc<Shared>,
+        listeners: Vec<Bound>,
+    ) -> Self {
+        EventLoop {
+            poller,
+            handler,
+            table: ConnTable::new(&shared.config),
+            accept: accept::Acceptor::new(
+                listeners,
+                Balancer::new(shared.config.load_balance, index),
+            ),
+            ctx: LoopCtx {
+                index,
+                me: shared.loops[index].clone(),
+                shared,
+            },
+            rx,
+            buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
+            again: Vec::new(),
+            dirty: Vec::new(),
+            next_tick: None,
+        }
+    }
+
+    /// Runs until shutdown; every connection still open then gets
+    /// `on_closed`.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let index = self.ctx.index;
+        tracing::debug!(index, "evio: loop started");
+        let mut events = Events::with_capacity(1024);
+        let result = self.start().and_then(|()| self.serve(&mut events));
+        if let Err(e) = &result {
+            tracing::error!(index, error = %e, "evio: loop failed");
+            self.ctx.shared.begin_shutdown();
+        }
+        self.close_all();
+        tracing::debug!(index, "evio: loop stopped");
+        result
+    }
+
+    fn start(&mut self) -> io::Result<()> {
+        if self.ctx.index != 0 {
+            return Ok(());
+        }
+        self.start_listeners()?;
+        let info = crate::handler::ServerInfo {
+            addrs: self.ctx.shared.addrs.clone(),
+            num_loops: self.ctx.shared.loops.len(),
+        };
+        if self.handler.on_serving(&info) == Action::Shutdown {
+            self.ctx.shared.begin_shutdown();
+        }
+        self.next_tick = Some(Instant::now());
+        Ok(())
+    }
+
+    fn serve(&mut self, events: &mut Events) -> io::Result<()> {
+        while !self.ctx.shared.is_shutdown() {
+            self.iteration(events, None)?;
+        }
+        if let Some(deadline) = self.ctx.shared.drain_deadline() {
+            self.drain(events, deadline)?;
+        }
+        Ok(())
+    }
+
+    fn iteration(&mut self, events: &mut Events, deadline: Option<Instant>) -> io::Result<()> {
+        self.run_timers();
+        let mut timeout = self.timeout();
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        self.poller.wait(events, timeout)?;
+        self.table.refresh_clock();
+        for ev in events.iter() {
+            self.dispatch(*ev);
+        }
+        if events.is_woken() {
+            self.drain_channel();
+        }
+        self.read_again();
+        self.flush_dirty();
+        Ok(())
+    }
+
+    /// Graceful shutdown: stop accepting, stop reading, keep writing until
+    /// every connection has flushed and closed or the deadline passes.
+    fn drain(&mut self, events: &mut Events, deadline: Instant) -> io::Result<()> {
+        self.stop_listeners();
+        self.next_tick = None;
+        self.table.close_all_later();
+        self.flush_dirty();
+        while !self.table.is_empty() && Instant::now() < deadline {
+            self.iteration(events, Some(deadline))?;
+        }
+        Ok(())
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        if self.table.has_again() {
+            return Some(Duration::ZERO);
+        }
+        let deadline = [
+            self.next_tick,
+            self.accept.retry_at(),
+            self.table.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        if self.next_tick.is_some_and(|t| t <= now) {
+            let (delay, action) = self.handler.on_tick();
+            self.next_tick = delay.map(|d| Instant::now() + d);
+            if action == Action::Shutdown {
+                self.ctx.shared.begin_shutdown();
+            }
+        }
+        if self.accept.retry_at().is_some_and(|t| t <= now) {
+            self.retry_accepting();
+        }
+        while let Some((index, kind)) = self.table.pop_expired() {
+            let why = match kind {
+                TimerKind::Connect => "connect timed out",
+                TimerKind::Idle => "idle timeout",
+            };
+            self.close(index, Some(io::Error::new(io::ErrorKind::TimedOut, why)));
+        }
+    }
+
+    fn dispatch(&mut self, ev: Event) {
+        let key = match Token::decode(ev.token()) {
+            Token::Listener(i) => return self.on_listener(i),
+            Token::Conn(key) => key,
+        };
+        if !self.table.is_live(key) {
+            return;
+        }
+        let index = key.index();
+        let broken = ev.is_error() || ev.is_hangup();
+        if self.table.is_connecting(index) {
+            if ev.is_writable() || broken {
+                self.finish_connect(index);
+            }
+            return;
+        }
+        if ev.is_read_closed() {
+            self.table.note_peer_eof(index);
+        }
+        if ev.is_writable() || broken {
+            self.flush(index);
+        }
+        if (ev.is_readable() || broken) && self.table.is_live(key) {
+            self.read(index, ev.is_read_closed() || broken);
+        }
+    }
+
+    // ----- reading --------------------------------------------------------
+
+    /// Reads until the socket is drained (a short read), the fairness cap, or
+    /// the connection stops reading. `to_eof`: the peer closed its side, so
+    /// read on past short reads to reach EOF now.
+    fn read(&mut self, index: usize, to_eof: bool) {
+        // A FIN reported while reading was paused or cut short by the
+        // fairness cap is not reported again: remember it, or a half-closed
+        // peer would wait for our close forever.
+        let to_eof = to_eof || self.table.peer_eof(index);
+        for _ in 0..MAX_READS_PER_EVENT {
+            let Some(fd) = self.table.read_fd(index) else {
+                return;
+            };
+            match net::read(fd, &mut self.buf) {
+                Ok(0) => {
+                    // EOF: answer what was already accepted, then close.
+                    self.after(index, Action::Close);
+                    return;
+                }
+                Ok(n) => {
+                    self.table.touch(index);
+                    let action = self.handler.on_data(view!(self, index), &self.buf[..n]);
+                    self.after(index, action);
+                    // Write the reply now, while the connection (and its
+                    // kernel socket) is hot in cache, not after the batch.
+                    if self.table.clear_dirty(index) {
+                        self.handler.on_pre_write();
+                        self.flush(index);
+                    }
+                    if n < self.buf.len() && !to_eof {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.close(index, Some(e));
+                    return;
+                }
+            }
+        }
+        if P::EDGE_TRIGGERED && self.table.contains(index) {
+            let key = self.table.key(index);
+            self.table.read_again_later(key);
+        }
+    }
+
+    fn read_again(&mut self) {
+        if !self.table.has_again() {
+            return;
+        }
+        let mut list = std::mem::take(&mut self.again);
+        self.table.take_again(&mut list);
+        for key in list.drain(..) {
+            if self.table.is_live(key) {
+                self.read(key.index(), false);
+            }
+        }
+        self.again = list;
+    }
+
+    /// Applies a callback's action, registers connections it dialed, and
+    /// updates backpressure.
+    fn after(&mut self, index: usize, action: Action) {
+        self.register_dialed();
+        if !self.table.contains(index) {
+            return;
+        }
+        match action {
+            Action::None => {}
+            Action::Close => {
+                let key = self.table.key(index);
+                self.table.close_later(key);
+            }
+            Action::Detach => self.table.detach_later(index),
+            Action::Shutdown => self.ctx.shared.begin_shutdown(),
+        }
+        self.table.after_callback(index, &mut self.poller);
+        self.close_failed();
+    }
+
+    // ----- writing --------------------------------------------------------
+
+    fn flush_dirty(&mut self) {
+        // on_drained may queue more output; keep going until none is left.
+        while self.table.has_dirty() {
+            let mut list = std::mem::take(&mut self.dirty);
+            self.table.take_dirty(&mut list);
+            for &index in &list {
+                // Entries already written right after their on_data have
+                // their dirty mark cleared.
+                if self.table.clear_dirty(index) {
+                    self.handler.on_pre_write();
+                    self.flush(index);
+                }
+            }
+            list.clear();
+            self.dirty = list;
+        }
+        self.close_failed();
+    }
+
+    /// Flushes one connection and acts on what the flush found.
+    fn flush(&mut self, index: usize) {
+        match self.table.flush(index, &mut self.poller) {
+            Flushed::Pending => {}
+            Flushed::Close(err) => self.close(index, err),
+            Flushed::Detach => self.detach(index),
+            Flushed::Drained => {
+                let action = self.handler.on_drained(view!(self, index));
+                self.after(index, action);
+            }
+        }
+    }
+
+    // ----- closing --------------------------------------------------------
+
+    /// Closes the socket, then fires `on_closed` (also for a dial that never
+    /// connected: the error is its result) with the context still readable,
+    /// then frees the slot.
+    fn close(&mut self, index: usize, err: Option<io::Error>) {
+        if !self
+            .table
+            .begin_close(index, err.as_ref(), &mut self.poller)
+        {
+            return;
+        }
+        self.ctx.me.count_closed();
+        let action = self.handler.on_closed(view!(self, index), err);
+        self.table.remove(index);
+        self.register_dialed();
+        if action == Action::Shutdown {
+            self.ctx.shared.begin_shutdown();
+        }
+    }
+
+    /// Closes connections whose poller registration failed.
+    fn close_failed(&mut self) {
+        while let Some((key, e)) = self.table.take_failed() {
+            if self.table.is_live(key) {
+                self.close(key.index(), Some(e));
+            }
+        }
+    }
+
+    fn detach(&mut self, index: usize) {
+        let Some((fd, unix)) = self.table.take_for_detach(index, &mut self.poller) else {
+            return;
+        };
+        self.ctx.me.count_closed();
+        let action = match DetachedStream::new(fd, unix) {
+            Ok(stream) => self.handler.on_detached(view!(self, index), stream),
+            Err(e) => self.handler.on_closed(view!(self, index), Some(e)),
+        };
+        self.table.remove(index);
+        if action == Action::Shutdown {
+            self.ctx.shared.begin_shutdown();
+        }
+    }
+
+    /// Shutdown: one last non-blocking attempt to deliver pending output,
+    /// then every connection is closed with `on_closed(None)`.
+    fn close_all(&mut self) {
+        self.stop_listeners();
+        for index in self.table.indexes() {
+            self.table.write_remaining(index);
+            self.close(index, None);
+        }
+        // Messages that arrived too late: fail their receipts, drop fds.
+        // (Bounded, as in `drain_channel`; whatever arrives later is
+        // dropped with the channel, and a dropped write fails its receipt.)
+        for _ in 0..self.rx.len() {
+            let Ok(msg) = self.rx.try_recv() else { break };
+            if let Msg::Accepted { .. } = msg {
+                self.ctx.me.count_closed();
+            }
+        }
+    }
+
+    // ----- the wake channel ---------------------------------------------
+
+    fn drain_channel(&mut self) {
+        // A bounded batch: threads sending faster than the loop handles
+        // must not keep it here (no I/O, no shutdown). Messages sent later
+        // wake the poller again; for the rest of a long backlog, re-arm
+        // the wake so the next wait does not block.
+        let queued = self.rx.len();
+        if queued > MAX_MESSAGES_PER_ITERATION {
+            self.ctx.me.wake();
+        }
+        for _ in 0..queued.min(MAX_MESSAGES_PER_ITERATION) {
+            let Ok(msg) = self.rx.try_recv() else { break };
+            match msg {
+                Msg::Wake(key) => {
+                    // A closing connection takes no more events; its
+                    // pending output and close stand.
+                    if self.table.takes_events(key) {
+                        let action = self.handler.on_wake(view!(self, key.index()));
+                        self.after(key.index(), action);
+                    }
+                }
+                Msg::Write { key, data, receipt } => {
+                    if self.table.write_with_receipt(key, &data, receipt) {
+                        self.after(key.index(), Action::None);
+                    }
+                }
+                Msg::Close(key) => {
+                    if self.table.close_later(key) {
+                        self.after(key.index(), Action::None);
+                    }
+                }
+                Msg::Dial(addr) => self.dial(addr),
+                Msg::Accepted {
+                    fd,
+                    remote,
+                    listener,
+                    unix,
+                } => self.install(fd, remote, listener, unix),
+            }
+        }
+    }
+
+    // ----- opening and dialing ----------------------------------------------
+
+    /// Serves an accepted connection: into the table, into the poller, then
+    /// `on_opened`.
+    fn install(&mut self, fd: OwnedFd, remote: crate::Addr, listener: usize, unix: bool) {
+        if self.ctx.shared.is_shutdown() {
+            self.ctx.me.count_closed();
+            return;
+        }
+        let index = self.table.insert_accepted(fd, remote, listener, unix);
+        if let Err(e) = self.table.register(index, &mut self.poller) {
+            tracing::warn!(error = %e, "evio: registering a connection failed; closing it");
+            self.table.remove(index);
+            self.ctx.me.count_closed();
+            return;
+        }
+        self.open(index);
+    }
+
+    /// Fires `on_opened`, applies its options and action.
+    fn open(&mut self, index: usize) {
+        self.table.apply_default_idle(index);
+        let (opts, action) = self.handler.on_opened(view!(self, index));
+        if let (Some(fd), false) = (self.table.fd(index), self.table.is_unix(index)) {
+            if opts.tcp_no_delay {
+                let _ = net::set_nodelay(&fd, true);
+            }
+            if let Some(idle) = opts.tcp_keep_alive {
+                if let Err(e) = net::set_keepalive(&fd, Some(idle)) {
+                    tracing::debug!(error = %e, "evio: SO_KEEPALIVE failed");
+                }
+            }
+        }
+        if let Some(idle) = opts.idle_timeout {
+            self.table.set_idle_timeout(index, Some(idle));
+        }
+        self.after(index, action);
+    }
+
+    fn finish_connect(&mut self, index: usize) {
+        if let Err(e) = self.table.finish_connect(index) {
+            self.close(index, Some(e));
+            return;
+        }
+        tracing::debug!(remote = %self.table.remote(index), "evio: dialed");
+        self.open(index);
+        if self.table.read_fd(index).is_some() {
+            self.read(index, false);
+        }
+    }
+
+    /// A dial asked for from another thread.
+    fn dial(&mut self, addr: crate::Addr) {
+        self.ctx.me.count_open();
+        match self.table.dial(&addr, Default::default()) {
+            Ok(_) => self.register_dialed(),
+            Err((e, ctx)) => {
+                // Reported like a connect that fails later: `on_closed`
+                // with the error, no `on_opened`.
+                tracing::debug!(error = %e, addr = %addr, "evio: dial failed");
+                let index = self.table.insert_failed_dial(addr, ctx);
+                self.close(index, Some(e));
+            }
+        }
+    }
+
+    /// Registers connections a callback dialed; one that cannot be
+    /// registered is closed with the error.
+    fn register_dialed(&mut self) {
+        while let Some(index) = self.table.take_to_register() {
+            if self.table.contains(index) {
+                if let Err(e) = self.table.register(index, &mut self.poller) {
+                    tracing::warn!(error = %e, "evio: registering a dialed connection failed");
+                    self.close(index, Some(e));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! [`ConnHandle`]: reaching one connection from any thread.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::key::{ConnId, ConnKey};
+use crate::loop_thread::ServerId;
+use crate::receipt::{PendingReceipt, WriteError, WriteReceipt};
+use crate::remote::{LoopRemote, Msg};
+
+/// Reaches one connection from any thread: write to it, close it, wake it.
+///
+/// `Send + Sync + Clone`. Everything goes through the loop's wake channel,
+/// in order per sending thread; wake-ups coalesce, so a burst of messages
+/// costs the loop one eventfd write. A handle to a connection that has
+/// closed reaches nothing, even if its slot or fd number was reused.
+///
+/// The channel is unbounded and handle writes do not block: a thread that
+/// produces faster than the peer reads paces itself on its receipts (wait
+/// for one every N writes), as the example below does for every write.
+///
+/// ```no_run
+/// use evio_core::{Action, Conn, EventHandler, Options};
+///
+/// #[derive(Clone)]
+/// struct Clock;
+/// impl EventHandler for Clock {
+///     type Context = ();
+///     fn on_opened(&mut self, conn: &mut Conn<'_, ()>) -> (Options, Action) {
+///         let handle = conn.handle();
+///         std::thread::spawn(move || loop {
+///             std::thread::sleep(std::time::Duration::from_secs(1));
+///             // Written in order after whatever the connection had queued.
+///             if handle.write(b"tick\n".to_vec()).wait().is_err() {
+///                 return; // the connection closed
+///             }
+///         });
+///         (Options::default(), Action::None)
+///     }
+/// }
+/// ```
+#[derive(Clone)]
+pub struct ConnHandle {
+    key: ConnKey,
+    remote: Arc<LoopRemote>,
+    server: ServerId,
+}
+
+impl ConnHandle {
+    pub(crate) fn new(key: ConnKey, remote: Arc<LoopRemote>, server: ServerId) -> ConnHandle {
+        ConnHandle {
+            key,
+            remote,
+            server,
+        }
+    }
+
+    /// Queues a wake: the connection's loop calls
+    /// [`EventHandler::on_wake`](crate::EventHandler::on_wake) (by default
+    /// `on_data` with empty input). Never touches pending output or a
+    /// pending close; a wake for a closed or closing connection is dropped.
+    /// Returns `false` if the server has stopped.
+    pub fn wake(&self) -> bool {
+        self.remote.send(Msg::Wake(self.key))
+    }
+
+    /// Queues `data` for the connection, after whatever it already queued.
+    /// The receipt completes `Ok` once every byte is written to the socket,
+    /// or with the error if the connection closes first (or has closed, or
+    /// the server has stopped). Each write gets exactly one result.
+    pub fn write(&self, data: impl Into<Vec<u8>>) -> WriteReceipt {
+        let receipt = WriteReceipt::new(self.server);
+        let msg = Msg::Write {
+            key: self.key,
+            data: data.into(),
+            receipt: PendingReceipt::new(receipt.clone()),
+        };
+        if !self.remote.send(msg) {
+            receipt.complete(Err(WriteError::NOT_CONNECTED));
+        }
+        receipt
+    }
+
+    /// Closes the connection after its pending output is written. Returns
+    /// `false` if the server has stopped.
+    pub fn close(&self) -> bool {
+        self.remote.send(Msg::Close(self.key))
+    }
+
+    /// The connection's id, for comparing with [`Conn::id`](crate::Conn::id).
+    pub fn id(&self) -> ConnId {
+        ConnId(self.key)
+    }
+}
+
+impl fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnHandle")
+            .field("key", &self.key)
+            .finish()
+    }
+}

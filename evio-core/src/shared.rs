@@ -1,0 +1,83 @@
+//! What every loop of one server shares.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::loop_thread::ServerId;
+use crate::remote::LoopRemote;
+use crate::Addr;
+
+/// State every loop shares.
+pub(crate) struct Shared {
+    pub(crate) id: ServerId,
+    shutdown: AtomicBool,
+    /// Set by a graceful shutdown: loops flush output until then.
+    drain_deadline: Mutex<Option<Instant>>,
+    pub(crate) loops: Vec<Arc<LoopRemote>>,
+    pub(crate) addrs: Vec<Addr>,
+    pub(crate) config: Config,
+}
+
+impl Shared {
+    pub(crate) fn new(loops: Vec<Arc<LoopRemote>>, addrs: Vec<Addr>, config: Config) -> Shared {
+        Shared {
+            id: ServerId::fresh(),
+            shutdown: AtomicBool::new(false),
+            drain_deadline: Mutex::new(None),
+            loops,
+            addrs,
+            config,
+        }
+    }
+
+    /// Asks every loop to stop (idempotent).
+    pub(crate) fn begin_shutdown(&self) {
+        if !self.shutdown.swap(true, Ordering::AcqRel) {
+            tracing::debug!("evio: shutdown requested");
+            for l in &self.loops {
+                l.wake();
+            }
+        }
+    }
+
+    /// Asks every loop to stop after flushing, until `deadline`.
+    pub(crate) fn begin_graceful_shutdown(&self, deadline: Instant) {
+        {
+            let mut d = self
+                .drain_deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // The earliest deadline asked for wins.
+            *d = Some(d.map_or(deadline, |old| old.min(deadline)));
+        }
+        self.begin_shutdown();
+    }
+
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn drain_deadline(&self) -> Option<Instant> {
+        *self
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Open connections over all loops.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.loops.iter().map(|l| l.open_connections()).sum()
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("addrs", &self.addrs)
+            .field("loops", &self.loops.len())
+            .finish()
+    }
+}

@@ -1,0 +1,215 @@
+//! The rest of a connection's life: dialing, closing and detaching,
+//! timers, and the reply slot of a UDP socket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use evio_sys::{net, Poller};
+
+use super::state::{Flags, Phase};
+use super::timers::TimerKind;
+use super::ConnTable;
+use crate::config::duration_ms;
+use crate::receipt::WriteError;
+use crate::Addr;
+
+impl<C> ConnTable<C> {
+    // ----- dialing ----------------------------------------------------------
+
+    pub(crate) fn is_connecting(&self, index: usize) -> bool {
+        self.slab[index].flags.has(Flags::CONNECTING)
+    }
+
+    /// A dial's socket became writable (or failed): checks the connect's
+    /// result; on success the connection is open and output queued while
+    /// connecting (or a close asked for) is due now.
+    pub(crate) fn finish_connect(&mut self, index: usize) -> io::Result<()> {
+        let c = &mut self.slab[index];
+        match c.fd.as_ref().map(net::take_error) {
+            Some(Ok(None)) => {}
+            Some(Ok(Some(e))) | Some(Err(e)) => return Err(e),
+            None => return Err(io::ErrorKind::NotConnected.into()),
+        }
+        c.flags.clear(Flags::CONNECTING);
+        // The connect used up the writable edge: flush now what waited.
+        if c.out.pending() > 0 || c.phase != Phase::Open {
+            Self::mark_dirty(&mut self.dirty, index, c);
+        }
+        Ok(())
+    }
+
+    // ----- closing ----------------------------------------------------------
+
+    /// First half of a close: the socket leaves the poller and closes,
+    /// pending receipts fail with `err` (or `ConnectionAborted`), writers
+    /// paused on this connection resume. The slot stays for `on_closed`;
+    /// [`remove`](Self::remove) it afterwards. `false` if it is gone.
+    pub(crate) fn begin_close<P: Poller>(
+        &mut self,
+        index: usize,
+        err: Option<&io::Error>,
+        poller: &mut P,
+    ) -> bool {
+        let Some(c) = self.slab.get_mut(index) else {
+            return false;
+        };
+        if let Some(fd) = c.fd.take() {
+            if !c.flags.has(Flags::PARKED) {
+                let _ = poller.deregister(fd.as_raw_fd());
+            }
+        }
+        let why = err.map_or(
+            WriteError::from_kind(io::ErrorKind::ConnectionAborted),
+            WriteError::from_io,
+        );
+        for (_, r) in c.receipts.drain(..) {
+            r.complete(Err(why));
+        }
+        c.phase = Phase::Closing;
+        match err {
+            Some(e) => tracing::debug!(remote = %c.remote, error = %e, "evio: closed with error"),
+            None => tracing::debug!(remote = %c.remote, "evio: closed"),
+        }
+        for w in std::mem::take(&mut c.waiters) {
+            self.resume_waiter(w, poller);
+        }
+        true
+    }
+
+    /// Takes the socket of a detaching connection out of the poller and
+    /// the table (the slot stays for `on_detached`). Returns it and whether
+    /// it is a unix socket.
+    pub(crate) fn take_for_detach<P: Poller>(
+        &mut self,
+        index: usize,
+        poller: &mut P,
+    ) -> Option<(OwnedFd, bool)> {
+        let c = self.slab.get_mut(index)?;
+        let fd = c.fd.take()?;
+        if !c.flags.has(Flags::PARKED) {
+            let _ = poller.deregister(fd.as_raw_fd());
+        }
+        Some((fd, c.flags.has(Flags::UNIX)))
+    }
+
+    /// Shutdown: one last non-blocking attempt to deliver pending output.
+    pub(crate) fn write_remaining(&mut self, index: usize) {
+        if let Some(c) = self.slab.get(index) {
+            if let (Some(fd), true) = (&c.fd, c.out.pending() > 0) {
+                let _ = net::write(fd.as_fd(), c.out.unwritten());
+            }
+        }
+    }
+
+    /// Graceful shutdown: every connection closes once its output drains.
+    pub(crate) fn close_all_later(&mut self) {
+        for index in self.indexes() {
+            let key = self.key(index);
+            self.close_later(key);
+        }
+    }
+
+    // ----- timers -----------------------------------------------------------
+
+    /// Sets the idle timeout of `index` (`None`: none).
+    pub(crate) fn set_idle_timeout(&mut self, index: usize, timeout: Option<Duration>) {
+        let key = self.key(index);
+        let c = &mut self.slab[index];
+        c.idle.ms = duration_ms(timeout);
+        if c.idle.ms == 0 {
+            return;
+        }
+        let now = self.timers.refresh();
+        c.idle.last_active = now;
+        let due = now + u64::from(c.idle.ms);
+        // A shorter timeout than the scheduled one (e.g. `Options` under a
+        // longer server default) needs an earlier timer; the later one lapses.
+        if c.idle.due == 0 || due < c.idle.due {
+            c.idle.due = due;
+            self.timers.push(due, TimerKind::Idle, key);
+        }
+    }
+
+    /// Gives a new connection the server's default idle timeout, if any.
+    pub(crate) fn apply_default_idle(&mut self, index: usize) {
+        if self.idle_default_ms > 0 {
+            let d = Duration::from_millis(u64::from(self.idle_default_ms));
+            self.set_idle_timeout(index, Some(d));
+        }
+    }
+
+    /// Refreshes the loop clock after a wait, if anything uses it.
+    pub(crate) fn refresh_clock(&mut self) {
+        if !self.timers.is_empty() || self.idle_default_ms > 0 {
+            self.timers.refresh();
+        }
+    }
+
+    /// When the earliest timer is due.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// The next connection whose timer really expired (stale entries lapse,
+    /// idle timers of active connections are re-armed).
+    pub(crate) fn pop_expired(&mut self) -> Option<(usize, TimerKind)> {
+        if self.timers.is_empty() {
+            return None;
+        }
+        let now = self.timers.refresh();
+        while let Some((due, kind, key)) = self.timers.pop_due(now) {
+            let Some(c) = self
+                .slab
+                .get_mut(key.index())
+                .filter(|c| c.gen == key.gen())
+            else {
+                continue;
+            };
+            match kind {
+                TimerKind::Connect => {
+                    if c.flags.has(Flags::CONNECTING) {
+                        return Some((key.index(), kind));
+                    }
+                }
+                TimerKind::Idle => {
+                    if due != c.idle.due {
+                        continue; // superseded by an earlier timer
+                    }
+                    if c.idle.ms == 0 {
+                        c.idle.due = 0;
+                        continue;
+                    }
+                    let expires = c.idle.last_active + u64::from(c.idle.ms);
+                    if expires <= now {
+                        return Some((key.index(), kind));
+                    }
+                    c.idle.due = expires;
+                    self.timers.push(expires, TimerKind::Idle, key);
+                }
+            }
+        }
+        None
+    }
+
+    // ----- UDP --------------------------------------------------------------
+
+    /// Prepares the UDP slot for one datagram from `from`.
+    pub(crate) fn udp_begin(&mut self, slot: usize, from: SocketAddr)
+    where
+        C: Default,
+    {
+        let c = &mut self.slab[slot];
+        c.remote = Addr::Inet(from);
+        c.ctx = C::default();
+        c.out.clear();
+    }
+
+    /// The reply the handler wrote for the datagram, if any.
+    pub(crate) fn udp_reply(&mut self, slot: usize) -> Option<&[u8]> {
+        let c = &mut self.slab[slot];
+        c.flags.clear(Flags::DIRTY);
+        (c.out.pending() > 0).then(|| c.out.unwritten())
+    }
+}

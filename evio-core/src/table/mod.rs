@@ -1,0 +1,361 @@
+//! The connection table: every connection of one loop, in a slab, and the
+//! per-connection state machine — writing and `write_to`, backpressure,
+//! close and detach, flush bookkeeping (receipts, buffer recycling), idle
+//! and connect timers, dials waiting to be registered.
+//!
+//! The table never calls the handler: operations that end in a callback
+//! (a flush that drained or finished a close, an expired timer) report it,
+//! and the event loop makes the call. It does the socket writes and keeps
+//! the poller registration of each connection in step with its state, with
+//! the poller lent by the loop.
+
+mod flush;
+mod lifecycle;
+mod output;
+mod state;
+mod timers;
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use evio_sys::{net, Interest, Poller};
+use slab::Slab;
+use smallvec::SmallVec;
+
+use crate::config::{duration_ms, Config};
+use crate::key::{ConnKey, Generations, Token};
+
+use crate::Addr;
+use output::{Output, OutputPool};
+use state::{ConnState, Flags, Idle, Origin, Phase};
+pub(crate) use timers::TimerKind;
+use timers::Timers;
+
+/// What a flush found, for the loop to act on.
+#[derive(Debug)]
+pub(crate) enum Flushed {
+    /// Nothing for the loop to do (output still pending, or nothing queued).
+    Pending,
+    /// Everything queued is now written (and something was): `on_drained`.
+    Drained,
+    /// Output done (or a write failed): close, with the error if any.
+    Close(Option<io::Error>),
+    /// Output done: hand the socket over.
+    Detach,
+}
+
+/// Every connection of one loop.
+pub(crate) struct ConnTable<C> {
+    slab: Slab<ConnState<C>>,
+    gens: Generations,
+    pool: OutputPool,
+    /// Connections with output (or a close) queued since their last flush.
+    dirty: Vec<usize>,
+    /// Connections to read again: cut short by the fairness cap, or reading
+    /// resumed after backpressure.
+    again: Vec<ConnKey>,
+    /// Dialed connections to register with the poller after the callback
+    /// that dialed them.
+    to_register: Vec<usize>,
+    /// Connections whose poller registration failed: the loop closes them.
+    failed: Vec<(ConnKey, io::Error)>,
+    timers: Timers,
+    idle_default_ms: u32,
+    dial_timeout_ms: u32,
+    high_water: usize,
+    low_water: usize,
+}
+
+impl<C> ConnTable<C> {
+    pub(crate) fn new(config: &Config) -> ConnTable<C> {
+        ConnTable {
+            slab: Slab::new(),
+            gens: Generations::default(),
+            pool: OutputPool::default(),
+            dirty: Vec::new(),
+            again: Vec::new(),
+            to_register: Vec::new(),
+            failed: Vec::new(),
+            timers: Timers::new(),
+            idle_default_ms: duration_ms(config.idle_timeout),
+            dial_timeout_ms: duration_ms(config.dial_timeout),
+            high_water: config.high_water,
+            low_water: config.low_water,
+        }
+    }
+
+    // ----- lookup ---------------------------------------------------------
+
+    /// The one liveness check: the slot exists and still holds the
+    /// connection `key` named.
+    fn get(&self, key: ConnKey) -> Option<&ConnState<C>> {
+        self.slab.get(key.index()).filter(|c| c.gen == key.gen())
+    }
+
+    fn get_mut(&mut self, key: ConnKey) -> Option<&mut ConnState<C>> {
+        self.slab
+            .get_mut(key.index())
+            .filter(|c| c.gen == key.gen())
+    }
+
+    /// Whether `key` names a connection that is still in the table.
+    pub(crate) fn is_live(&self, key: ConnKey) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Whether `key` names an open stream connection (not closing, not
+    /// detaching, not a UDP slot): the ones wakes and handle writes reach.
+    pub(crate) fn takes_events(&self, key: ConnKey) -> bool {
+        self.get(key).is_some_and(ConnState::takes_events)
+    }
+
+    /// The key of the connection in slot `index` (which must exist).
+    pub(crate) fn key(&self, index: usize) -> ConnKey {
+        self.slab[index].key(index)
+    }
+
+    pub(crate) fn contains(&self, index: usize) -> bool {
+        self.slab.contains(index)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    /// Every occupied slot (allocates: shutdown paths only).
+    pub(crate) fn indexes(&self) -> Vec<usize> {
+        self.slab.iter().map(|(i, _)| i).collect()
+    }
+
+    // ----- what a callback's view reads -------------------------------------
+
+    pub(crate) fn ctx(&self, index: usize) -> &C {
+        &self.slab[index].ctx
+    }
+
+    pub(crate) fn ctx_mut(&mut self, index: usize) -> &mut C {
+        &mut self.slab[index].ctx
+    }
+
+    pub(crate) fn remote(&self, index: usize) -> &Addr {
+        &self.slab[index].remote
+    }
+
+    pub(crate) fn fd(&self, index: usize) -> Option<BorrowedFd<'_>> {
+        self.slab[index].fd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// The index of the address that accepted the connection (or owns the
+    /// UDP socket); `None` for a dialed connection.
+    pub(crate) fn listener(&self, index: usize) -> Option<usize> {
+        match self.slab[index].origin {
+            Origin::Listener(i) | Origin::Udp(i) => Some(i as usize),
+            Origin::Dialed => None,
+        }
+    }
+
+    pub(crate) fn is_udp(&self, index: usize) -> bool {
+        matches!(self.slab[index].origin, Origin::Udp(_))
+    }
+
+    pub(crate) fn is_unix(&self, index: usize) -> bool {
+        self.slab[index].flags.has(Flags::UNIX)
+    }
+
+    pub(crate) fn output_len(&self, index: usize) -> usize {
+        self.slab[index].out.pending()
+    }
+
+    /// Bytes queued on the connection `key`, if it is live.
+    pub(crate) fn output_len_of(&self, key: ConnKey) -> Option<usize> {
+        self.get(key).map(|c| c.out.pending())
+    }
+
+    // ----- adding and removing ------------------------------------------------
+
+    fn new_state(
+        &mut self,
+        fd: Option<OwnedFd>,
+        origin: Origin,
+        flags: Flags,
+        remote: Addr,
+        ctx: C,
+    ) -> ConnState<C> {
+        ConnState {
+            fd,
+            gen: self.gens.next(),
+            origin,
+            phase: Phase::Open,
+            flags,
+            interest: Interest::READABLE,
+            idle: Idle {
+                last_active: self.timers.now_ms(),
+                ..Idle::default()
+            },
+            remote,
+            out: Output::default(),
+            waiters: SmallVec::new(),
+            receipts: Vec::new(),
+            written: 0,
+            ctx,
+        }
+    }
+
+    /// Adds an accepted connection; register it next.
+    pub(crate) fn insert_accepted(
+        &mut self,
+        fd: OwnedFd,
+        remote: Addr,
+        listener: usize,
+        unix: bool,
+    ) -> usize
+    where
+        C: Default,
+    {
+        let flags = if unix { Flags::UNIX } else { Flags::default() };
+        let state = self.new_state(
+            Some(fd),
+            Origin::Listener(listener as u32),
+            flags,
+            remote,
+            C::default(),
+        );
+        self.slab.insert(state)
+    }
+
+    /// Starts a non-blocking connect to `addr` and adds it; it is registered
+    /// after the current callback (see
+    /// [`take_to_register`](Self::take_to_register)) and timed out after the
+    /// dial timeout. On an immediate failure the context comes back with
+    /// the error.
+    pub(crate) fn dial(&mut self, addr: &Addr, ctx: C) -> Result<ConnKey, (io::Error, C)> {
+        let fd = match addr {
+            Addr::Inet(a) => net::tcp_connect(*a),
+            Addr::Unix(Some(path)) => net::unix_connect(path),
+            Addr::Unix(None) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot dial an unnamed unix address",
+            )),
+        };
+        match fd {
+            Ok(fd) => Ok(self.insert_dialed(fd, addr.clone(), matches!(addr, Addr::Unix(_)), ctx)),
+            Err(e) => Err((e, ctx)),
+        }
+    }
+
+    fn insert_dialed(&mut self, fd: OwnedFd, remote: Addr, unix: bool, ctx: C) -> ConnKey {
+        let flags = Flags::CONNECTING | if unix { Flags::UNIX } else { Flags::default() };
+        let state = self.new_state(Some(fd), Origin::Dialed, flags, remote, ctx);
+        let index = self.slab.insert(state);
+        let key = self.key(index);
+        self.to_register.push(index);
+        if self.dial_timeout_ms > 0 {
+            let now = self.timers.refresh();
+            self.timers.push(
+                now + u64::from(self.dial_timeout_ms),
+                TimerKind::Connect,
+                key,
+            );
+        }
+        key
+    }
+
+    /// Adds a dial that failed at once, to be closed with its error (so it
+    /// is reported like a connect that fails later).
+    pub(crate) fn insert_failed_dial(&mut self, remote: Addr, ctx: C) -> usize {
+        let state = self.new_state(None, Origin::Dialed, Flags::CONNECTING, remote, ctx);
+        self.slab.insert(state)
+    }
+
+    /// Adds the reply slot of the UDP socket at `listener`.
+    pub(crate) fn insert_udp_slot(&mut self, listener: usize) -> usize
+    where
+        C: Default,
+    {
+        let state = self.new_state(
+            None,
+            Origin::Udp(listener as u32),
+            Flags::default(),
+            Addr::Unix(None),
+            C::default(),
+        );
+        self.slab.insert(state)
+    }
+
+    /// Frees a slot (after `on_closed` / `on_detached`).
+    pub(crate) fn remove(&mut self, index: usize) {
+        self.slab.try_remove(index);
+    }
+
+    /// Adds connection `index` to the poller: edge-triggered pollers watch
+    /// both directions for good; level-triggered ones what it waits for.
+    pub(crate) fn register<P: Poller>(&mut self, index: usize, poller: &mut P) -> io::Result<()> {
+        let c = &mut self.slab[index];
+        let want = if P::EDGE_TRIGGERED {
+            Interest::BOTH
+        } else if c.flags.has(Flags::CONNECTING) {
+            Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let fd = c.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+        poller.register(fd, Token::Conn(c.key(index)).encode(), want)?;
+        c.interest = want;
+        Ok(())
+    }
+
+    /// The next dialed connection to register, if a callback dialed one.
+    pub(crate) fn take_to_register(&mut self) -> Option<usize> {
+        self.to_register.pop()
+    }
+
+    /// The next connection whose registration failed, to be closed.
+    pub(crate) fn take_failed(&mut self) -> Option<(ConnKey, io::Error)> {
+        self.failed.pop()
+    }
+
+    // ----- reading ----------------------------------------------------------
+
+    /// The socket to read for `index`, if it takes reads now.
+    pub(crate) fn read_fd(&self, index: usize) -> Option<BorrowedFd<'_>> {
+        let c = self.slab.get(index)?;
+        if !c.reading() {
+            return None;
+        }
+        c.fd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Records that the peer shut down its side (reported once by
+    /// edge-triggered pollers).
+    pub(crate) fn note_peer_eof(&mut self, index: usize) {
+        self.slab[index].flags.set(Flags::PEER_EOF);
+    }
+
+    pub(crate) fn peer_eof(&self, index: usize) -> bool {
+        self.slab
+            .get(index)
+            .is_some_and(|c| c.flags.has(Flags::PEER_EOF))
+    }
+
+    /// Records activity for the idle timer.
+    pub(crate) fn touch(&mut self, index: usize) {
+        let c = &mut self.slab[index];
+        if c.idle.ms != 0 {
+            c.idle.last_active = self.timers.now_ms();
+        }
+    }
+
+    /// Queues `key` to be read again next iteration.
+    pub(crate) fn read_again_later(&mut self, key: ConnKey) {
+        self.again.push(key);
+    }
+
+    pub(crate) fn has_again(&self) -> bool {
+        !self.again.is_empty()
+    }
+
+    /// Moves the read-again list into `into` (which must be empty).
+    pub(crate) fn take_again(&mut self, into: &mut Vec<ConnKey>) {
+        std::mem::swap(&mut self.again, into);
+    }
+}
