@@ -1,10 +1,11 @@
-//! Parsing `scheme://host:port?reuseport=true` listen addresses and binding
-//! them.
+//! Addresses: parsing `scheme://host:port?reuseport=true` listen addresses
+//! and binding them, and [`ToAddr`], what `dial` accepts.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use evio_sys::net::{self, Addr, BindOptions};
 
@@ -110,14 +111,97 @@ pub(crate) fn parse(original: &str) -> io::Result<ListenSpec> {
     })
 }
 
+/// An address to dial: an [`Addr`], a [`SocketAddr`], or a string in the
+/// same syntax as listen addresses — `"tcp://host:port"`, `"tcp4://…"`,
+/// `"tcp6://…"`, `"unix://path"`, or a bare `"host:port"` (TCP). An empty
+/// host means this machine (`127.0.0.1`, or `::1` for `tcp6`).
+///
+/// A host name is resolved with the system resolver, which blocks; inside a
+/// callback prefer IP literals or an address resolved beforehand.
+///
+/// ```
+/// use evio_core::{Addr, ToAddr};
+/// let a = "tcp://127.0.0.1:6379".to_addr()?;
+/// assert_eq!(a, Addr::Inet("127.0.0.1:6379".parse().unwrap()));
+/// assert_eq!(":80".to_addr()?, Addr::Inet("127.0.0.1:80".parse().unwrap()));
+/// assert!("unix:///tmp/app.sock".to_addr()?.as_unix_path().is_some());
+/// assert!("udp://127.0.0.1:53".to_addr().is_err()); // streams only
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait ToAddr {
+    /// The address, parsed and resolved.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the address and the problem (unknown or UDP
+    /// scheme, missing or bad port, options), or the resolver's error.
+    fn to_addr(&self) -> io::Result<Addr>;
+}
+
+impl ToAddr for Addr {
+    fn to_addr(&self) -> io::Result<Addr> {
+        Ok(self.clone())
+    }
+}
+
+impl ToAddr for SocketAddr {
+    fn to_addr(&self) -> io::Result<Addr> {
+        Ok(Addr::Inet(*self))
+    }
+}
+
+impl ToAddr for str {
+    fn to_addr(&self) -> io::Result<Addr> {
+        let spec = parse(self)?;
+        if spec.reuse_port {
+            return Err(invalid(self, "options are for listening, not dialing"));
+        }
+        match spec.network {
+            Network::Unix => Ok(Addr::Unix(Some(PathBuf::from(&spec.target)))),
+            n if n.is_udp() => Err(invalid(self, "only stream addresses can be dialed")),
+            _ if spec.target.is_empty() => Err(invalid(self, "missing host:port")),
+            _ => {
+                let (addr, _) = spec.resolve(true)?;
+                Ok(Addr::Inet(addr))
+            }
+        }
+    }
+}
+
+impl ToAddr for String {
+    fn to_addr(&self) -> io::Result<Addr> {
+        self.as_str().to_addr()
+    }
+}
+
+impl<T: ToAddr + ?Sized> ToAddr for &T {
+    fn to_addr(&self) -> io::Result<Addr> {
+        (**self).to_addr()
+    }
+}
+
 /// A bound listener or UDP socket.
 #[derive(Debug)]
 pub(crate) struct Bound {
-    pub(crate) fd: OwnedFd,
+    /// Shared with the loop's callbacks for UDP sockets (`Conn::send_to`).
+    pub(crate) fd: Arc<OwnedFd>,
+    /// Which of the server's addresses this is.
+    pub(crate) index: usize,
     pub(crate) network: Network,
     pub(crate) addr: Addr,
-    /// The socket file to remove at shutdown.
+    /// The socket file, removed when the listener goes (at shutdown, or
+    /// when a later address of the same `serve` fails to bind).
     pub(crate) unix_path: Option<PathBuf>,
+    /// One of a listener per loop: its loop serves what it accepts (the
+    /// kernel balances), instead of handing connections over.
+    pub(crate) local: bool,
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if let Some(p) = &self.unix_path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 impl ListenSpec {
@@ -128,8 +212,9 @@ impl ListenSpec {
         )
     }
 
-    /// Resolves the host and picks the address to bind for this network.
-    fn resolve(&self) -> io::Result<(SocketAddr, Option<bool>)> {
+    /// Resolves the host and picks the address to bind (or, `dialing`, to
+    /// connect to) for this network.
+    fn resolve(&self, dialing: bool) -> io::Result<(SocketAddr, Option<bool>)> {
         let (host, port) = match self.target.rsplit_once(':') {
             Some((h, p)) => (
                 h,
@@ -147,6 +232,14 @@ impl ListenSpec {
             Network::Tcp6 | Network::Udp6 => (false, true),
             _ => (true, true),
         };
+        if host.is_empty() && dialing {
+            let ip = if want_v4 {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            };
+            return Ok((SocketAddr::new(ip, port), None));
+        }
         if host.is_empty() {
             // Unspecified host: dual stack for tcp/udp, IPv6 only for *6.
             return Ok(match (want_v4, want_v6) {
@@ -187,22 +280,27 @@ impl ListenSpec {
         Ok((pick, only_v6))
     }
 
-    /// Binds the address. Unspecified-host dual stack falls back to IPv4
-    /// when the machine has no IPv6.
-    pub(crate) fn bind(&self) -> io::Result<Bound> {
+    /// Binds the address `copies` times: once normally; more than once
+    /// (a listener per loop) with `SO_REUSEPORT`, every copy on the port the
+    /// first one got, each accepting on its own (`Bound::local`). A unix
+    /// path is bound once whatever `copies` says. An unspecified-host dual
+    /// stack falls back to IPv4 when the machine has no IPv6.
+    pub(crate) fn bind(&self, index: usize, copies: usize) -> io::Result<Vec<Bound>> {
         if self.network == Network::Unix {
             let path = PathBuf::from(&self.target);
             let fd = net::unix_listener(&path, 1024).map_err(|e| self.bind_error(e))?;
-            return Ok(Bound {
-                fd,
+            return Ok(vec![Bound {
+                fd: Arc::new(fd),
+                index,
                 network: self.network,
                 addr: Addr::Unix(Some(path.clone())),
                 unix_path: Some(path),
-            });
+                local: false,
+            }]);
         }
-        let (addr, only_v6) = self.resolve()?;
-        let opts = BindOptions {
-            reuse_port: self.reuse_port,
+        let (addr, only_v6) = self.resolve(false)?;
+        let mut opts = BindOptions {
+            reuse_port: self.reuse_port || copies > 1,
             only_v6,
             ..BindOptions::default()
         };
@@ -213,44 +311,37 @@ impl ListenSpec {
                 net::tcp_listener(addr, opts)
             }
         };
-        let fd = match bind(addr, &opts) {
+        let first = match bind(addr, &opts) {
             Ok(fd) => fd,
             Err(e)
                 if only_v6 == Some(false)
                     && addr.ip().is_unspecified()
-                    && e.raw_os_error() == Some(libc_eafnosupport()) =>
+                    && net::is_family_unsupported(&e) =>
             {
+                opts.only_v6 = None;
                 let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port());
-                bind(
-                    v4,
-                    &BindOptions {
-                        only_v6: None,
-                        ..opts.clone()
-                    },
-                )
-                .map_err(|e| self.bind_error(e))?
+                bind(v4, &opts).map_err(|e| self.bind_error(e))?
             }
             Err(e) => return Err(self.bind_error(e)),
         };
-        let addr = net::local_addr(&fd).map_err(|e| self.bind_error(e))?;
-        Ok(Bound {
-            fd,
-            network: self.network,
-            addr,
-            unix_path: None,
-        })
-    }
-}
-
-/// `EAFNOSUPPORT` without a libc dependency in this crate.
-fn libc_eafnosupport() -> i32 {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        97
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        47
+        let bound = net::local_addr(&first).map_err(|e| self.bind_error(e))?;
+        let mut fds = vec![first];
+        if let (true, Addr::Inet(exact)) = (copies > 1, &bound) {
+            for _ in 1..copies {
+                fds.push(bind(*exact, &opts).map_err(|e| self.bind_error(e))?);
+            }
+        }
+        Ok(fds
+            .into_iter()
+            .map(|fd| Bound {
+                fd: Arc::new(fd),
+                index,
+                network: self.network,
+                addr: bound.clone(),
+                unix_path: None,
+                local: copies > 1,
+            })
+            .collect())
     }
 }
 

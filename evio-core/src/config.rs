@@ -17,6 +17,8 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) dial_timeout: Option<Duration>,
     pub(crate) max_connections: Option<usize>,
+    /// Out of descriptors, close the longest-idle reclaimable connections.
+    pub(crate) reclaim_idle: bool,
 }
 
 impl Default for Config {
@@ -28,6 +30,7 @@ impl Default for Config {
             idle_timeout: None,
             dial_timeout: Some(Duration::from_secs(10)),
             max_connections: None,
+            reclaim_idle: false,
         }
     }
 }

@@ -1,19 +1,24 @@
 //! [`Conn`]: a connection as a callback sees it — a thin view over the
-//! loop's connection table.
+//! loop's connection table — and [`Writer`], its output borrowed apart from
+//! its context.
 
+use std::any::Any;
 use std::fmt;
-use std::io;
-use std::os::fd::BorrowedFd;
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use evio_sys::net;
 
+use crate::addr::ToAddr;
+use crate::control::ServerControl;
 use crate::handle::ConnHandle;
 use crate::key::ConnId;
 use crate::remote::LoopRemote;
 use crate::shared::Shared;
-use crate::table::ConnTable;
+use crate::table::{Chunk, ConnTable, OutputRef};
 use crate::Addr;
 
 /// What a loop knows about itself that a view needs.
@@ -21,15 +26,54 @@ pub(crate) struct LoopCtx {
     pub(crate) index: usize,
     pub(crate) me: Arc<LoopRemote>,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) control: ServerControl,
+    /// For each UDP listener of this loop, its socket (to send datagrams
+    /// from), by address index.
+    pub(crate) udp_sockets: Vec<Option<UdpSocket>>,
+}
+
+/// A UDP socket a loop serves, for sending datagrams from callbacks and
+/// other threads.
+#[derive(Clone)]
+pub(crate) struct UdpSocket {
+    pub(crate) fd: Arc<OwnedFd>,
+    /// An IPv6 (dual-stack) socket: IPv4 destinations go as mapped
+    /// addresses.
+    pub(crate) v6: bool,
+}
+
+impl UdpSocket {
+    pub(crate) fn send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<usize> {
+        let to = match (self.v6, to) {
+            (true, SocketAddr::V4(a)) => {
+                SocketAddr::new(IpAddr::V6(a.ip().to_ipv6_mapped()), a.port())
+            }
+            _ => to,
+        };
+        net::send_to(self.fd.as_fd(), data, &to)
+    }
+}
+
+/// Turns an owned buffer into a queue entry, without boxing a `Vec`.
+fn chunk_of<B: AsRef<[u8]> + Send + 'static>(buf: B) -> Chunk {
+    let mut slot = Some(buf);
+    if let Some(v) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
+        return Chunk::Vec(v.take().unwrap_or_default());
+    }
+    match slot {
+        Some(b) => Chunk::Boxed(Box::new(b)),
+        None => Chunk::Vec(Vec::new()),
+    }
 }
 
 /// A connection, lent to a callback.
 ///
 /// A view of the loop's connection table, cheap to build and valid for the
 /// callback only. Besides its own connection it can reach the other
-/// connections of its loop by [`ConnId`] and dial new ones. For UDP it stands
-/// for one datagram: `remote_addr` is the sender and everything written is
-/// sent back as one datagram.
+/// connections of its loop by [`ConnId`], dial new ones, and reach the
+/// whole server ([`Conn::server`]). For UDP it stands for one datagram:
+/// `remote_addr` is the sender and everything written is sent back as one
+/// datagram.
 pub struct Conn<'a, C> {
     table: &'a mut ConnTable<C>,
     index: usize,
@@ -45,7 +89,18 @@ impl<'a, C> Conn<'a, C> {
 impl<C> Conn<'_, C> {
     /// This connection's id.
     pub fn id(&self) -> ConnId {
-        ConnId(self.table.key(self.index))
+        ConnId::new(self.lp.index, self.table.key(self.index))
+    }
+
+    /// The index of the loop (thread) serving this connection.
+    pub fn loop_index(&self) -> usize {
+        self.lp.index
+    }
+
+    /// The server: stop it, count its connections, dial into it, from here
+    /// or (cloned) from any thread.
+    pub fn server(&self) -> &ServerControl {
+        &self.lp.control
     }
 
     /// The per-connection context.
@@ -63,14 +118,42 @@ impl<C> Conn<'_, C> {
         *self.table.ctx_mut(self.index) = ctx;
     }
 
-    /// Which of the addresses given to `serve` accepted this connection
-    /// (`usize::MAX` for a dialed connection).
-    pub fn addr_index(&self) -> usize {
-        self.table.listener(self.index).unwrap_or(usize::MAX)
+    /// The context and a writer for this connection's output, borrowed
+    /// together — e.g. to parse with an [`InputStream`](crate::InputStream)
+    /// kept in the context while writing replies.
+    ///
+    /// ```
+    /// use evio_core::{Action, Conn, EventHandler, InputStream};
+    ///
+    /// struct Lines;
+    /// impl EventHandler for Lines {
+    ///     type Context = InputStream;
+    ///     fn on_data(&mut self, conn: &mut Conn<'_, InputStream>, input: &[u8]) -> Action {
+    ///         let (stream, mut out) = conn.split();
+    ///         let data = stream.begin(input);
+    ///         let mut used = 0;
+    ///         while let Some(nl) = data[used..].iter().position(|&b| b == b'\n') {
+    ///             out.write(&data[used..used + nl + 1]); // echo each whole line
+    ///             used += nl + 1;
+    ///         }
+    ///         stream.end(input, used);
+    ///         Action::None
+    ///     }
+    /// }
+    /// ```
+    pub fn split(&mut self) -> (&mut C, Writer<'_>) {
+        let (ctx, out) = self.table.split(self.index);
+        (ctx, Writer { out })
+    }
+
+    /// Which of the addresses given to `serve` accepted this connection (or
+    /// received this datagram); `None` for a dialed connection.
+    pub fn addr_index(&self) -> Option<usize> {
+        self.table.listener(self.index)
     }
 
     /// Whether this connection was made by [`Conn::dial`] or
-    /// [`ServerHandle::dial`](crate::ServerHandle::dial).
+    /// [`ServerControl::dial`].
     pub fn is_dialed(&self) -> bool {
         self.table.listener(self.index).is_none()
     }
@@ -81,6 +164,7 @@ impl<C> Conn<'_, C> {
         self.table
             .fd(self.index)
             .and_then(|fd| net::local_addr(&fd).ok())
+            .map(canonical)
             .or_else(|| {
                 self.table
                     .listener(self.index)
@@ -89,13 +173,15 @@ impl<C> Conn<'_, C> {
             .unwrap_or(Addr::Unix(None))
     }
 
-    /// The peer's address; for UDP, the datagram's sender.
+    /// The peer's address; for UDP, the datagram's sender. An IPv4 peer of
+    /// a dual-stack listener is reported as IPv4, not `[::ffff:a.b.c.d]`.
     pub fn remote_addr(&self) -> &Addr {
         self.table.remote(self.index)
     }
 
     /// The socket, for options evio does not wrap (`None` once closed and
-    /// for UDP datagrams).
+    /// for UDP datagrams). Do not close or keep a duplicate of it: the loop
+    /// owns it.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.table.fd(self.index)
     }
@@ -105,13 +191,44 @@ impl<C> Conn<'_, C> {
         self.table.is_udp(self.index)
     }
 
-    /// Appends `data` to the connection's output. The loop writes it after
-    /// the callback returns (after
+    /// Appends a copy of `data` to the connection's output. The loop writes
+    /// it after the callback returns (after
     /// [`EventHandler::on_pre_write`](crate::EventHandler::on_pre_write)).
     /// Never blocks; when more than the high-water mark is queued the loop
-    /// stops reading this connection until the output drains.
+    /// stops reading this connection until the output drains. Dropped after
+    /// [`shutdown_write`](Conn::shutdown_write).
     pub fn write(&mut self, data: &[u8]) {
         self.table.write(self.index, data);
+    }
+
+    /// Queues an owned buffer as it is, without copying it: a `Vec<u8>`,
+    /// `String`, `Box<[u8]>`, `Arc<[u8]>`, `&'static [u8]`… It is written
+    /// after what is already queued (one `writev` covers several buffers)
+    /// and dropped once written.
+    ///
+    /// ```
+    /// # use evio_core::{Action, Conn, EventHandler};
+    /// # struct Files(std::sync::Arc<[u8]>);
+    /// # impl EventHandler for Files { type Context = ();
+    /// fn on_data(&mut self, conn: &mut Conn<'_, ()>, _input: &[u8]) -> Action {
+    ///     conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n");
+    ///     conn.write_owned(self.0.clone()); // a shared 1 MiB body: no copy
+    ///     Action::None
+    /// }
+    /// # }
+    /// ```
+    pub fn write_owned<B: AsRef<[u8]> + Send + 'static>(&mut self, buf: B) {
+        self.table.write_chunk(self.index, chunk_of(buf));
+    }
+
+    /// Writes several slices. With nothing queued they go out at once in
+    /// one `writev`, without a copy (before this callback returns, so
+    /// [`EventHandler::on_pre_write`](crate::EventHandler::on_pre_write)
+    /// does not run for them); what the socket does not take, or everything
+    /// when output is already queued, is copied to the output like
+    /// [`write`](Conn::write).
+    pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) {
+        self.table.write_vectored(self.index, bufs);
     }
 
     /// Bytes queued and not yet written to the socket.
@@ -121,46 +238,91 @@ impl<C> Conn<'_, C> {
 
     /// Appends `data` to the output of another connection of this loop
     /// (e.g. a proxy's other half). Returns `false` if that connection is
-    /// gone or closing. When the peer's queue passes the high-water mark,
-    /// this connection stops being read until the peer drains below the
+    /// gone, closing, its write side is shut down, or it is served by
+    /// another loop. When the peer's queue passes the high-water mark, this
+    /// connection stops being read until the peer drains below the
     /// low-water mark (or closes), so a fast sender cannot outrun a slow
     /// receiver; any number of senders may wait on one peer. Bytes queued
     /// this way never pause the peer's own reading (only the writers are
     /// throttled), so two connections forwarding to each other cannot
     /// deadlock on their full queues.
     pub fn write_to(&mut self, peer: ConnId, data: &[u8]) -> bool {
+        if peer.loop_index() != self.lp.index {
+            return false;
+        }
         let me = self.table.key(self.index);
-        self.table.write_to(me, peer.0, data)
+        self.table.write_to(me, peer.key, data)
     }
 
     /// Bytes queued on another connection of this loop, or `None` if it is
-    /// gone.
+    /// gone (or on another loop).
     pub fn output_len_of(&self, peer: ConnId) -> Option<usize> {
-        self.table.output_len_of(peer.0)
+        if peer.loop_index() != self.lp.index {
+            return None;
+        }
+        self.table.output_len_of(peer.key)
     }
 
     /// Closes another connection of this loop after its pending output is
     /// written (like returning [`Action::Close`](crate::Action::Close) from
-    /// its own callback). Returns `false` if it is already gone (or is being
-    /// detached).
+    /// its own callback). Returns `false` if it is already gone, being
+    /// detached, or on another loop.
     pub fn close_conn(&mut self, peer: ConnId) -> bool {
-        self.table.close_later(peer.0)
+        peer.loop_index() == self.lp.index && self.table.close_later(peer.key)
     }
 
-    /// Opens an outbound connection served by this loop. Returns its id at
-    /// once; `on_opened` fires when it connects, or `on_closed` with the
-    /// error if the connect fails or times out (see
+    /// Shuts down the write side of this connection once its queued output
+    /// is written: the peer reads end of file, and reading goes on (a
+    /// half-close). Writes after this are dropped. If the peer has already
+    /// finished sending, the connection then closes (both directions are
+    /// done); otherwise it closes when the peer's EOF arrives (see
+    /// [`EventHandler::on_eof`](crate::EventHandler::on_eof)).
+    pub fn shutdown_write(&mut self) {
+        let key = self.table.key(self.index);
+        self.table.shutdown_write_later(key);
+    }
+
+    /// [`shutdown_write`](Conn::shutdown_write) for another connection of
+    /// this loop (a proxy forwarding a FIN). Returns `false` if it is gone,
+    /// not open, or on another loop.
+    pub fn shutdown_write_conn(&mut self, peer: ConnId) -> bool {
+        peer.loop_index() == self.lp.index && self.table.shutdown_write_later(peer.key)
+    }
+
+    /// Stops reading this connection until [`resume_reading`](Conn::resume_reading):
+    /// the kernel's receive buffer fills and TCP flow control slows the
+    /// peer. Independent of the loop's own backpressure. A reset by the
+    /// peer is still noticed (the connection closes with the error).
+    pub fn pause_reading(&mut self) {
+        self.table.set_read_paused(self.index, true);
+    }
+
+    /// Resumes reading after [`pause_reading`](Conn::pause_reading); input
+    /// that arrived meanwhile is delivered in this loop iteration.
+    pub fn resume_reading(&mut self) {
+        self.table.set_read_paused(self.index, false);
+    }
+
+    /// Whether reading is paused by [`pause_reading`](Conn::pause_reading).
+    pub fn is_reading_paused(&self) -> bool {
+        self.table.is_read_paused(self.index)
+    }
+
+    /// Opens an outbound connection served by this loop, with `ctx` as its
+    /// context. Returns its id at once; `on_opened` fires when it connects,
+    /// or `on_closed` with the error if the connect fails or times out (see
     /// [`Builder::dial_timeout`](crate::Builder::dial_timeout)). Bytes
     /// written to it before it connects are sent once it does.
     ///
     /// # Errors
-    /// Only what fails at once: creating the socket (e.g. `EMFILE`) or an
-    /// immediate connect error (e.g. `ENETUNREACH`). Unix paths are dialed
-    /// too.
-    pub fn dial(&mut self, addr: &Addr, ctx: C) -> io::Result<ConnId> {
-        let key = self.table.dial(addr, ctx).map_err(|(e, _)| e)?;
+    /// Only what fails at once: an address that does not parse, creating
+    /// the socket (e.g. `EMFILE`) or an immediate connect error (e.g.
+    /// `ENETUNREACH`); then no callback fires for it.
+    pub fn dial(&mut self, addr: impl ToAddr, ctx: C) -> io::Result<ConnId> {
+        let addr = addr.to_addr()?;
+        let key = self.table.dial(&addr, ctx).map_err(|(e, _)| e)?;
         self.lp.me.count_open();
-        Ok(ConnId(key))
+        Ok(ConnId::new(self.lp.index, key))
     }
 
     /// Overrides the server's idle timeout for this connection: it is
@@ -170,20 +332,63 @@ impl<C> Conn<'_, C> {
         self.table.set_idle_timeout(self.index, timeout);
     }
 
-    /// A handle to this connection usable from any thread; see
-    /// [`ConnHandle`].
-    pub fn handle(&self) -> ConnHandle {
-        ConnHandle::new(
-            self.table.key(self.index),
-            self.lp.me.clone(),
-            self.lp.shared.id,
-        )
+    /// Sets this connection's timer: [`EventHandler::on_timer`](crate::EventHandler::on_timer)
+    /// fires on its loop once `delay` has passed. One timer per connection:
+    /// a later call replaces it, `None` cancels it. A timer costs nothing
+    /// per event (one heap entry until due).
+    pub fn set_timer(&mut self, delay: Option<Duration>) {
+        self.table.set_timer(self.index, delay);
     }
 
-    /// Same as [`handle`](Conn::handle): the handle's
-    /// [`wake`](ConnHandle::wake) is Go evio's `Conn.Wake`.
-    pub fn waker(&self) -> ConnHandle {
-        self.handle()
+    /// Marks the connection as between requests (`true`) or busy (`false`,
+    /// the default). When the server runs out of file descriptors and
+    /// [`Builder::reclaim_idle`](crate::Builder::reclaim_idle) is on, the
+    /// longest-idle connections marked this way (with nothing queued and
+    /// nothing unread) are closed to make room for new clients, as nginx
+    /// does with idle keep-alive connections. Mark a connection only while
+    /// it holds no request in progress.
+    pub fn set_reclaimable(&mut self, reclaimable: bool) {
+        self.table.set_reclaimable(self.index, reclaimable);
+    }
+
+    /// Sends one datagram to `to` from this datagram's UDP socket (UDP
+    /// only: `Conn::write` answers the sender; this reaches anyone).
+    /// Returns the bytes sent.
+    ///
+    /// # Errors
+    /// `InvalidInput` on a stream connection; otherwise the OS error, e.g.
+    /// `WouldBlock` when the socket's send buffer is full, `EMSGSIZE`.
+    pub fn send_to(&mut self, to: SocketAddr, data: &[u8]) -> io::Result<usize> {
+        let socket = self
+            .is_udp()
+            .then(|| self.table.listener(self.index))
+            .flatten()
+            .and_then(|i| self.lp.udp_sockets.get(i).cloned().flatten())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "send_to is for UDP datagrams")
+            })?;
+        socket.send_to(data, to)
+    }
+
+    /// A handle to this connection usable from any thread; see
+    /// [`ConnHandle`]. For a UDP datagram, the handle's writes go to its
+    /// sender.
+    pub fn handle(&self) -> ConnHandle {
+        match (self.is_udp(), self.remote_addr().as_inet()) {
+            (true, Some(peer)) => {
+                ConnHandle::udp(self.id(), self.lp.me.clone(), self.lp.shared.id, peer)
+            }
+            _ => ConnHandle::new(self.id(), self.lp.me.clone(), self.lp.shared.id),
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 address (a v4 peer of a dual-stack socket) as the
+/// IPv4 address it is.
+pub(crate) fn canonical(addr: Addr) -> Addr {
+    match addr {
+        Addr::Inet(a) => Addr::Inet(SocketAddr::new(a.ip().to_canonical(), a.port())),
+        other => other,
     }
 }
 
@@ -195,5 +400,48 @@ impl<C: fmt::Debug> fmt::Debug for Conn<'_, C> {
             .field("output_len", &self.output_len())
             .field("context", self.context())
             .finish()
+    }
+}
+
+/// A connection's output, borrowed apart from its context by
+/// [`Conn::split`]. Writes behave as [`Conn::write`] and
+/// [`Conn::write_owned`].
+pub struct Writer<'a> {
+    out: OutputRef<'a>,
+}
+
+impl Writer<'_> {
+    /// As [`Conn::write`].
+    pub fn write(&mut self, data: &[u8]) {
+        self.out.write(data);
+    }
+
+    /// As [`Conn::write_owned`].
+    pub fn write_owned<B: AsRef<[u8]> + Send + 'static>(&mut self, buf: B) {
+        self.out.write_chunk(chunk_of(buf));
+    }
+
+    /// Bytes queued and not yet written, as [`Conn::output_len`].
+    pub fn output_len(&self) -> usize {
+        self.out.pending()
+    }
+}
+
+impl fmt::Debug for Writer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("output_len", &self.output_len())
+            .finish()
+    }
+}
+
+impl io::Write for Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

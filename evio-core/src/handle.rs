@@ -1,9 +1,11 @@
 //! [`ConnHandle`]: reaching one connection from any thread.
 
 use std::fmt;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::key::{ConnId, ConnKey};
+use crate::key::ConnId;
 use crate::loop_thread::ServerId;
 use crate::receipt::{PendingReceipt, WriteError, WriteReceipt};
 use crate::remote::{LoopRemote, Msg};
@@ -41,17 +43,45 @@ use crate::remote::{LoopRemote, Msg};
 /// ```
 #[derive(Clone)]
 pub struct ConnHandle {
-    key: ConnKey,
+    id: ConnId,
     remote: Arc<LoopRemote>,
     server: ServerId,
+    /// For a UDP datagram's handle: where writes go (its sender).
+    udp_peer: Option<SocketAddr>,
+}
+
+fn stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the server has stopped")
 }
 
 impl ConnHandle {
-    pub(crate) fn new(key: ConnKey, remote: Arc<LoopRemote>, server: ServerId) -> ConnHandle {
+    pub(crate) fn new(id: ConnId, remote: Arc<LoopRemote>, server: ServerId) -> ConnHandle {
         ConnHandle {
-            key,
+            id,
             remote,
             server,
+            udp_peer: None,
+        }
+    }
+
+    /// A handle that answers the sender of one UDP datagram.
+    pub(crate) fn udp(
+        id: ConnId,
+        remote: Arc<LoopRemote>,
+        server: ServerId,
+        peer: SocketAddr,
+    ) -> ConnHandle {
+        ConnHandle {
+            udp_peer: Some(peer),
+            ..ConnHandle::new(id, remote, server)
+        }
+    }
+
+    fn send(&self, msg: Msg) -> io::Result<()> {
+        if self.remote.send(msg) {
+            Ok(())
+        } else {
+            Err(stopped())
         }
     }
 
@@ -59,21 +89,40 @@ impl ConnHandle {
     /// [`EventHandler::on_wake`](crate::EventHandler::on_wake) (by default
     /// `on_data` with empty input). Never touches pending output or a
     /// pending close; a wake for a closed or closing connection is dropped.
-    /// Returns `false` if the server has stopped.
-    pub fn wake(&self) -> bool {
-        self.remote.send(Msg::Wake(self.key))
+    ///
+    /// # Errors
+    /// `NotConnected` if the server has stopped.
+    pub fn wake(&self) -> io::Result<()> {
+        self.send(Msg::Wake(self.id.key))
     }
 
     /// Queues `data` for the connection, after whatever it already queued.
     /// The receipt completes `Ok` once every byte is written to the socket,
     /// or with the error if the connection closes first (or has closed, or
-    /// the server has stopped). Each write gets exactly one result.
+    /// the server has stopped). Each write gets exactly one result, an
+    /// empty one too.
+    ///
+    /// The buffer is queued as it is, never copied (over TLS it is
+    /// encrypted into the connection's output instead).
+    ///
+    /// For the handle of a UDP datagram ([`Conn::handle`](crate::Conn::handle)
+    /// in its `on_data`), the data is sent as one datagram to that
+    /// datagram's sender, and the receipt completes when it is sent.
     pub fn write(&self, data: impl Into<Vec<u8>>) -> WriteReceipt {
         let receipt = WriteReceipt::new(self.server);
-        let msg = Msg::Write {
-            key: self.key,
-            data: data.into(),
-            receipt: PendingReceipt::new(receipt.clone()),
+        let pending = PendingReceipt::new(receipt.clone());
+        let msg = match self.udp_peer {
+            Some(to) => Msg::SendTo {
+                key: self.id.key,
+                to,
+                data: data.into(),
+                receipt: pending,
+            },
+            None => Msg::Write {
+                key: self.id.key,
+                data: data.into(),
+                receipt: pending,
+            },
         };
         if !self.remote.send(msg) {
             receipt.complete(Err(WriteError::NOT_CONNECTED));
@@ -81,22 +130,23 @@ impl ConnHandle {
         receipt
     }
 
-    /// Closes the connection after its pending output is written. Returns
-    /// `false` if the server has stopped.
-    pub fn close(&self) -> bool {
-        self.remote.send(Msg::Close(self.key))
+    /// Closes the connection after its pending output is written (a
+    /// handle to a connection that is gone reaches nothing).
+    ///
+    /// # Errors
+    /// `NotConnected` if the server has stopped.
+    pub fn close(&self) -> io::Result<()> {
+        self.send(Msg::Close(self.id.key))
     }
 
     /// The connection's id, for comparing with [`Conn::id`](crate::Conn::id).
     pub fn id(&self) -> ConnId {
-        ConnId(self.key)
+        self.id
     }
 }
 
 impl fmt::Debug for ConnHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnHandle")
-            .field("key", &self.key)
-            .finish()
+        f.debug_struct("ConnHandle").field("id", &self.id).finish()
     }
 }

@@ -5,6 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::conn::Conn;
+use crate::control::ServerControl;
 use crate::detached::DetachedStream;
 use crate::Addr;
 
@@ -16,6 +17,7 @@ use crate::Addr;
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[must_use = "an Action tells the loop what to do next"]
+#[non_exhaustive]
 pub enum Action {
     /// Nothing: keep serving.
     #[default]
@@ -35,23 +37,30 @@ pub enum Action {
 
 /// Per-connection settings returned from [`EventHandler::on_opened`].
 ///
+/// Build it from the default with the setters:
+///
 /// ```
 /// use evio_core::Options;
 /// use std::time::Duration;
-/// let opts = Options { tcp_keep_alive: Some(Duration::from_secs(60)), ..Options::default() };
+/// let opts = Options::default()
+///     .tcp_keep_alive(Some(Duration::from_secs(60)))
+///     .idle_timeout(Some(Duration::from_secs(300)));
 /// assert!(opts.tcp_no_delay);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Options {
     /// Enable `SO_KEEPALIVE`, probing after this much silence and at this
     /// interval (whole seconds, at least 1). `None` (the default) leaves it off.
     pub tcp_keep_alive: Option<Duration>,
-    /// Kept for parity with Go's evio. There, input is a fresh copy unless
-    /// this is set. Here, `on_data` always receives a *borrow* of the loop's
-    /// shared read buffer, which is Go's zero-copy behaviour made safe: the
-    /// borrow checker stops a handler from keeping the slice past the call,
-    /// so no copy is ever needed and this flag changes nothing. Copy what you
-    /// need to keep (or use [`InputStream`](crate::InputStream)).
+    /// Kept for parity with Go's evio, where input is a fresh copy unless
+    /// this is set. Here `on_data` always receives a *borrow* of the loop's
+    /// read buffer — Go's zero-copy behaviour made safe by the borrow
+    /// checker — so this flag changes nothing.
+    #[deprecated(
+        since = "0.2.0",
+        note = "has no effect: on_data always borrows the loop's read buffer, never a copy"
+    )]
     pub reuse_input_buffer: bool,
     /// Set `TCP_NODELAY` (on by default: an event loop batches its own
     /// writes, so Nagle's algorithm only adds latency).
@@ -62,6 +71,7 @@ pub struct Options {
     pub idle_timeout: Option<Duration>,
 }
 
+#[allow(deprecated)] // the deprecated field still has to be initialised
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -73,14 +83,38 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Sets [`tcp_keep_alive`](Options::tcp_keep_alive).
+    pub fn tcp_keep_alive(mut self, idle: Option<Duration>) -> Self {
+        self.tcp_keep_alive = idle;
+        self
+    }
+
+    /// Sets [`tcp_no_delay`](Options::tcp_no_delay).
+    pub fn tcp_no_delay(mut self, on: bool) -> Self {
+        self.tcp_no_delay = on;
+        self
+    }
+
+    /// Sets [`idle_timeout`](Options::idle_timeout).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+}
+
 /// What [`EventHandler::on_serving`] learns about the running server.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ServerInfo {
     /// The bound addresses, in the order given to `serve`, with real ports
     /// for `:0`.
     pub addrs: Vec<Addr>,
     /// How many loops (threads) serve connections.
     pub num_loops: usize,
+    /// Stops the server, counts its connections, dials into it — from any
+    /// thread; keep a clone.
+    pub control: ServerControl,
 }
 
 /// The callbacks of a server. Every method has a no-op default, so a handler
@@ -90,20 +124,25 @@ pub struct ServerInfo {
 ///
 /// Each loop owns **one handler value** and calls it with `&mut self`, so a
 /// single-loop server needs no `Mutex` at all: keep state in the handler.
-/// [`serve`](crate::serve) gives loop 0 the handler and every other loop a
-/// clone; [`Builder::serve_with`](crate::Builder::serve_with) builds one per
-/// loop from a factory instead. State shared between loops is whatever the
-/// user puts behind an `Arc`.
+/// [`Builder::serve`](crate::Builder::serve) gives loop 0 the handler and
+/// every other loop a clone; [`Builder::serve_with`](crate::Builder::serve_with)
+/// builds one per loop from a factory instead. State shared between loops is
+/// whatever the user puts behind an `Arc`.
 ///
 /// Server-wide events fire on loop 0 only: `on_serving` once, `on_tick`
-/// repeatedly. Connection events fire on the loop that owns the connection.
+/// repeatedly. `on_loop_tick` fires on every loop. Connection events fire
+/// on the loop that owns the connection.
+///
+/// Callbacks must not block: the loop serves every other connection of
+/// its thread in between. Calls that would wait for the loop itself (a
+/// [`WriteReceipt`](crate::WriteReceipt), [`ServerControl::wait`]) return an
+/// error there instead of hanging.
 ///
 /// # Example
 ///
 /// ```no_run
 /// use evio_core::{Action, Conn, EventHandler};
 ///
-/// #[derive(Clone)]
 /// struct Echo;
 ///
 /// impl EventHandler for Echo {
@@ -120,7 +159,7 @@ pub struct ServerInfo {
 pub trait EventHandler {
     /// Per-connection state, created with `Default` when a connection opens
     /// (and for each UDP datagram) and readable until `on_closed`.
-    type Context: Default;
+    type Context: Default + 'static;
 
     /// Fires once, on loop 0, after every address is bound and before any
     /// connection is served. Returning [`Action::Shutdown`] stops the server
@@ -131,8 +170,9 @@ pub trait EventHandler {
     }
 
     /// Fires once per accepted stream connection, before its first
-    /// `on_data`. Write a greeting with [`Conn::write`]; return options for
-    /// the socket and an action.
+    /// `on_data`, and once per dialed connection when it connects. Write a
+    /// greeting with [`Conn::write`]; return options for the socket and an
+    /// action.
     fn on_opened(&mut self, conn: &mut Conn<'_, Self::Context>) -> (Options, Action) {
         let _ = conn;
         (Options::default(), Action::None)
@@ -174,6 +214,21 @@ pub trait EventHandler {
         Action::None
     }
 
+    /// Fires when the peer has finished sending (its FIN: a read returned
+    /// end of file); every byte it sent has been given to `on_data`.
+    ///
+    /// The default returns [`Action::Close`]: the output still queued is
+    /// written, then the connection closes (Go evio's behaviour). Return
+    /// [`Action::None`] to keep it open for writing (a half-close, e.g. a
+    /// proxy forwarding the FIN with [`Conn::shutdown_write_conn`]): it
+    /// then stays until it is closed, its write side is shut down with
+    /// [`Conn::shutdown_write`] (both directions are then done and it
+    /// closes by itself), or a timeout ends it.
+    fn on_eof(&mut self, conn: &mut Conn<'_, Self::Context>) -> Action {
+        let _ = conn;
+        Action::Close
+    }
+
     /// Fires when the loop has written every queued byte of a connection to
     /// its socket. Producers streaming large data write the next piece here
     /// instead of queueing it all at once; see [`Conn::output_len`].
@@ -188,10 +243,26 @@ pub trait EventHandler {
         self.on_data(conn, &[])
     }
 
+    /// Fires on the connection's loop when the timer set with
+    /// [`Conn::set_timer`] expires.
+    fn on_timer(&mut self, conn: &mut Conn<'_, Self::Context>) -> Action {
+        let _ = conn;
+        Action::None
+    }
+
     /// Fires on loop 0 right after `on_serving`, then again after each
     /// returned delay; `None` stops ticking. The default never ticks again.
     /// Only [`Action::Shutdown`] has an effect.
     fn on_tick(&mut self) -> (Option<Duration>, Action) {
+        (None, Action::None)
+    }
+
+    /// Fires on **every** loop (`loop_index` says which) when it starts,
+    /// then again after each returned delay; `None` stops it. For per-loop
+    /// housekeeping (expiring a loop's own state, a cached clock). The
+    /// default never fires again. Only [`Action::Shutdown`] has an effect.
+    fn on_loop_tick(&mut self, loop_index: usize) -> (Option<Duration>, Action) {
+        let _ = loop_index;
         (None, Action::None)
     }
 }

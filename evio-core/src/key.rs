@@ -85,15 +85,35 @@ impl Token {
     }
 }
 
-/// Names one connection of a loop for as long as it lives; never matches a
-/// later connection that reuses its slot or fd number.
+/// Names one connection of a server for as long as it lives; never
+/// matches a later connection that reuses its slot or fd number.
 ///
-/// Get it with [`Conn::id`](crate::Conn::id); use it with
+/// Get it with [`Conn::id`](crate::Conn::id) or from
+/// [`ServerControl::dial`](crate::ServerControl::dial); use it with
 /// [`Conn::write_to`](crate::Conn::write_to) and
 /// [`Conn::close_conn`](crate::Conn::close_conn) to act on another
-/// connection of the same loop (a proxy's other half).
+/// connection of the same loop (a proxy's other half), or with
+/// [`ServerControl::conn_handle`](crate::ServerControl::conn_handle) to
+/// reach it from any thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnId(pub(crate) ConnKey);
+pub struct ConnId {
+    pub(crate) loop_index: u32,
+    pub(crate) key: ConnKey,
+}
+
+impl ConnId {
+    pub(crate) fn new(loop_index: usize, key: ConnKey) -> ConnId {
+        ConnId {
+            loop_index: loop_index as u32,
+            key,
+        }
+    }
+
+    /// The index of the loop that serves the connection.
+    pub fn loop_index(&self) -> usize {
+        self.loop_index as usize
+    }
+}
 
 #[cfg(test)]
 mod tests {

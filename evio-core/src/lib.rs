@@ -39,6 +39,7 @@ mod addr; //          listen addresses: parsing and binding
 mod balance; //       LoadBalance and the acceptor's picker
 mod config; //        server-wide settings
 mod conn; //          Conn, the callbacks' view of the table
+mod control; //       ServerControl
 mod detached; //      DetachedStream
 mod event_loop; //    one loop: poller, handler, table, channel, listeners
 mod handle; //        ConnHandle
@@ -52,8 +53,10 @@ mod shared; //        what all loops of a server share
 mod stream; //        InputStream
 mod table; //         the connection table and its state machine //        serve, Builder, ServerHandle
 
+pub use addr::ToAddr;
 pub use balance::LoadBalance;
-pub use conn::Conn;
+pub use conn::{Conn, Writer};
+pub use control::ServerControl;
 pub use detached::DetachedStream;
 pub use evio_sys::net::Addr;
 #[cfg(any(target_os = "linux", target_os = "android"))]

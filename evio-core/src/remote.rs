@@ -2,13 +2,16 @@
 //! ([`Msg`]) and the channel, waker and counters they reach it through
 //! ([`LoopRemote`]).
 
+use std::any::Any;
+use std::io;
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::Sender;
 use evio_sys::Waker;
 
-use crate::key::ConnKey;
+use crate::key::{ConnId, ConnKey};
 use crate::receipt::PendingReceipt;
 use crate::Addr;
 
@@ -22,10 +25,26 @@ pub(crate) enum Msg {
         data: Vec<u8>,
         receipt: PendingReceipt,
     },
+    /// Send one datagram from the UDP socket whose reply slot is `key`.
+    SendTo {
+        key: ConnKey,
+        to: SocketAddr,
+        data: Vec<u8>,
+        receipt: PendingReceipt,
+    },
     /// Close the connection after its output is written.
     Close(ConnKey),
-    /// Dial an outbound connection into this loop.
-    Dial(Addr),
+    /// Dial an outbound connection into this loop with this context (the
+    /// handler's `Context` type, checked when it arrives); the new
+    /// connection's id, or why there is none, goes back on `reply`.
+    Dial {
+        addr: Addr,
+        ctx: Box<dyn Any + Send>,
+        reply: Sender<io::Result<ConnId>>,
+    },
+    /// The server is out of descriptors: close up to this many of this
+    /// loop's reclaimable connections.
+    Reclaim(usize),
     /// A connection accepted by loop 0 for this loop to serve.
     Accepted {
         fd: OwnedFd,

@@ -1,49 +1,49 @@
-//! Starting a server: [`serve`], [`Builder`], [`ServerHandle`] and the
-//! load balancer.
+//! Starting a server: [`serve`], [`Builder`] and [`ServerHandle`].
 
+use std::fmt;
 use std::io;
-use std::marker::PhantomData;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crossbeam_channel::Receiver;
 use evio_sys::{DefaultPoller, Poller};
 
-use crate::addr::{self, Bound};
+use crate::addr::{self, Bound, ToAddr};
 use crate::balance::LoadBalance;
 use crate::config::Config;
+use crate::control::ServerControl;
 use crate::event_loop::EventLoop;
 use crate::handler::EventHandler;
+use crate::key::ConnId;
 use crate::remote::{LoopRemote, Msg};
 use crate::shared::Shared;
 use crate::Addr;
 
 /// Serves `addrs` with one loop on the calling thread until a callback
-/// returns [`Action::Shutdown`](crate::Action::Shutdown).
-///
-/// Equivalent to `Builder::new().serve(handler, addrs)`.
+/// returns [`Action::Shutdown`](crate::Action::Shutdown) or the server is
+/// stopped through its [`ServerControl`]. The handler needs to be neither
+/// `Clone` nor `Send`. Use [`Builder`] for more loops and settings.
 ///
 /// # Errors
 /// An address that does not parse, resolve or bind (the message names the
 /// address and the cause), or a fatal poller error.
 ///
 /// ```no_run
-/// # #[derive(Clone)] struct Echo;
+/// # struct Echo;
 /// # impl evio_core::EventHandler for Echo { type Context = (); }
 /// evio_core::serve(Echo, &["tcp://:5000", "unix:///tmp/echo.sock"])?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn serve<H>(handler: H, addrs: &[impl AsRef<str>]) -> io::Result<()>
-where
-    H: EventHandler + Clone + Send,
-{
-    Builder::new().serve(handler, addrs)
+pub fn serve<H: EventHandler>(handler: H, addrs: &[impl AsRef<str>]) -> io::Result<()> {
+    Builder::new().prepare(addrs)?.run_one(handler)
 }
 
+/// Makes each loop's poller.
+type PollerFactory<P> = Arc<dyn Fn(usize) -> io::Result<P> + Send + Sync>;
+
 /// Configures and starts a server: number of loops, load balancing, output
-/// bounds and the poller backend.
+/// bounds, timeouts, and the poller backend.
 ///
 /// ```no_run
 /// use evio_core::{Builder, LoadBalance, PollPoller};
@@ -52,15 +52,26 @@ where
 /// Builder::new()
 ///     .num_loops(-1) // one loop per core
 ///     .load_balance(LoadBalance::LeastConnections)
-///     .poller::<PollPoller>() // swap the backend in one line
+///     .poller(|_loop| PollPoller::new()) // swap the backend in one line
 ///     .serve(Echo, &["tcp://:5000"])?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
-#[derive(Debug)]
 pub struct Builder<P = DefaultPoller> {
     num_loops: isize,
     config: Config,
-    poller: PhantomData<fn() -> P>,
+    per_loop_listeners: bool,
+    poller: PollerFactory<P>,
+}
+
+impl<P> fmt::Debug for Builder<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("num_loops", &self.num_loops)
+            .field("config", &self.config)
+            .field("per_loop_listeners", &self.per_loop_listeners)
+            .field("poller", &std::any::type_name::<P>())
+            .finish()
+    }
 }
 
 impl Default for Builder<DefaultPoller> {
@@ -71,12 +82,13 @@ impl Default for Builder<DefaultPoller> {
 
 impl Builder<DefaultPoller> {
     /// One loop, random balancing, the platform's best poller, a 1 MiB
-    /// output high-water mark.
+    /// output high-water mark, a 10 s dial timeout, no idle timeout.
     pub fn new() -> Self {
         Builder {
             num_loops: 1,
             config: Config::default(),
-            poller: PhantomData,
+            per_loop_listeners: false,
+            poller: Arc::new(|_| DefaultPoller::new()),
         }
     }
 }
@@ -90,9 +102,27 @@ impl<P: Poller + 'static> Builder<P> {
         self
     }
 
-    /// How accepted connections are spread over loops.
+    /// How accepted connections are spread over loops (with the default
+    /// acceptor hand-off; see [`per_loop_listeners`](Builder::per_loop_listeners)).
     pub fn load_balance(mut self, policy: LoadBalance) -> Self {
         self.config.load_balance = policy;
+        self
+    }
+
+    /// Gives every loop its own listening socket for each TCP and UDP
+    /// address, all bound to one port with `SO_REUSEPORT`, so each loop
+    /// accepts (and receives datagrams) by itself and the kernel spreads
+    /// connections over them — gnet's and nginx's `reuseport` model, for
+    /// machines with many cores where one accepting thread is the limit.
+    ///
+    /// The kernel balances by a hash of each connection's addresses, so
+    /// [`load_balance`](Builder::load_balance) does not apply and the
+    /// spread is even only over many connections. Unix socket addresses
+    /// stay on loop 0 (with hand-off). Off by default: loop 0 accepts every
+    /// connection and hands it over, which balances exactly. No effect with
+    /// one loop.
+    pub fn per_loop_listeners(mut self, on: bool) -> Self {
+        self.per_loop_listeners = on;
         self
     }
 
@@ -134,12 +164,43 @@ impl<P: Poller + 'static> Builder<P> {
         self
     }
 
-    /// Uses another poller backend, e.g. `.poller::<PollPoller>()`.
-    pub fn poller<Q: Poller + 'static>(self) -> Builder<Q> {
+    /// When accepting fails because the process is out of file descriptors,
+    /// closes the longest-idle connections that the handler marked as
+    /// between requests ([`Conn::set_reclaimable`](crate::Conn::set_reclaimable))
+    /// — an eighth of them, 1 to 32 per loop at a time, skipping any with
+    /// input waiting — and accepts again at once, so new clients are served
+    /// instead of waiting for the back-off. Their `on_closed` gets an
+    /// `Other` error. Off by default (accepting then pauses for 50 ms at a
+    /// time until descriptors free up).
+    pub fn reclaim_idle(mut self, on: bool) -> Self {
+        self.config.reclaim_idle = on;
+        self
+    }
+
+    /// Uses another poller backend: `factory(loop_index)` makes each
+    /// loop's poller, on the thread that starts the server. Any [`Poller`]
+    /// works — a built-in one, or a configured instance of your own (a
+    /// decorator that counts calls, a fault injector).
+    ///
+    /// ```no_run
+    /// use evio_core::{Builder, PollPoller};
+    /// # struct Echo;
+    /// # impl evio_core::EventHandler for Echo { type Context = (); }
+    /// Builder::new()
+    ///     .poller(|_loop_index| PollPoller::new())
+    ///     .serve_with(|_| Echo, &["tcp://127.0.0.1:5000"])?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn poller<Q, F>(self, factory: F) -> Builder<Q>
+    where
+        Q: Poller + 'static,
+        F: Fn(usize) -> io::Result<Q> + Send + Sync + 'static,
+    {
         Builder {
             num_loops: self.num_loops,
             config: self.config,
-            poller: PhantomData,
+            per_loop_listeners: self.per_loop_listeners,
+            poller: Arc::new(factory),
         }
     }
 
@@ -151,7 +212,9 @@ impl<P: Poller + 'static> Builder<P> {
         }
     }
 
-    /// Serves until shutdown. Loop 0 gets `handler`, other loops clones.
+    /// Serves until shutdown. Loop 0 (on this thread) gets `handler`, other
+    /// loops clones; use [`serve_with`](Builder::serve_with) for a handler
+    /// that is not `Clone` or `Send`.
     ///
     /// # Errors
     /// A bad or unbindable address (named in the message), a poller that
@@ -161,12 +224,13 @@ impl<P: Poller + 'static> Builder<P> {
         H: EventHandler + Clone + Send,
     {
         let prepared = self.prepare(addrs)?;
-        let handlers = clones(handler, prepared.loops.len());
-        prepared.run(|i| take(&handlers, i))
+        let handlers = Handlers::cloned(handler, prepared.loops.len());
+        prepared.run(|i| handlers.take(i))
     }
 
     /// Serves until shutdown, building each loop's handler on that loop's
-    /// thread with `factory(loop_index)`; the handler need not be `Send`.
+    /// thread with `factory(loop_index)`; the handler need not be `Clone`
+    /// or `Send`.
     ///
     /// # Errors
     /// As [`serve`](Builder::serve).
@@ -179,7 +243,8 @@ impl<P: Poller + 'static> Builder<P> {
     }
 
     /// Binds every address, then serves on background threads and returns
-    /// at once with a handle to stop the server.
+    /// at once with a handle to stop the server. Loop 0 gets `handler`,
+    /// other loops clones.
     ///
     /// ```no_run
     /// # #[derive(Clone)] struct Echo;
@@ -198,18 +263,22 @@ impl<P: Poller + 'static> Builder<P> {
         H: EventHandler + Clone + Send + 'static,
     {
         let prepared = self.prepare(addrs)?;
-        let shared = prepared.shared.clone();
-        let addrs = shared.addrs.clone();
-        let handlers = clones(handler, prepared.loops.len());
-        let thread = thread::Builder::new()
-            .name("evio-loop-0".into())
-            .spawn(move || prepared.run(|i| take(&handlers, i)))?;
-        Ok(ServerHandle {
-            shared,
-            addrs,
-            dials: Default::default(),
-            thread: Mutex::new(Some(thread)),
-        })
+        let handlers = Handlers::cloned(handler, prepared.loops.len());
+        prepared.spawn(move |i| handlers.take(i))
+    }
+
+    /// [`start`](Builder::start) with a factory, as
+    /// [`serve_with`](Builder::serve_with): each loop's handler is built on
+    /// its own thread and need not be `Clone` or `Send`.
+    ///
+    /// # Errors
+    /// As [`start`](Builder::start).
+    pub fn start_with<H, F>(self, factory: F, addrs: &[impl AsRef<str>]) -> io::Result<ServerHandle>
+    where
+        H: EventHandler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        self.prepare(addrs)?.spawn(factory)
     }
 
     fn prepare(&self, addrs: &[impl AsRef<str>]) -> io::Result<Prepared<P>> {
@@ -223,70 +292,94 @@ impl<P: Poller + 'static> Builder<P> {
             .iter()
             .map(|a| addr::parse(a.as_ref()))
             .collect::<io::Result<Vec<_>>>()?;
-        let listeners = specs
-            .iter()
-            .map(|s| s.bind())
-            .collect::<io::Result<Vec<Bound>>>()?;
         let n = self.loop_count();
-        let mut pollers = Vec::with_capacity(n);
+        let copies = if self.per_loop_listeners { n } else { 1 };
+        // Bound in order; on a failure, what was bound is dropped again (and
+        // unix socket files removed).
+        let mut per_addr = Vec::with_capacity(specs.len());
+        for (i, s) in specs.iter().enumerate() {
+            per_addr.push(s.bind(i, copies)?);
+        }
+        let addrs: Vec<Addr> = per_addr.iter().map(|b| b[0].addr.clone()).collect();
+        let mut listeners: Vec<Vec<Bound>> = (0..n).map(|_| Vec::new()).collect();
+        for bound in per_addr {
+            for (k, b) in bound.into_iter().enumerate() {
+                listeners[k].push(b);
+            }
+        }
+        let mut loops = Vec::with_capacity(n);
         let mut remotes = Vec::with_capacity(n);
-        let mut receivers = Vec::with_capacity(n);
-        for _ in 0..n {
-            let poller = P::new()?;
+        for (i, own) in listeners.into_iter().enumerate() {
+            let poller = (self.poller)(i)?;
             let (tx, rx) = crossbeam_channel::unbounded::<Msg>();
             remotes.push(Arc::new(LoopRemote::new(tx, poller.waker())));
-            pollers.push(poller);
-            receivers.push(rx);
+            loops.push(LoopParts {
+                poller,
+                rx,
+                listeners: own,
+            });
         }
-        let shared = Arc::new(Shared::new(
-            remotes,
-            listeners.iter().map(|l| l.addr.clone()).collect(),
-            self.config.clone(),
-        ));
-        Ok(Prepared {
-            unix_paths: listeners
-                .iter()
-                .filter_map(|l| l.unix_path.clone())
-                .collect(),
-            loops: pollers.into_iter().zip(receivers).collect(),
-            listeners,
-            shared,
-        })
+        let shared = Arc::new(Shared::new(remotes, addrs, self.config.clone()));
+        Ok(Prepared { loops, shared })
     }
 }
 
-fn clones<H: Clone>(handler: H, n: usize) -> Vec<Mutex<Option<H>>> {
-    let mut v: Vec<Mutex<Option<H>>> = (1..n).map(|_| Mutex::new(Some(handler.clone()))).collect();
-    v.insert(0, Mutex::new(Some(handler)));
-    v
+/// One clone of the handler per loop, each taken once by its loop.
+struct Handlers<H>(Vec<Mutex<Option<H>>>);
+
+impl<H: Clone> Handlers<H> {
+    fn cloned(handler: H, n: usize) -> Handlers<H> {
+        let mut v: Vec<Mutex<Option<H>>> =
+            (1..n).map(|_| Mutex::new(Some(handler.clone()))).collect();
+        v.insert(0, Mutex::new(Some(handler)));
+        Handlers(v)
+    }
+
+    fn take(&self, i: usize) -> H {
+        self.0[i]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("each loop takes its handler once")
+    }
 }
 
-fn take<H>(handlers: &[Mutex<Option<H>>], i: usize) -> H {
-    handlers[i]
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .expect("each loop takes its handler once")
+/// What one loop is made of before it runs.
+struct LoopParts<P> {
+    poller: P,
+    rx: Receiver<Msg>,
+    listeners: Vec<Bound>,
 }
 
 /// Everything bound and created before the loops start.
 struct Prepared<P: Poller> {
-    loops: Vec<(P, crossbeam_channel::Receiver<Msg>)>,
-    listeners: Vec<Bound>,
+    loops: Vec<LoopParts<P>>,
     shared: Arc<Shared>,
-    unix_paths: Vec<PathBuf>,
 }
 
-/// Runs one loop and turns a panic in a callback into a clean server stop:
-/// the other loops shut down (their connections get `on_closed`), the
-/// panicking loop's connections are closed without callbacks (its handler
-/// state is suspect), and `serve` returns an error naming the panic.
-fn run_loop(
+/// Runs one loop (on its thread, marked as one of the server's loops) and
+/// turns a panic in a callback into a clean server stop: the other loops
+/// shut down (their connections get `on_closed`), the panicking loop's
+/// connections are closed without callbacks (its handler state is
+/// suspect), and `serve` returns an error naming the panic.
+fn run_loop<P: Poller, H: EventHandler>(
     index: usize,
-    shared: &Shared,
-    body: impl FnOnce() -> io::Result<()>,
+    parts: LoopParts<P>,
+    shared: &Arc<Shared>,
+    handler: impl FnOnce() -> H,
 ) -> io::Result<()> {
     let _marker = shared.id.enter_loop();
+    let body = || {
+        EventLoop::new(
+            index,
+            parts.poller,
+            handler(),
+            parts.rx,
+            shared.clone(),
+            parts.listeners,
+        )
+        .run()
+    };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
         Ok(result) => result,
         Err(panic) => {
@@ -305,40 +398,34 @@ fn run_loop(
 }
 
 impl<P: Poller + 'static> Prepared<P> {
+    /// Runs the only loop on this thread.
+    fn run_one<H: EventHandler>(mut self, handler: H) -> io::Result<()> {
+        let shared = self.shared.clone();
+        let parts = self.loops.pop().expect("one loop");
+        debug_assert!(self.loops.is_empty());
+        let result = run_loop(0, parts, &shared, || handler);
+        shared.mark_stopped();
+        tracing::debug!("evio: server stopped");
+        result
+    }
+
+    /// Runs loop 0 on this thread and the others on their own.
     fn run<H, F>(self, factory: F) -> io::Result<()>
     where
         H: EventHandler,
         F: Fn(usize) -> H + Sync,
     {
-        let Prepared {
-            loops,
-            listeners,
-            shared,
-            unix_paths,
-        } = self;
-        let _cleanup = RemoveFiles(unix_paths);
+        let Prepared { loops, shared } = self;
         let mut loops = loops.into_iter().enumerate();
-        let (_, (poller0, rx0)) = loops.next().expect("at least one loop");
+        let (_, parts0) = loops.next().expect("at least one loop");
         let factory = &factory;
         let result = thread::scope(|s| {
             let mut threads = Vec::new();
-            for (i, (poller, rx)) in loops {
+            for (i, parts) in loops {
                 let loop_shared = shared.clone();
                 let spawned = thread::Builder::new()
                     .name(format!("evio-loop-{i}"))
-                    .spawn_scoped(s, move || {
-                        run_loop(i, &loop_shared, || {
-                            EventLoop::new(
-                                i,
-                                poller,
-                                factory(i),
-                                rx,
-                                loop_shared.clone(),
-                                Vec::new(),
-                            )
-                            .run()
-                        })
-                    });
+                    .spawn_scoped(s, move || run_loop(i, parts, &loop_shared, || factory(i)));
                 match spawned {
                     Ok(t) => threads.push((i, t)),
                     Err(e) => {
@@ -347,9 +434,7 @@ impl<P: Poller + 'static> Prepared<P> {
                     }
                 }
             }
-            let mut result = run_loop(0, &shared, || {
-                EventLoop::new(0, poller0, factory(0), rx0, shared.clone(), listeners).run()
-            });
+            let mut result = run_loop(0, parts0, &shared, || factory(0));
             shared.begin_shutdown();
             for (i, t) in threads {
                 let r = t.join().unwrap_or_else(|_| {
@@ -361,116 +446,142 @@ impl<P: Poller + 'static> Prepared<P> {
             }
             result
         });
+        shared.mark_stopped();
         tracing::debug!("evio: server stopped");
         result
     }
-}
 
-/// Removes unix socket files when the server stops (even on panic).
-struct RemoveFiles(Vec<PathBuf>);
-
-impl Drop for RemoveFiles {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
+    /// [`run`](Prepared::run) on a background thread.
+    fn spawn<H, F>(self, factory: F) -> io::Result<ServerHandle>
+    where
+        H: EventHandler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        let shared = self.shared.clone();
+        // A poller is Send (the trait requires it), the rest is owned.
+        let thread = thread::Builder::new()
+            .name("evio-loop-0".into())
+            .spawn(move || self.run(factory))?;
+        Ok(ServerHandle {
+            control: ServerControl::new(shared),
+            thread: Mutex::new(Some(thread)),
+        })
     }
 }
 
-/// A server started with [`Builder::start`].
+/// A server started with [`Builder::start`]: stop it and wait for it.
 ///
 /// `Send + Sync`: share it (e.g. in an `Arc`) to stop the server from a
-/// signal-handling thread while another waits for it. Dropping the handle
-/// shuts the server down and waits for it.
-#[derive(Debug)]
+/// signal-handling thread while another waits for it — or from inside the
+/// server's own callbacks. Dropping the handle shuts the server down and
+/// waits for it (except on one of its own loop threads, where it only
+/// starts the stop). For a cheap clonable handle that never waits, see
+/// [`control`](ServerHandle::control).
 pub struct ServerHandle {
-    shared: Arc<Shared>,
-    addrs: Vec<Addr>,
-    dials: std::sync::atomic::AtomicUsize,
+    control: ServerControl,
     thread: Mutex<Option<thread::JoinHandle<io::Result<()>>>>,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("control", &self.control)
+            .finish()
+    }
 }
 
 impl ServerHandle {
     /// The bound addresses, in the order given, with real ports for `:0`.
     pub fn addrs(&self) -> &[Addr] {
-        &self.addrs
+        self.control.addrs()
+    }
+
+    /// A cheap, clonable handle to the server that never waits: stop it,
+    /// count connections, dial, reach connections by id.
+    pub fn control(&self) -> &ServerControl {
+        &self.control
     }
 
     /// Whether the server has been asked to stop (by a callback or a handle).
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.is_shutdown()
+        self.control.is_shutting_down()
+    }
+
+    /// Connections open now over all loops.
+    pub fn connections(&self) -> usize {
+        self.control.connections()
     }
 
     /// Stops the server: every loop stops, every open connection gets
     /// `on_closed`, listeners close, unix socket files are removed. Waits
-    /// for all of that and returns the server's result.
+    /// for all of that and returns the server's result — except when called
+    /// on one of the server's own loop threads (from a callback), where it
+    /// starts the stop and returns `Ok(())` at once, since the loop cannot
+    /// wait for itself.
     ///
     /// # Errors
     /// A fatal loop error or a loop that panicked.
     pub fn shutdown(&self) -> io::Result<()> {
-        self.shared.begin_shutdown();
-        self.join()
+        self.control.shutdown();
+        self.join_unless_own_loop()
     }
 
     /// Stops the server gracefully: stops accepting at once, stops reading,
     /// lets every connection write its pending output and close (each gets
     /// `on_closed`) until `timeout`; connections still open then are closed
-    /// anyway. Returns once every loop has stopped.
+    /// anyway. Returns once every loop has stopped (on one of the server's
+    /// own loop threads: at once, as [`shutdown`](ServerHandle::shutdown)).
     ///
     /// # Errors
     /// As [`shutdown`](ServerHandle::shutdown).
     pub fn shutdown_timeout(&self, timeout: Duration) -> io::Result<()> {
-        self.shared
-            .begin_graceful_shutdown(Instant::now() + timeout);
-        self.join()
+        self.control.shutdown_gracefully(timeout);
+        self.join_unless_own_loop()
     }
 
-    /// Opens an outbound connection into the server, on the loops in turn;
-    /// `on_opened` fires when it connects, or
-    /// `on_closed` with the error if it fails or times out.
+    /// Opens an outbound connection into the server; see
+    /// [`ServerControl::dial`].
     ///
     /// # Errors
-    /// `NotConnected` if the server has stopped.
-    pub fn dial(&self, addr: impl Into<Addr>) -> io::Result<()> {
-        let addr = addr.into();
-        let loops = &self.shared.loops;
-        let n = self.dials.fetch_add(1, Ordering::Relaxed) % loops.len();
-        let target = &loops[n];
-        if target.send(Msg::Dial(addr)) {
-            Ok(())
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the server has stopped",
-            ))
-        }
+    /// As [`ServerControl::dial`].
+    pub fn dial<C: Send + 'static>(&self, addr: impl ToAddr, ctx: C) -> io::Result<ConnId> {
+        self.control.dial(addr, ctx)
     }
 
     /// Waits until the server stops by itself (a callback returned
-    /// `Action::Shutdown`) and returns its result.
+    /// `Action::Shutdown`, or a [`ServerControl`] stopped it) and returns
+    /// its result; a later call returns `Ok(())`.
     ///
     /// # Errors
-    /// As [`shutdown`](ServerHandle::shutdown).
+    /// As [`shutdown`](ServerHandle::shutdown), or `WouldBlock` on one of the
+    /// server's own loop threads, where it would wait for itself.
     pub fn wait(&self) -> io::Result<()> {
-        self.join()
+        self.control.wait_refusal().map_or_else(|| self.join(), Err)
+    }
+
+    fn join_unless_own_loop(&self) -> io::Result<()> {
+        match self.control.wait_refusal() {
+            Some(_) => Ok(()),
+            None => self.join(),
+        }
     }
 
     /// Joins loop 0's thread; a second caller (or one after a `wait`) gets
     /// `Ok(())` once the server has stopped.
     fn join(&self) -> io::Result<()> {
-        let mut slot = self.thread.lock().unwrap_or_else(|e| e.into_inner());
-        match slot.take() {
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match thread {
             Some(t) => t
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("evio: event loop 0 panicked"))),
-            None => Ok(()),
+            None => self.control.wait(),
         }
     }
 }
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        self.shared.begin_shutdown();
-        let _ = self.join();
+        self.control.shutdown();
+        let _ = self.join_unless_own_loop();
     }
 }

@@ -1,8 +1,9 @@
 //! What every loop of one server shares.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use crate::config::Config;
@@ -19,6 +20,11 @@ pub(crate) struct Shared {
     pub(crate) loops: Vec<Arc<LoopRemote>>,
     pub(crate) addrs: Vec<Addr>,
     pub(crate) config: Config,
+    /// Dials from other threads go to the loops in turn.
+    dials: AtomicUsize,
+    /// Set once every loop has stopped (for waiters without a thread to
+    /// join).
+    stopped: (Mutex<bool>, Condvar),
 }
 
 impl Shared {
@@ -30,7 +36,39 @@ impl Shared {
             loops,
             addrs,
             config,
+            dials: AtomicUsize::new(0),
+            stopped: (Mutex::new(false), Condvar::new()),
         }
+    }
+
+    /// The loop for the next dial from another thread.
+    pub(crate) fn next_dial_loop(&self) -> usize {
+        self.dials.fetch_add(1, Ordering::Relaxed) % self.loops.len()
+    }
+
+    /// Records that every loop has stopped and wakes the waiters.
+    pub(crate) fn mark_stopped(&self) {
+        *self.stopped.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.stopped.1.notify_all();
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        *self.stopped.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Blocks until every loop has stopped; refuses on this server's own
+    /// loop threads, where it would wait for itself.
+    pub(crate) fn wait_stopped(&self) -> io::Result<()> {
+        self.id.refuse_on_own_loop("wait for the server to stop")?;
+        let mut stopped = self.stopped.0.lock().unwrap_or_else(|e| e.into_inner());
+        while !*stopped {
+            stopped = self
+                .stopped
+                .1
+                .wait(stopped)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        Ok(())
     }
 
     /// Asks every loop to stop (idempotent).

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use evio_core::{
-    Action, Addr, Builder, Conn, ConnHandle, ConnId, EventHandler, Options, Poller, WriteReceipt,
+    Action, Addr, Builder, Conn, ConnHandle, ConnId, EventHandler, Options, WriteReceipt,
 };
 
 // ----- helpers -----------------------------------------------------------------
@@ -238,12 +238,12 @@ impl EventHandler for HandOut {
     }
 }
 
-fn start<P: Poller + 'static, H>(h: H) -> evio_core::ServerHandle
+fn start<P: common::TestPoller, H>(h: H) -> evio_core::ServerHandle
 where
     H: EventHandler + Clone + Send + 'static,
 {
     Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(h, &["tcp://127.0.0.1:0"])
         .unwrap()
 }
@@ -251,7 +251,7 @@ where
 /// 8 threads × 10,000 writes through clones of one handle: every record
 /// arrives, per thread in order, after what the loop had queued; every
 /// receipt is Ok.
-fn handle_writes_from_many_threads<P: Poller + 'static>() {
+fn handle_writes_from_many_threads<P: common::TestPoller>() {
     let _g = shared();
     const THREADS: u32 = 8;
     const WRITES: u32 = 10_000;
@@ -308,7 +308,7 @@ fn handle_writes_from_many_threads<P: Poller + 'static>() {
 }
 
 /// After the connection closed, each write fails once and stays failed.
-fn handle_writes_after_close_fail<P: Poller + 'static>() {
+fn handle_writes_after_close_fail<P: common::TestPoller>() {
     let _g = shared();
     let h = HandOut::default();
     let server = start::<P, _>(h.clone());
@@ -327,7 +327,7 @@ fn handle_writes_after_close_fail<P: Poller + 'static>() {
         assert!(r.try_result().unwrap().is_err());
         assert!(r.wait().is_err());
     }
-    assert!(handle.close(), "the server still runs");
+    assert!(handle.close().is_ok(), "the server still runs");
     server.shutdown().unwrap();
     let r = handle.write(b"after shutdown".to_vec());
     assert!(result_of(&r, "write after shutdown").is_err());
@@ -335,7 +335,7 @@ fn handle_writes_after_close_fail<P: Poller + 'static>() {
 }
 
 /// Writes still queued when the peer resets the connection fail.
-fn handle_writes_queued_at_reset_fail<P: Poller + 'static>() {
+fn handle_writes_queued_at_reset_fail<P: common::TestPoller>() {
     let _g = shared();
     let h = HandOut::default();
     let server = start::<P, _>(h.clone());
@@ -364,7 +364,7 @@ fn handle_writes_queued_at_reset_fail<P: Poller + 'static>() {
 
 /// Writes racing a shutdown: every receipt completes (none is lost in the
 /// channel when the loop goes away).
-fn handle_receipts_survive_shutdown<P: Poller + 'static>() {
+fn handle_receipts_survive_shutdown<P: common::TestPoller>() {
     let _g = shared();
     for round in 0..20 {
         let h = HandOut::default();
@@ -465,7 +465,7 @@ impl EventHandler for Streamer {
 
 /// 1 GiB streamed to a client that does not read for a while: the server's
 /// memory stays bounded, the producer waits, and then every byte arrives.
-fn stream_1gib_with_bounded_memory<P: Poller + 'static>() {
+fn stream_1gib_with_bounded_memory<P: common::TestPoller>() {
     let _g = exclusive();
     const PIECE: usize = 256 * 1024;
     const PIECES: u64 = 4096; // 1 GiB
@@ -541,7 +541,7 @@ impl EventHandler for Echo {
 
 /// A client that sends without reading: the echo server stops reading it
 /// (memory stays bounded), keeps serving others, and resumes when it reads.
-fn sender_that_never_reads_is_paused<P: Poller + 'static>() {
+fn sender_that_never_reads_is_paused<P: common::TestPoller>() {
     let _g = exclusive();
     let pat = Arc::new(Pattern::new(7));
     let base = rss();
@@ -659,7 +659,7 @@ impl EventHandler for Relay {
 
 /// `write_to` with a slow receiver: the sender is paused while the
 /// receiver's queue is high, resumed when it drains; 64 MiB arrive intact.
-fn write_to_pauses_and_resumes_the_sender<P: Poller + 'static>() {
+fn write_to_pauses_and_resumes_the_sender<P: common::TestPoller>() {
     // Exclusive: it measures this process's CPU time.
     let _g = exclusive();
     let h = Relay::default();
@@ -718,7 +718,7 @@ fn write_to_pauses_and_resumes_the_sender<P: Poller + 'static>() {
 
 /// Two senders `write_to` one slow receiver: both are paused and both are
 /// resumed (neither is forgotten).
-fn write_to_fan_in_resumes_every_sender<P: Poller + 'static>() {
+fn write_to_fan_in_resumes_every_sender<P: common::TestPoller>() {
     let _g = shared();
     let h = Relay {
         fan_in: true,
@@ -812,7 +812,7 @@ impl EventHandler for Bulk {
 
 /// A client that never reads while MBs are queued: `shutdown_timeout`
 /// returns at its deadline anyway, and every connection got `on_closed`.
-fn shutdown_timeout_with_a_stuck_client<P: Poller + 'static>() {
+fn shutdown_timeout_with_a_stuck_client<P: common::TestPoller>() {
     let _g = shared();
     let h = Bulk {
         bulk: 16 * MIB,
@@ -844,7 +844,7 @@ fn shutdown_timeout_with_a_stuck_client<P: Poller + 'static>() {
 
 /// A client with output still queued gets every byte, then EOF, before a
 /// graceful shutdown returns (which it does early, once all are flushed).
-fn shutdown_timeout_flushes_pending_output<P: Poller + 'static>() {
+fn shutdown_timeout_flushes_pending_output<P: common::TestPoller>() {
     let _g = shared();
     const BULK: usize = 24 * MIB;
     let pat = Arc::new(Pattern::new(9));
@@ -910,7 +910,7 @@ impl EventHandler for Dialer {
             dialed: conn.is_dialed(),
         });
         if conn.is_dialed() {
-            assert_eq!(conn.addr_index(), usize::MAX);
+            assert_eq!(conn.addr_index(), None);
             if self.greet {
                 conn.write(b"hello from evio");
             }
@@ -948,12 +948,12 @@ fn closed_port() -> SocketAddr {
 
 /// Dialing a closed port: `on_closed` gets ConnectionRefused, never
 /// `on_opened`, both for `ServerHandle::dial` and `Conn::dial`.
-fn dial_refused<P: Poller + 'static>() {
+fn dial_refused<P: common::TestPoller>() {
     let _g = shared();
     let h = Dialer::default();
     let server = start::<P, _>(h.clone());
     let target = closed_port();
-    server.dial(target).unwrap();
+    server.dial(target, ()).unwrap();
     assert!(h.log.wait_closed(1));
     assert_eq!(
         h.log.events(),
@@ -1006,17 +1006,17 @@ fn hanging_listener() -> (std::os::fd::OwnedFd, SocketAddr, Vec<TcpStream>) {
 }
 
 /// A dial that cannot complete gets `TimedOut` after `dial_timeout`.
-fn dial_times_out<P: Poller + 'static>() {
+fn dial_times_out<P: common::TestPoller>() {
     let _g = shared();
     let (_listener, target, _fill) = hanging_listener();
     let h = Dialer::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .dial_timeout(Some(Duration::from_millis(200)))
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
     let t0 = Instant::now();
-    server.dial(target).unwrap();
+    server.dial(target, ()).unwrap();
     assert!(h.log.wait_closed(1));
     let took = h.log.first_close_at().unwrap() - t0;
     assert_eq!(
@@ -1035,13 +1035,13 @@ fn dial_times_out<P: Poller + 'static>() {
 
 /// A dial that fails at once (no such unix socket) still reaches
 /// `on_closed` for `ServerHandle::dial`; `Conn::dial` returns the error.
-fn dial_failing_at_once<P: Poller + 'static>() {
+fn dial_failing_at_once<P: common::TestPoller>() {
     let _g = shared();
     let h = Dialer::default();
     let server = start::<P, _>(h.clone());
     let missing = temp_sock("no-such-listener");
     let _ = std::fs::remove_file(&missing);
-    server.dial(Addr::Unix(Some(missing.clone()))).unwrap();
+    server.dial(Addr::Unix(Some(missing.clone())), ()).unwrap();
     assert!(h.log.wait_closed(1), "no on_closed for a failed dial");
     assert_eq!(
         h.log.events(),
@@ -1067,7 +1067,7 @@ fn dial_failing_at_once<P: Poller + 'static>() {
 
 /// `ServerHandle::dial` to a std listener: `on_opened` fires, data flows
 /// both ways, the peer's close reaches `on_closed`.
-fn server_handle_dial_exchanges_data<P: Poller + 'static>() {
+fn server_handle_dial_exchanges_data<P: common::TestPoller>() {
     let _g = shared();
     let peer = TcpListener::bind("127.0.0.1:0").unwrap();
     let h = Dialer {
@@ -1075,7 +1075,7 @@ fn server_handle_dial_exchanges_data<P: Poller + 'static>() {
         ..Default::default()
     };
     let server = start::<P, _>(h.clone());
-    server.dial(peer.local_addr().unwrap()).unwrap();
+    server.dial(peer.local_addr().unwrap(), ()).unwrap();
     let (mut s, _) = peer.accept().unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(read_n(&mut s, 15).unwrap(), b"hello from evio");
@@ -1110,7 +1110,7 @@ impl EventHandler for EarlyWriter {
             dialed: conn.is_dialed(),
         });
         if !conn.is_dialed() {
-            let id = conn.dial(&Addr::Inet(self.target), ()).unwrap();
+            let id = conn.dial(Addr::Inet(self.target), ()).unwrap();
             assert!(conn.write_to(id, b"early bytes"));
             assert_eq!(conn.output_len_of(id), Some(11));
             if self.close {
@@ -1130,7 +1130,7 @@ impl EventHandler for EarlyWriter {
 
 /// Bytes written to a dial before it connects are sent once it does, and a
 /// close requested meanwhile happens after them.
-fn writes_and_close_before_connect<P: Poller + 'static>() {
+fn writes_and_close_before_connect<P: common::TestPoller>() {
     let _g = shared();
     for close in [false, true] {
         let peer = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1172,7 +1172,7 @@ impl EventHandler for Idle {
     type Context = ();
     fn on_opened(&mut self, conn: &mut Conn<'_, ()>) -> (Options, Action) {
         let mut opts = Options::default();
-        match conn.addr_index() {
+        match conn.addr_index().unwrap() {
             1 => opts.idle_timeout = Some(Duration::from_millis(200)),
             2 => conn.set_idle_timeout(None),
             _ => {}
@@ -1190,7 +1190,7 @@ impl EventHandler for Idle {
         self.closed
             .lock()
             .unwrap()
-            .push((conn.addr_index(), kind(&err), Instant::now()));
+            .push((conn.addr_index().unwrap(), kind(&err), Instant::now()));
         Action::None
     }
 }
@@ -1214,12 +1214,12 @@ fn time_to_eof(c: &mut TcpStream) -> Duration {
 /// 20 ms for 5× the timeout) is not; `set_idle_timeout(None)` exempts one.
 /// (400 ms rather than less: a loaded 2-core machine can stall a thread for
 /// 100s of ms.)
-fn idle_timeout_closes_only_idle_conns<P: Poller + 'static>() {
+fn idle_timeout_closes_only_idle_conns<P: common::TestPoller>() {
     let _g = shared();
     const IDLE: Duration = Duration::from_millis(400);
     let h = Idle::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .idle_timeout(Some(IDLE))
         .start(h.clone(), &ADDRS3)
         .unwrap();
@@ -1263,11 +1263,11 @@ fn idle_timeout_closes_only_idle_conns<P: Poller + 'static>() {
 
 /// A shorter per-connection timeout than the server's applies at once:
 /// through `Options::idle_timeout` and through `set_idle_timeout`.
-fn idle_timeout_per_connection_override<P: Poller + 'static>() {
+fn idle_timeout_per_connection_override<P: common::TestPoller>() {
     let _g = shared();
     let h = Idle::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .idle_timeout(Some(Duration::from_secs(8)))
         .start(h.clone(), &ADDRS3)
         .unwrap();
@@ -1294,7 +1294,7 @@ fn idle_timeout_per_connection_override<P: Poller + 'static>() {
     // Without a server default, nothing times out.
     let h = Idle::default();
     let server2 = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(h.clone(), &ADDRS3)
         .unwrap();
     let mut plain = connect(&server2.addrs()[0]);
@@ -1332,7 +1332,7 @@ impl EventHandler for Firehose {
 
 /// A producer feeding a fast reader from `on_drained` does not starve the
 /// loop's other connections.
-fn on_drained_producer_does_not_starve_others<P: Poller + 'static>() {
+fn on_drained_producer_does_not_starve_others<P: common::TestPoller>() {
     let _g = shared();
     let server = start::<P, _>(Firehose);
     let mut hose = connect(&server.addrs()[0]);
@@ -1398,7 +1398,7 @@ impl EventHandler for SlowWake {
 
 /// Threads waking a connection faster than the loop handles the wakes:
 /// the loop still serves other connections and still shuts down promptly.
-fn flooded_wake_channel_still_serves_io<P: Poller + 'static>() {
+fn flooded_wake_channel_still_serves_io<P: common::TestPoller>() {
     let _g = shared();
     let h = SlowWake::default();
     let server = start::<P, _>(h.clone());
@@ -1416,7 +1416,7 @@ fn flooded_wake_channel_still_serves_io<P: Poller + 'static>() {
             thread::spawn(move || {
                 // Capped, so a stuck loop fails the test, not the machine.
                 for _ in 0..400_000 {
-                    if stop.load(Ordering::Relaxed) || !handle.wake() {
+                    if stop.load(Ordering::Relaxed) || handle.wake().is_err() {
                         break;
                     }
                 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use evio_core::{
-    Action, Builder, Conn, DetachedStream, EventHandler, InputStream, LoadBalance, Options, Poller,
+    Action, Builder, Conn, DetachedStream, EventHandler, InputStream, LoadBalance, Options,
     ServerInfo,
 };
 
@@ -46,16 +46,13 @@ impl EventHandler for MatrixServer {
             opened_by_us: true,
             keepalive_on: false,
         });
-        let opts = Options {
-            tcp_keep_alive: Some(Duration::from_secs(300)),
-            ..Options::default()
-        };
+        let opts = Options::default().tcp_keep_alive(Some(Duration::from_secs(300)));
         (opts, Action::None)
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_, Ctx>, input: &[u8]) -> Action {
         // Keep-alive was applied after on_opened; check it on first data.
-        if conn.addr_index() == 0 && !conn.context().keepalive_on {
+        if conn.addr_index() == Some(0) && !conn.context().keepalive_on {
             let on = conn
                 .fd()
                 .map(|fd| evio_sys::net::keepalive(&fd).unwrap())
@@ -115,7 +112,7 @@ fn echo_client<S: Read + Write + Send>(mut stream: S, writer: S, seed: u64, dur:
     }
 }
 
-fn serve_matrix<P: Poller + 'static>(with_unix: bool, loops: isize, balance: LoadBalance) {
+fn serve_matrix<P: common::TestPoller>(with_unix: bool, loops: isize, balance: LoadBalance) {
     let clients = 10;
     let sock = temp_sock(&format!("matrix-{with_unix}-{loops}-{balance:?}"));
     let mut addrs = vec!["tcp://127.0.0.1:0".to_string()];
@@ -129,7 +126,7 @@ fn serve_matrix<P: Poller + 'static>(with_unix: bool, loops: isize, balance: Loa
         serving: Arc::default(),
     };
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .num_loops(loops)
         .load_balance(balance)
         .start(handler.clone(), &addrs)
@@ -180,22 +177,22 @@ fn serve_matrix<P: Poller + 'static>(with_unix: bool, loops: isize, balance: Loa
     }
 }
 
-fn serve_tcp_1_loop_random<P: Poller + 'static>() {
+fn serve_tcp_1_loop_random<P: common::TestPoller>() {
     serve_matrix::<P>(false, 1, LoadBalance::Random)
 }
-fn serve_tcp_5_loops_least_connections<P: Poller + 'static>() {
+fn serve_tcp_5_loops_least_connections<P: common::TestPoller>() {
     serve_matrix::<P>(false, 5, LoadBalance::LeastConnections)
 }
-fn serve_tcp_all_cores_round_robin<P: Poller + 'static>() {
+fn serve_tcp_all_cores_round_robin<P: common::TestPoller>() {
     serve_matrix::<P>(false, -1, LoadBalance::RoundRobin)
 }
-fn serve_tcp_unix_1_loop_random<P: Poller + 'static>() {
+fn serve_tcp_unix_1_loop_random<P: common::TestPoller>() {
     serve_matrix::<P>(true, 1, LoadBalance::Random)
 }
-fn serve_tcp_unix_5_loops_least_connections<P: Poller + 'static>() {
+fn serve_tcp_unix_5_loops_least_connections<P: common::TestPoller>() {
     serve_matrix::<P>(true, 5, LoadBalance::LeastConnections)
 }
-fn serve_tcp_unix_all_cores_round_robin<P: Poller + 'static>() {
+fn serve_tcp_unix_all_cores_round_robin<P: common::TestPoller>() {
     serve_matrix::<P>(true, -1, LoadBalance::RoundRobin)
 }
 
@@ -218,13 +215,13 @@ impl EventHandler for Ticker {
     }
 }
 
-fn tick<P: Poller + 'static>() {
+fn tick<P: common::TestPoller>() {
     let h = Ticker {
         ticks: Arc::default(),
     };
     let start = Instant::now();
     Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .serve(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
     let took = start.elapsed();
@@ -269,13 +266,13 @@ impl EventHandler for Shutter {
     }
 }
 
-fn shutdown<P: Poller + 'static>() {
+fn shutdown<P: common::TestPoller>() {
     let h = Shutter {
         opened: Arc::default(),
         closed: Arc::default(),
     };
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .num_loops(2)
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
@@ -291,7 +288,7 @@ fn shutdown<P: Poller + 'static>() {
     }
 }
 
-fn shutdown_from_serving<P: Poller + 'static>() {
+fn shutdown_from_serving<P: common::TestPoller>() {
     #[derive(Clone)]
     struct Quit;
     impl EventHandler for Quit {
@@ -302,7 +299,7 @@ fn shutdown_from_serving<P: Poller + 'static>() {
     }
     let start = Instant::now();
     Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .serve(Quit, &["tcp://127.0.0.1:0"])
         .unwrap();
     assert!(start.elapsed() < Duration::from_secs(2));
@@ -353,13 +350,13 @@ impl EventHandler for Detacher {
     }
 }
 
-fn detach<P: Poller + 'static>() {
+fn detach<P: common::TestPoller>() {
     let h = Detacher {
         detached: Arc::default(),
         closed: Arc::default(),
     };
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
     let mut c = connect(&server.addrs()[0]);
@@ -388,9 +385,12 @@ impl EventHandler for Nop {
     type Context = ();
 }
 
-fn bad_addresses<P: Poller + 'static>() {
+fn bad_addresses<P: common::TestPoller>() {
     for bad in ["tulip://howdy", "howdy", "tcp://:99999", "tcp://[::1:0"] {
-        let err = Builder::new().poller::<P>().start(Nop, &[bad]).unwrap_err();
+        let err = Builder::new()
+            .poller(|_| P::make())
+            .start(Nop, &[bad])
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad}: {err}");
         assert!(
             err.to_string().contains(bad),
@@ -398,7 +398,7 @@ fn bad_addresses<P: Poller + 'static>() {
         );
     }
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(Nop, &["tcp://"])
         .unwrap();
     assert_ne!(inet(&server.addrs()[0]).port(), 0);
@@ -407,14 +407,14 @@ fn bad_addresses<P: Poller + 'static>() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = format!("tcp://127.0.0.1:{}", taken.local_addr().unwrap().port());
     let err = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(Nop, &[&addr])
         .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
     assert!(err.to_string().contains(&addr), "{err}");
     // An unbindable unix path.
     let err = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(Nop, &["unix:///nonexistent-dir/evio.sock"])
         .unwrap_err();
     assert!(
@@ -446,9 +446,9 @@ impl EventHandler for Lines {
     }
 }
 
-fn input_stream<P: Poller + 'static>() {
+fn input_stream<P: common::TestPoller>() {
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(Lines, &["tcp://127.0.0.1:0"])
         .unwrap();
     let mut c = connect(&server.addrs()[0]);
@@ -468,11 +468,10 @@ fn input_stream<P: Poller + 'static>() {
 struct Reuse(bool);
 impl EventHandler for Reuse {
     type Context = ();
+    #[allow(deprecated)] // parity with Go's evio: the flag exists and changes nothing
     fn on_opened(&mut self, _: &mut Conn<'_, ()>) -> (Options, Action) {
-        let opts = Options {
-            reuse_input_buffer: self.0,
-            ..Options::default()
-        };
+        let mut opts = Options::default();
+        opts.reuse_input_buffer = self.0;
         (opts, Action::None)
     }
     fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
@@ -481,10 +480,10 @@ impl EventHandler for Reuse {
     }
 }
 
-fn reuse_input_buffer<P: Poller + 'static>() {
+fn reuse_input_buffer<P: common::TestPoller>() {
     for reuse in [false, true] {
         let server = Builder::new()
-            .poller::<P>()
+            .poller(|_| P::make())
             .start(Reuse(reuse), &["tcp://127.0.0.1:0"])
             .unwrap();
         // Two interleaved clients: input of one must never leak into the other.
@@ -505,9 +504,9 @@ fn reuse_input_buffer<P: Poller + 'static>() {
 
 // ----- reuseport ------------------------------------------------------------
 
-fn reuseport<P: Poller + 'static>() {
+fn reuseport<P: common::TestPoller>() {
     let first = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(Reuse(false), &["tcp://127.0.0.1:0?reuseport=true"])
         .unwrap();
     let port = inet(&first.addrs()[0]).port();
@@ -515,7 +514,7 @@ fn reuseport<P: Poller + 'static>() {
     let others: Vec<_> = (0..4)
         .map(|_| {
             Builder::new()
-                .poller::<P>()
+                .poller(|_| P::make())
                 .start(Reuse(false), &[&addr])
                 .unwrap()
         })
@@ -527,7 +526,7 @@ fn reuseport<P: Poller + 'static>() {
     }
     // Without reuseport the port is taken.
     assert!(Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(Reuse(false), &[format!("tcp://127.0.0.1:{port}")])
         .is_err());
     for s in others {

@@ -97,7 +97,7 @@ fn udp_echo_v6() {
 #[test]
 fn udp_on_poll_backend() {
     let server = Builder::new()
-        .poller::<evio_core::PollPoller>()
+        .poller(|_| evio_core::PollPoller::new())
         .start(UdpEcho::default(), &["udp://127.0.0.1:0"])
         .unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -127,7 +127,7 @@ impl EventHandler for Wakeable {
     fn on_opened(&mut self, conn: &mut Conn<'_, usize>) -> (Options, Action) {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         conn.set_context(id);
-        self.wakers.lock().unwrap().push(conn.waker());
+        self.wakers.lock().unwrap().push(conn.handle());
         self.wakes.lock().unwrap().push(0);
         conn.write(&[id as u8]);
         (Options::default(), Action::None)
@@ -151,10 +151,10 @@ impl EventHandler for Wakeable {
     }
 }
 
-fn wake_from_another_thread<P: Poller + 'static>() {
+fn wake_from_another_thread<P: common::TestPoller>() {
     let h = Wakeable::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .num_loops(2)
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
@@ -167,7 +167,7 @@ fn wake_from_another_thread<P: Poller + 'static>() {
             let w = waker.clone();
             s.spawn(move || {
                 for _ in 0..2500 {
-                    assert!(w.wake());
+                    w.wake().unwrap();
                 }
             });
         }
@@ -177,15 +177,15 @@ fn wake_from_another_thread<P: Poller + 'static>() {
     assert_eq!(h.wakes.lock().unwrap()[0], 10_000);
     server.shutdown().unwrap();
     assert!(
-        !waker.wake(),
-        "a wake after the server stopped reports false"
+        waker.wake().is_err(),
+        "a wake after the server stopped reports an error"
     );
 }
 
-fn stale_wake_is_dropped<P: Poller + 'static>() {
+fn stale_wake_is_dropped<P: common::TestPoller>() {
     let h = Wakeable::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
     let mut first = connect(&server.addrs()[0]);
@@ -201,18 +201,18 @@ fn stale_wake_is_dropped<P: Poller + 'static>() {
     assert_eq!(read_n(&mut second, 1).unwrap(), [1]);
     let stale = h.wakers.lock().unwrap()[0].clone();
     for _ in 0..100 {
-        stale.wake();
+        stale.wake().unwrap();
     }
     // A live wake after the stale ones proves they were processed (same channel).
     let live = h.wakers.lock().unwrap()[1].clone();
-    live.wake();
+    live.wake().unwrap();
     assert_eq!(read_n(&mut second, 1).unwrap(), b"w");
     assert_eq!(*h.wakes.lock().unwrap(), vec![0, 1]);
     server.shutdown().unwrap();
 }
 
 /// A wake never replaces pending output nor cancels a pending close (evio #72).
-fn wake_keeps_output_and_close<P: Poller + 'static>() {
+fn wake_keeps_output_and_close<P: common::TestPoller>() {
     #[derive(Clone, Default)]
     struct Big {
         waker: Arc<Mutex<Option<ConnHandle>>>,
@@ -224,14 +224,14 @@ fn wake_keeps_output_and_close<P: Poller + 'static>() {
                 conn.write(b"WAKE");
                 return Action::None;
             }
-            *self.waker.lock().unwrap() = Some(conn.waker());
+            *self.waker.lock().unwrap() = Some(conn.handle());
             conn.write(&vec![b'a'; 8 << 20]);
             Action::Close
         }
     }
     let h = Big::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
     let mut c = connect(&server.addrs()[0]);
@@ -244,7 +244,7 @@ fn wake_keeps_output_and_close<P: Poller + 'static>() {
     // The client is not reading, so 8 MiB stays queued while we wake.
     let w = h.waker.lock().unwrap().clone().unwrap();
     for _ in 0..10 {
-        w.wake();
+        w.wake().unwrap();
     }
     let got = read_to_eof(&mut c).unwrap();
     assert_eq!(got.len(), 8 << 20);
@@ -254,7 +254,7 @@ fn wake_keeps_output_and_close<P: Poller + 'static>() {
 
 // ----- pre-write ----------------------------------------------------------------
 
-fn pre_write_fires_before_output<P: Poller + 'static>() {
+fn pre_write_fires_before_output<P: common::TestPoller>() {
     #[derive(Clone, Default)]
     struct Log(Arc<Mutex<Vec<&'static str>>>);
     impl EventHandler for Log {
@@ -270,7 +270,7 @@ fn pre_write_fires_before_output<P: Poller + 'static>() {
     }
     let h = Log::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
     let mut c = connect(&server.addrs()[0]);
@@ -317,7 +317,7 @@ impl EventHandler for PerLoop {
     }
 }
 
-fn per_loop_server<P: Poller + 'static>(
+fn per_loop_server<P: common::TestPoller>(
     policy: LoadBalance,
 ) -> (
     evio_core::ServerHandle,
@@ -334,7 +334,7 @@ fn per_loop_server<P: Poller + 'static>(
     // One handler per loop that knows its index: `start` clones, so give
     // each clone its index on first use via a factory-like wrapper.
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .num_loops(4)
         .load_balance(policy)
         .start(IndexedPerLoop(proto, None), &["tcp://127.0.0.1:0"])
@@ -362,7 +362,7 @@ impl EventHandler for IndexedPerLoop {
     }
 }
 
-fn round_robin_is_exact<P: Poller + 'static>() {
+fn round_robin_is_exact<P: common::TestPoller>() {
     let (server, _, total) = per_loop_server::<P>(LoadBalance::RoundRobin);
     for k in 0..100 {
         let mut c = connect(&server.addrs()[0]);
@@ -373,7 +373,7 @@ fn round_robin_is_exact<P: Poller + 'static>() {
     server.shutdown().unwrap();
 }
 
-fn least_connections_picks_the_emptiest<P: Poller + 'static>() {
+fn least_connections_picks_the_emptiest<P: common::TestPoller>() {
     let (server, open, _) = per_loop_server::<P>(LoadBalance::LeastConnections);
     let mut held = Vec::new();
     for _ in 0..12 {
@@ -400,7 +400,7 @@ fn least_connections_picks_the_emptiest<P: Poller + 'static>() {
 
 // ----- close with pending output -----------------------------------------------------
 
-fn close_delivers_all_pending_output<P: Poller + 'static>() {
+fn close_delivers_all_pending_output<P: common::TestPoller>() {
     #[derive(Clone)]
     struct Flood;
     impl EventHandler for Flood {
@@ -412,7 +412,7 @@ fn close_delivers_all_pending_output<P: Poller + 'static>() {
         }
     }
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(Flood, &["tcp://127.0.0.1:0"])
         .unwrap();
     let mut c = connect(&server.addrs()[0]);
@@ -425,7 +425,7 @@ fn close_delivers_all_pending_output<P: Poller + 'static>() {
 
 /// Half-close: the client shuts its write side; everything already sent is
 /// still answered before the server closes.
-fn half_close_is_answered<P: Poller + 'static>() {
+fn half_close_is_answered<P: common::TestPoller>() {
     #[derive(Clone)]
     struct Echo;
     impl EventHandler for Echo {
@@ -436,7 +436,7 @@ fn half_close_is_answered<P: Poller + 'static>() {
         }
     }
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(Echo, &["tcp://127.0.0.1:0"])
         .unwrap();
     let mut c = connect(&server.addrs()[0]);
@@ -463,14 +463,14 @@ impl EventHandler for Addrs {
         self.0.lock().unwrap().push((
             conn.local_addr(),
             conn.remote_addr().clone(),
-            conn.addr_index(),
+            conn.addr_index().unwrap(),
         ));
         conn.write(b"!");
         (Options::default(), Action::None)
     }
 }
 
-fn local_and_remote_addresses<P: Poller + 'static>() {
+fn local_and_remote_addresses<P: common::TestPoller>() {
     let h = Addrs::default();
     let sock = temp_sock(&format!("addrs-{}", std::any::type_name::<P>().len()));
     let mut addrs = vec![
@@ -482,7 +482,7 @@ fn local_and_remote_addresses<P: Poller + 'static>() {
         addrs.push("tcp6://[::1]:0".into());
     }
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(h.clone(), &addrs)
         .unwrap();
     let mut c = connect(&server.addrs()[0]);
@@ -521,13 +521,13 @@ fn local_and_remote_addresses<P: Poller + 'static>() {
     assert!(!sock.exists(), "unix socket file removed at shutdown");
 }
 
-fn dual_stack_tcp<P: Poller + 'static>() {
+fn dual_stack_tcp<P: common::TestPoller>() {
     if !has_ipv6_loopback() {
         return;
     }
     let h = Addrs::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(h.clone(), &["tcp://:0"])
         .unwrap();
     let port = inet(&server.addrs()[0]).port();
@@ -539,13 +539,13 @@ fn dual_stack_tcp<P: Poller + 'static>() {
     server.shutdown().unwrap();
 }
 
-fn stale_unix_socket_file_is_replaced<P: Poller + 'static>() {
+fn stale_unix_socket_file_is_replaced<P: common::TestPoller>() {
     let sock = temp_sock(&format!("stale-{}", std::any::type_name::<P>().len()));
     // A socket file nobody listens on.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     assert!(sock.exists());
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(Addrs::default(), &[format!("unix://{}", sock.display())])
         .unwrap();
     let mut u = UnixStream::connect(&sock).unwrap();
@@ -554,7 +554,7 @@ fn stale_unix_socket_file_is_replaced<P: Poller + 'static>() {
     u.read_exact(&mut b).unwrap();
     // A live socket is not stolen by a second server.
     let err = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(Addrs::default(), &[format!("unix://{}", sock.display())])
         .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
@@ -563,7 +563,7 @@ fn stale_unix_socket_file_is_replaced<P: Poller + 'static>() {
     // A regular file at the path is never deleted.
     std::fs::write(&sock, b"precious").unwrap();
     assert!(Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(Addrs::default(), &[format!("unix://{}", sock.display())])
         .is_err());
     assert_eq!(std::fs::read(&sock).unwrap(), b"precious");
@@ -572,7 +572,7 @@ fn stale_unix_socket_file_is_replaced<P: Poller + 'static>() {
 
 // ----- peers that reset ---------------------------------------------------------------
 
-fn reset_while_writing_closes_only_that_conn<P: Poller + 'static>() {
+fn reset_while_writing_closes_only_that_conn<P: common::TestPoller>() {
     #[derive(Clone, Default)]
     struct Streamer(Arc<Mutex<Vec<Option<io::ErrorKind>>>>);
     impl EventHandler for Streamer {
@@ -592,7 +592,7 @@ fn reset_while_writing_closes_only_that_conn<P: Poller + 'static>() {
     }
     let h = Streamer::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
     let mut victim = connect(&server.addrs()[0]);

@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use evio_core::{Action, Builder, Conn, EventHandler, LoadBalance, Options, Poller};
+use evio_core::{Action, Builder, Conn, EventHandler, LoadBalance, Options};
 
 // ----- child-process servers ------------------------------------------------------
 
@@ -48,7 +48,7 @@ impl EventHandler for CountingEcho {
     }
 }
 
-fn child_serve<P: Poller + 'static>(loops: isize, fd_limit: &str) {
+fn child_serve<P: common::TestPoller>(loops: isize, fd_limit: &str) {
     match fd_limit.strip_prefix('+') {
         // "+N": raise the soft limit to N (the 10,000-connection test).
         Some(n) => {
@@ -60,7 +60,7 @@ fn child_serve<P: Poller + 'static>(loops: isize, fd_limit: &str) {
     }
     let h = CountingEcho::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .num_loops(loops)
         .load_balance(LoadBalance::RoundRobin)
         .start(h.clone(), &["tcp://127.0.0.1:0"])
@@ -417,10 +417,10 @@ impl EventHandler for Counter {
 /// (16 reads): the loop must still reach EOF and close, though an
 /// edge-triggered poller reports the FIN only once. (Before the fix the
 /// connection stayed open forever, the client waiting for our FIN.)
-fn half_close_after_a_burst<P: Poller + 'static>() {
+fn half_close_after_a_burst<P: common::TestPoller>() {
     let h = Counter::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
     let mut blocker = connect(&server.addrs()[0]);
@@ -474,9 +474,9 @@ impl EventHandler for BigOnGo {
 /// The FIN arrives while reading is paused by backpressure: once the
 /// output drains, the input that came before the FIN is still answered,
 /// then the server closes.
-fn half_close_while_paused<P: Poller + 'static>() {
+fn half_close_while_paused<P: common::TestPoller>() {
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .start(BigOnGo, &["tcp://127.0.0.1:0"])
         .unwrap();
     let mut c = connect(&server.addrs()[0]);
@@ -496,10 +496,10 @@ fn half_close_while_paused<P: Poller + 'static>() {
 
 /// 300 peers connect and never send: others are answered promptly, the
 /// silent ones cost nothing and are neither closed nor read.
-fn silent_peers<P: Poller + 'static>() {
+fn silent_peers<P: common::TestPoller>() {
     let h = CountingEcho::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .num_loops(2)
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
@@ -564,10 +564,10 @@ impl EventHandler for Streamer {
 /// 24 peers on 3 loops reset at once while the server writes megabytes to
 /// each: each gets exactly one `on_closed` with the error, the process
 /// survives (no SIGPIPE), and another client is served meanwhile.
-fn concurrent_resets_while_writing<P: Poller + 'static>() {
+fn concurrent_resets_while_writing<P: common::TestPoller>() {
     let h = Streamer::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .num_loops(3)
         .load_balance(LoadBalance::RoundRobin)
         .start(h.clone(), &["tcp://127.0.0.1:0"])
@@ -734,11 +734,11 @@ fn panic_in_loop_0_of_3() {
 /// `max_connections(4)`: four clients are served; a fifth is closed at
 /// once without `on_opened`; after one of the four leaves, a new one is
 /// served.
-fn max_connections_sheds_the_excess<P: Poller + 'static>() {
+fn max_connections_sheds_the_excess<P: common::TestPoller>() {
     for loops in [1, 2] {
         let h = CountingEcho::default();
         let server = Builder::new()
-            .poller::<P>()
+            .poller(|_| P::make())
             .num_loops(loops)
             .max_connections(Some(4))
             .start(h.clone(), &["tcp://127.0.0.1:0"])
@@ -792,11 +792,11 @@ impl EventHandler for MaxQueued {
 /// `output_water_marks(64 KiB, 16 KiB)` and a client that sends 8 MiB
 /// without reading: the output queued for it never passes the high mark
 /// by more than one read (64 KiB), and everything arrives once it reads.
-fn output_bound_is_kept<P: Poller + 'static>() {
+fn output_bound_is_kept<P: common::TestPoller>() {
     const HIGH: usize = 64 << 10;
     let h = MaxQueued::default();
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .output_water_marks(HIGH, 16 << 10)
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();

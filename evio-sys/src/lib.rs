@@ -184,6 +184,11 @@ pub trait Poller: Sized + Send {
 pub struct Interest(u8);
 
 impl Interest {
+    /// No readiness: the fd stays registered, but only errors and hang-ups
+    /// are reported (poll(2) and epoll report those without being asked).
+    /// Level-triggered consumers park a source they will not act on this way
+    /// and still learn about a reset.
+    pub const NONE: Interest = Interest(0);
     /// Interest in the fd becoming readable (or its peer closing).
     pub const READABLE: Interest = Interest(1);
     /// Interest in the fd becoming writable.

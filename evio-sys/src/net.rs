@@ -372,7 +372,11 @@ fn inet_socket(addr: &SocketAddr, ty: libc::c_int, opts: &BindOptions) -> io::Re
         SocketAddr::V6(_) => libc::AF_INET6,
     };
     let fd = socket(domain, ty)?;
-    setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    // TCP: rebind at once over TIME_WAIT. Not UDP, where SO_REUSEADDR
+    // lets a second socket bind the same port and steal its datagrams.
+    if ty == libc::SOCK_STREAM {
+        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    }
     if opts.reuse_port {
         setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     }
@@ -571,6 +575,55 @@ pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     cvt_size(unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), SEND_FLAGS) })
 }
 
+/// Writes several buffers with one `sendmsg` (a vectored write) to a
+/// connected stream socket, without ever raising `SIGPIPE`. Returns the bytes
+/// written, which may end inside any buffer.
+///
+/// # Errors
+/// As [`write`].
+pub fn writev(fd: BorrowedFd<'_>, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+    use nix::sys::socket::{sendmsg, MsgFlags};
+    sendmsg::<()>(
+        fd.as_raw_fd(),
+        bufs,
+        &[],
+        MsgFlags::from_bits_truncate(SEND_FLAGS),
+        None,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Whether `e` says the address family is not supported
+/// (`EAFNOSUPPORT`: e.g. IPv6 on a machine without it).
+pub fn is_family_unsupported(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EAFNOSUPPORT)
+}
+
+/// Whether `e` says the process or the system is out of file descriptors
+/// (`EMFILE`, `ENFILE`).
+pub fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Whether unread bytes wait in a stream socket's receive queue (a
+/// non-blocking one-byte peek; nothing is consumed). `false` at EOF.
+///
+/// # Errors
+/// The OS error of `recv`, e.g. `ECONNRESET`.
+pub fn has_input(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use nix::sys::socket::{recv, MsgFlags};
+    let mut byte = [0u8; 1];
+    match recv(
+        fd.as_raw_fd(),
+        &mut byte,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EAGAIN) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Receives one datagram and its sender.
 ///
 /// # Errors
@@ -647,6 +700,21 @@ pub fn set_keepalive(fd: &impl AsFd, idle: Option<Duration>) -> io::Result<()> {
     #[cfg(not(target_os = "openbsd"))]
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs)?;
     Ok(())
+}
+
+/// Sets `SO_LINGER`: `Some(d)` makes `close` wait up to `d` (whole
+/// seconds) for unsent data, and `Some(Duration::ZERO)` makes it reset the
+/// connection at once; `None` restores the default (a background close).
+///
+/// # Errors
+/// The OS error of `setsockopt`.
+pub fn set_linger(fd: &impl AsFd, linger: Option<Duration>) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let value = libc::linger {
+        l_onoff: linger.is_some() as libc::c_int,
+        l_linger: linger.map_or(0, |d| d.as_secs().min(i32::MAX as u64) as libc::c_int),
+    };
+    setsockopt(fd, sockopt::Linger, &value).map_err(io::Error::from)
 }
 
 /// Returns whether `SO_KEEPALIVE` is on.

@@ -3,6 +3,7 @@
 //! other loops, and serving datagrams.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,10 @@ use evio_sys::{net, Interest, Poller};
 use super::{view, EventLoop};
 use crate::addr::Bound;
 use crate::balance::Balancer;
-use crate::conn::Conn;
+use crate::conn::{canonical, Conn, UdpSocket};
 use crate::handler::{Action, EventHandler};
-use crate::key::Token;
+use crate::key::{ConnKey, Token};
+use crate::receipt::{PendingReceipt, WriteError};
 use crate::remote::Msg;
 use crate::Addr;
 
@@ -21,6 +23,11 @@ use crate::Addr;
 const MAX_ACCEPTS_PER_EVENT: usize = 256;
 /// How long accepting pauses after an error such as EMFILE.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How soon accepting is retried after other loops were asked to reclaim
+/// idle connections.
+const RECLAIM_RETRY: Duration = Duration::from_millis(2);
+/// Most connections one loop reclaims at a time (nginx drains 32).
+const MAX_RECLAIM: usize = 32;
 
 /// The listeners a loop owns and the state of accepting on them.
 pub(super) struct Acceptor {
@@ -53,11 +60,28 @@ impl Acceptor {
     }
 }
 
+/// The UDP sockets among `listeners`, by address index (for
+/// `Conn::send_to` and replies from other threads).
+pub(super) fn udp_sockets(listeners: &[Bound], addrs: usize) -> Vec<Option<UdpSocket>> {
+    let mut v = vec![None; addrs];
+    for l in listeners.iter().filter(|l| l.network.is_udp()) {
+        let v6 = matches!(l.addr, Addr::Inet(SocketAddr::V6(_)));
+        v[l.index] = Some(UdpSocket {
+            fd: l.fd.clone(),
+            v6,
+        });
+    }
+    v
+}
+
 impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// Creates the UDP reply slots and registers the listeners.
     pub(super) fn start_listeners(&mut self) -> io::Result<()> {
-        for (i, l) in self.accept.listeners.iter().enumerate() {
-            let slot = l.network.is_udp().then(|| self.table.insert_udp_slot(i));
+        for l in &self.accept.listeners {
+            let slot = l
+                .network
+                .is_udp()
+                .then(|| self.table.insert_udp_slot(l.index));
             self.accept.udp_slots.push(slot);
         }
         self.register_listeners()
@@ -85,6 +109,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         for slot in self.accept.udp_slots.drain(..).flatten() {
             self.table.remove(slot);
         }
+        self.ctx.udp_sockets.clear();
         self.accept.retry = None;
     }
 
@@ -119,9 +144,10 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     fn accept(&mut self, i: usize) {
         for _ in 0..MAX_ACCEPTS_PER_EVENT {
             let l = &self.accept.listeners[i];
-            match net::accept(&l.fd) {
+            match net::accept(&*l.fd) {
                 Ok((fd, remote)) => {
-                    let unix = l.unix_path.is_some();
+                    let remote = canonical(remote);
+                    let (unix, index, local) = (l.unix_path.is_some(), l.index, l.local);
                     if self.over_capacity() {
                         // Shed it now: the peer sees a close instead of a
                         // wait in the backlog, and nothing is allocated.
@@ -129,8 +155,13 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                         tracing::debug!(remote = %remote, "evio: at max_connections; closed");
                         continue;
                     }
-                    tracing::debug!(remote = %remote, listener = i, "evio: accepted");
-                    self.dispatch_conn(fd, remote, i, unix);
+                    tracing::debug!(remote = %remote, listener = index, "evio: accepted");
+                    if local {
+                        self.ctx.me.count_open();
+                        self.install(fd, remote, index, unix);
+                    } else {
+                        self.dispatch_conn(fd, remote, index, unix);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -138,9 +169,13 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                         || e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection
-                    // stays in the backlog; stop polling the listener for a
-                    // while instead of spinning on it.
-                    tracing::warn!(error = %e, listener = i, "evio: accept failed; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    // stays in the backlog. Make room by closing idle
+                    // connections if allowed, else stop polling the listener
+                    // for a while instead of spinning on it.
+                    if self.make_room(&e) {
+                        continue;
+                    }
+                    tracing::warn!(error = %e, "evio: accept failed; pausing accepts for {ACCEPT_BACKOFF:?}");
                     self.pause_accepting();
                     return;
                 }
@@ -164,6 +199,67 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         }
         self.accept.shedding = over;
         over
+    }
+
+    /// Out of descriptors with `Builder::reclaim_idle` on: closes this
+    /// loop's longest-idle reclaimable connections; `true` if any closed
+    /// (accept again now). Otherwise asks the other loops to reclaim theirs
+    /// and retries shortly.
+    fn make_room(&mut self, e: &io::Error) -> bool {
+        if !net::is_out_of_fds(e) || !self.ctx.shared.config.reclaim_idle {
+            return false;
+        }
+        if self.reclaim(MAX_RECLAIM) > 0 {
+            return true;
+        }
+        let me = self.ctx.index;
+        let mut asked = false;
+        for (i, l) in self.ctx.shared.loops.iter().enumerate() {
+            if i != me {
+                asked |= l.send(Msg::Reclaim(MAX_RECLAIM));
+            }
+        }
+        if asked {
+            self.pause_accepting();
+            self.accept.retry = Some(Instant::now() + RECLAIM_RETRY);
+            return false;
+        }
+        false
+    }
+
+    /// Closes up to `max` of this loop's reclaimable connections, longest
+    /// idle first; returns how many.
+    pub(super) fn reclaim(&mut self, max: usize) -> usize {
+        let victims = self.table.reclaim_candidates(max);
+        for &index in &victims {
+            let e = io::Error::other("evio: closed to make room: out of file descriptors");
+            self.close(index, Some(e));
+        }
+        if !victims.is_empty() {
+            tracing::debug!(count = victims.len(), "evio: reclaimed idle connections");
+        }
+        victims.len()
+    }
+
+    /// A cross-thread write to a UDP datagram's sender.
+    pub(super) fn send_datagram(
+        &mut self,
+        slot: ConnKey,
+        to: SocketAddr,
+        data: &[u8],
+        receipt: PendingReceipt,
+    ) {
+        let socket = self
+            .table
+            .is_live(slot)
+            .then(|| self.table.listener(slot.index()))
+            .flatten()
+            .and_then(|i| self.ctx.udp_sockets.get(i).cloned().flatten());
+        let result = match socket {
+            Some(socket) => socket.send_to(data, to).map(drop),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        };
+        receipt.complete(result.map_err(|e| WriteError::from_io(&e)));
     }
 
     fn pause_accepting(&mut self) {
@@ -210,7 +306,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                     continue;
                 }
             };
-            self.table.udp_begin(slot, from);
+            // Reported as IPv4 if it is, answered at the address it came from.
+            let sender = SocketAddr::new(from.ip().to_canonical(), from.port());
+            self.table.udp_begin(slot, sender);
             let action = self.handler.on_data(view!(self, slot), &self.buf[..n]);
             if self.table.udp_reply(slot).is_some() {
                 self.handler.on_pre_write();

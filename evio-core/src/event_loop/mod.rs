@@ -21,9 +21,10 @@ use evio_sys::{net, Event, Events, Poller};
 use crate::addr::Bound;
 use crate::balance::Balancer;
 use crate::conn::{Conn, LoopCtx};
+use crate::control::ServerControl;
 use crate::detached::DetachedStream;
-use crate::handler::{Action, EventHandler};
-use crate::key::{ConnKey, Token};
+use crate::handler::{Action, EventHandler, ServerInfo};
+use crate::key::{ConnId, ConnKey, Token};
 use crate::remote::Msg;
 use crate::shared::Shared;
 use crate::table::{ConnTable, Flushed, TimerKind};
@@ -54,7 +55,10 @@ pub(crate) struct EventLoop<P: Poller, H: EventHandler> {
     /// Reused lists (no allocation per iteration).
     again: Vec<ConnKey>,
     dirty: Vec<usize>,
+    /// `on_tick` (loop 0).
     next_tick: Option<Instant>,
+    /// `on_loop_tick` (every loop).
+    next_loop_tick: Option<Instant>,
 }
 
 impl<P: Poller, H: EventHandler> EventLoop<P, H> {
@@ -66,6 +70,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         shared: Arc<Shared>,
         listeners: Vec<Bound>,
     ) -> Self {
+        let udp_sockets = accept::udp_sockets(&listeners, shared.addrs.len());
         EventLoop {
             poller,
             handler,
@@ -77,13 +82,16 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             ctx: LoopCtx {
                 index,
                 me: shared.loops[index].clone(),
+                control: ServerControl::new(shared.clone()),
                 shared,
+                udp_sockets,
             },
             rx,
             buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
             again: Vec::new(),
             dirty: Vec::new(),
             next_tick: None,
+            next_loop_tick: None,
         }
     }
 
@@ -104,13 +112,15 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     }
 
     fn start(&mut self) -> io::Result<()> {
+        self.start_listeners()?;
+        self.next_loop_tick = Some(Instant::now());
         if self.ctx.index != 0 {
             return Ok(());
         }
-        self.start_listeners()?;
-        let info = crate::handler::ServerInfo {
+        let info = ServerInfo {
             addrs: self.ctx.shared.addrs.clone(),
             num_loops: self.ctx.shared.loops.len(),
+            control: self.ctx.control.clone(),
         };
         if self.handler.on_serving(&info) == Action::Shutdown {
             self.ctx.shared.begin_shutdown();
@@ -131,6 +141,8 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
 
     fn iteration(&mut self, events: &mut Events, deadline: Option<Instant>) -> io::Result<()> {
         self.run_timers();
+        // What timer callbacks wrote goes out before the loop sleeps.
+        self.flush_dirty();
         let mut timeout = self.timeout();
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
@@ -154,6 +166,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     fn drain(&mut self, events: &mut Events, deadline: Instant) -> io::Result<()> {
         self.stop_listeners();
         self.next_tick = None;
+        self.next_loop_tick = None;
         self.table.close_all_later();
         self.flush_dirty();
         while !self.table.is_empty() && Instant::now() < deadline {
@@ -168,6 +181,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         }
         let deadline = [
             self.next_tick,
+            self.next_loop_tick,
             self.accept.retry_at(),
             self.table.next_deadline(),
         ]
@@ -186,6 +200,13 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 self.ctx.shared.begin_shutdown();
             }
         }
+        if self.next_loop_tick.is_some_and(|t| t <= now) {
+            let (delay, action) = self.handler.on_loop_tick(self.ctx.index);
+            self.next_loop_tick = delay.map(|d| Instant::now() + d);
+            if action == Action::Shutdown {
+                self.ctx.shared.begin_shutdown();
+            }
+        }
         if self.accept.retry_at().is_some_and(|t| t <= now) {
             self.retry_accepting();
         }
@@ -193,6 +214,11 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             let why = match kind {
                 TimerKind::Connect => "connect timed out",
                 TimerKind::Idle => "idle timeout",
+                TimerKind::User => {
+                    let action = self.handler.on_timer(view!(self, index));
+                    self.after(index, action);
+                    continue;
+                }
             };
             self.close(index, Some(io::Error::new(io::ErrorKind::TimedOut, why)));
         }
@@ -220,7 +246,21 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         if ev.is_writable() || broken {
             self.flush(index);
         }
-        if (ev.is_readable() || broken) && self.table.is_live(key) {
+        if !self.table.is_live(key) {
+            return;
+        }
+        if broken && !self.table.reads_now(index) {
+            // Nothing reads it now (paused, or past its EOF), so no read
+            // will report this: a reset must still end the connection.
+            if let Some(e) = self.table.socket_error(index) {
+                self.close(index, Some(e));
+                return;
+            }
+            if !P::EDGE_TRIGGERED && ev.is_hangup() {
+                self.table.park_hung_up(index, &mut self.poller);
+            }
+        }
+        if ev.is_readable() || broken {
             self.read(index, ev.is_read_closed() || broken);
         }
     }
@@ -241,8 +281,14 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             };
             match net::read(fd, &mut self.buf) {
                 Ok(0) => {
-                    // EOF: answer what was already accepted, then close.
-                    self.after(index, Action::Close);
+                    let write_done = self.table.note_read_eof(index);
+                    let action = self.handler.on_eof(view!(self, index));
+                    if write_done && action != Action::Shutdown {
+                        // Our side was already shut down: both are done.
+                        self.close(index, None);
+                    } else {
+                        self.after(index, action);
+                    }
                     return;
                 }
                 Ok(n) => {
@@ -428,16 +474,25 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                     }
                 }
                 Msg::Write { key, data, receipt } => {
-                    if self.table.write_with_receipt(key, &data, receipt) {
+                    if self.table.write_with_receipt(key, data, receipt) {
                         self.after(key.index(), Action::None);
                     }
                 }
+                Msg::SendTo {
+                    key,
+                    to,
+                    data,
+                    receipt,
+                } => self.send_datagram(key, to, &data, receipt),
                 Msg::Close(key) => {
                     if self.table.close_later(key) {
                         self.after(key.index(), Action::None);
                     }
                 }
-                Msg::Dial(addr) => self.dial(addr),
+                Msg::Dial { addr, ctx, reply } => self.dial(addr, ctx, reply),
+                Msg::Reclaim(count) => {
+                    self.reclaim(count);
+                }
                 Msg::Accepted {
                     fd,
                     remote,
@@ -499,16 +554,40 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         }
     }
 
-    /// A dial asked for from another thread.
-    fn dial(&mut self, addr: crate::Addr) {
+    /// A dial asked for from another thread: the new connection's id (or
+    /// why there is none) goes back on `reply`.
+    fn dial(
+        &mut self,
+        addr: crate::Addr,
+        ctx: Box<dyn std::any::Any + Send>,
+        reply: crossbeam_channel::Sender<io::Result<ConnId>>,
+    ) {
+        let ctx = match ctx.downcast::<H::Context>() {
+            Ok(ctx) => *ctx,
+            Err(_) => {
+                let _ = reply.send(Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "dial: the context is not the handler's Context type ({})",
+                        std::any::type_name::<H::Context>()
+                    ),
+                )));
+                return;
+            }
+        };
         self.ctx.me.count_open();
-        match self.table.dial(&addr, Default::default()) {
-            Ok(_) => self.register_dialed(),
+        match self.table.dial(&addr, ctx) {
+            Ok(key) => {
+                let _ = reply.send(Ok(ConnId::new(self.ctx.index, key)));
+                self.register_dialed();
+            }
             Err((e, ctx)) => {
                 // Reported like a connect that fails later: `on_closed`
                 // with the error, no `on_opened`.
                 tracing::debug!(error = %e, addr = %addr, "evio: dial failed");
                 let index = self.table.insert_failed_dial(addr, ctx);
+                let id = ConnId::new(self.ctx.index, self.table.key(index));
+                let _ = reply.send(Ok(id));
                 self.close(index, Some(e));
             }
         }

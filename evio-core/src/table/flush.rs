@@ -2,20 +2,66 @@
 //! close or detach, flushing to the socket, backpressure, and keeping a
 //! level-triggered poller's interest in step.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd};
 
 use evio_sys::{net, Interest, Poller};
 
+use super::output::{Chunk, Output, OutputPool};
 use super::state::{ConnState, Flags, Origin, Phase};
 use super::{ConnTable, Flushed};
 use crate::key::{ConnKey, Token};
 use crate::receipt::{PendingReceipt, WriteError};
 
-/// Interest from two booleans (never empty: read interest is the fallback).
+/// Cross-thread writes up to this size are copied into the connection's
+/// buffer; larger ones are queued as they are.
+const SMALL_WRITE: usize = 4096;
+
+/// A connection's output, borrowed apart from its context (see
+/// `Conn::split`).
+pub(crate) struct OutputRef<'a> {
+    out: &'a mut Output,
+    flags: &'a mut Flags,
+    pool: &'a mut OutputPool,
+    dirty: &'a mut Vec<usize>,
+    index: usize,
+}
+
+impl OutputRef<'_> {
+    fn mark_dirty(&mut self) {
+        if !self.flags.has(Flags::DIRTY) {
+            self.flags.set(Flags::DIRTY);
+            self.dirty.push(self.index);
+        }
+    }
+
+    /// As `ConnTable::write`.
+    pub(crate) fn write(&mut self, data: &[u8]) {
+        if !self.flags.has(Flags::SHUT_WRITE) {
+            self.out.push(data, self.pool);
+            self.mark_dirty();
+        }
+    }
+
+    /// As `ConnTable::write_chunk`.
+    pub(crate) fn write_chunk(&mut self, chunk: Chunk) {
+        if !self.flags.has(Flags::SHUT_WRITE) {
+            self.out.push_chunk(chunk);
+            self.mark_dirty();
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn pending(&self) -> usize {
+        self.out.pending()
+    }
+}
+
+/// Interest from two booleans: with neither, only errors and hang-ups.
 fn interest(read: bool, write: bool) -> Interest {
     match (read, write) {
-        (_, false) => Interest::READABLE,
+        (false, false) => Interest::NONE,
+        (true, false) => Interest::READABLE,
         (true, true) => Interest::BOTH,
         (false, true) => Interest::WRITABLE,
     }
@@ -31,29 +77,105 @@ impl<C> ConnTable<C> {
         }
     }
 
-    /// Appends `data` to the output of connection `index`.
+    /// Appends `data` to the output of connection `index` (dropped after
+    /// `shutdown_write`).
     pub(crate) fn write(&mut self, index: usize, data: &[u8]) {
         let c = &mut self.slab[index];
-        c.out.push(data, &mut self.pool);
-        Self::mark_dirty(&mut self.dirty, index, c);
+        if c.writable() {
+            c.out.push(data, &mut self.pool);
+            Self::mark_dirty(&mut self.dirty, index, c);
+        }
     }
 
-    /// Appends `data` for an open connection and completes `receipt` once
-    /// it is written; fails the receipt if the connection is not open.
+    /// Queues an owned buffer as it is (dropped after `shutdown_write`).
+    pub(crate) fn write_chunk(&mut self, index: usize, chunk: Chunk) {
+        let c = &mut self.slab[index];
+        if c.writable() {
+            c.out.push_chunk(chunk);
+            Self::mark_dirty(&mut self.dirty, index, c);
+        }
+    }
+
+    /// Writes several slices: with nothing queued, at once with one
+    /// `writev` (no copy; the rest, if the socket takes less, is queued);
+    /// otherwise queued after what is there.
+    pub(crate) fn write_vectored(&mut self, index: usize, bufs: &[IoSlice<'_>]) {
+        let c = &mut self.slab[index];
+        if !c.writable() {
+            return;
+        }
+        let direct = c.out.pending() == 0
+            && !c.flags.has(Flags::CONNECTING)
+            && !matches!(c.origin, Origin::Udp(_));
+        let mut skip = 0;
+        if let (true, Some(fd)) = (direct, &c.fd) {
+            if let Ok(n) = net::writev(fd.as_fd(), bufs) {
+                skip = n;
+                c.written += n as u64;
+                if n > 0 {
+                    c.idle.last_active = self.timers.now_ms();
+                }
+            }
+            // An error is met again (and handled) by the next flush.
+        }
+        for b in bufs {
+            let b: &[u8] = b;
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            c.out.push(&b[skip..], &mut self.pool);
+            skip = 0;
+        }
+        if c.out.pending() > 0 {
+            Self::mark_dirty(&mut self.dirty, index, c);
+        }
+    }
+
+    /// The context and the output of connection `index`, borrowed apart.
+    pub(crate) fn split(&mut self, index: usize) -> (&mut C, OutputRef<'_>) {
+        let c = &mut self.slab[index];
+        let out = OutputRef {
+            out: &mut c.out,
+            flags: &mut c.flags,
+            pool: &mut self.pool,
+            dirty: &mut self.dirty,
+            index,
+        };
+        (&mut c.ctx, out)
+    }
+
+    /// Queues `data` (as it is, no copy) for an open connection and
+    /// completes `receipt` once it is written; fails the receipt if the
+    /// connection is not open or its write side is shut.
     pub(crate) fn write_with_receipt(
         &mut self,
         key: ConnKey,
-        data: &[u8],
+        data: Vec<u8>,
         receipt: PendingReceipt,
     ) -> bool {
-        if !self.takes_events(key) {
+        let writable = self
+            .get(key)
+            .is_some_and(|c| c.takes_events() && c.writable());
+        if !writable {
             receipt.complete(Err(WriteError::NOT_CONNECTED));
             return false;
         }
         let index = key.index();
         let c = &mut self.slab[index];
-        c.out.push(data, &mut self.pool);
+        if data.len() <= SMALL_WRITE {
+            // Small: a copy into the (pooled) buffer is cheaper than a
+            // buffer of its own in the queue.
+            c.out.push(&data, &mut self.pool);
+        } else {
+            c.out.push_chunk(Chunk::Vec(data));
+        }
         let end = c.written + c.out.pending() as u64;
+        if end <= c.written {
+            // Nothing queued before it and nothing in it: done already.
+            receipt.complete(Ok(()));
+            return true;
+        }
         c.receipts.push((end, receipt));
         Self::mark_dirty(&mut self.dirty, index, c);
         true
@@ -67,7 +189,7 @@ impl<C> ConnTable<C> {
         let Some(p) = self.slab.get_mut(to.index()).filter(|p| p.gen == to.gen()) else {
             return false;
         };
-        if p.phase != Phase::Open {
+        if p.phase != Phase::Open || !p.writable() {
             return false;
         }
         p.out.push(data, &mut self.pool);
@@ -108,6 +230,41 @@ impl<C> ConnTable<C> {
                 true
             }
         }
+    }
+
+    /// Shuts down the write side of `key` once its output is written (the
+    /// peer reads EOF); reading goes on. `false` if it is gone or not open.
+    pub(crate) fn shutdown_write_later(&mut self, key: ConnKey) -> bool {
+        let Some(c) = self
+            .slab
+            .get_mut(key.index())
+            .filter(|c| c.gen == key.gen())
+        else {
+            return false;
+        };
+        if c.phase != Phase::Open || matches!(c.origin, Origin::Udp(_)) {
+            return false;
+        }
+        c.flags.set(Flags::SHUT_WRITE);
+        Self::mark_dirty(&mut self.dirty, key.index(), c);
+        true
+    }
+
+    /// Pauses or resumes reading `index` (the handler's own flow control,
+    /// apart from backpressure). Resuming reads what arrived meanwhile.
+    pub(crate) fn set_read_paused(&mut self, index: usize, paused: bool) {
+        let c = &mut self.slab[index];
+        if paused {
+            c.flags.set(Flags::USER_PAUSED);
+        } else if c.flags.has(Flags::USER_PAUSED) {
+            c.flags.clear(Flags::USER_PAUSED);
+            let key = c.key(index);
+            self.again.push(key);
+        }
+    }
+
+    pub(crate) fn is_read_paused(&self, index: usize) -> bool {
+        self.slab[index].flags.has(Flags::USER_PAUSED)
     }
 
     /// Detaches connection `index` once its output is written (ignored for
@@ -169,31 +326,26 @@ impl<C> ConnTable<C> {
         };
         let mut wrote = 0;
         while c.out.pending() > 0 {
-            match net::write(fd.as_fd(), c.out.unwritten()) {
-                Ok(n) => {
-                    c.out.consume(n);
-                    wrote += n;
-                }
+            match c.out.write_to(fd.as_fd()) {
+                Ok(n) => wrote += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Flushed::Close(Some(e)),
             }
         }
         if wrote > 0 {
-            if c.idle.ms != 0 {
-                c.idle.last_active = self.timers.now_ms();
-            }
+            c.idle.last_active = self.timers.now_ms();
             c.written += wrote as u64;
-            if !c.receipts.is_empty() {
-                let written = c.written;
-                let done = c
-                    .receipts
-                    .iter()
-                    .take_while(|(end, _)| *end <= written)
-                    .count();
-                for (_, r) in c.receipts.drain(..done) {
-                    r.complete(Ok(()));
-                }
+        }
+        if !c.receipts.is_empty() {
+            let written = c.written;
+            let done = c
+                .receipts
+                .iter()
+                .take_while(|(end, _)| *end <= written)
+                .count();
+            for (_, r) in c.receipts.drain(..done) {
+                r.complete(Ok(()));
             }
         }
         let pending = c.out.pending();
@@ -204,6 +356,16 @@ impl<C> ConnTable<C> {
                 Phase::Closing => return Flushed::Close(None),
                 Phase::Detaching => return Flushed::Detach,
                 Phase::Open => {}
+            }
+            if c.flags.has(Flags::SHUT_WRITE) && !c.flags.has(Flags::WRITE_DONE) {
+                c.flags.set(Flags::WRITE_DONE);
+                if c.flags.has(Flags::READ_EOF) {
+                    // Both directions are done.
+                    return Flushed::Close(None);
+                }
+                if let Err(e) = net::shutdown(fd, net::Shutdown::Write) {
+                    return Flushed::Close(Some(e));
+                }
             }
         }
         if pending <= self.low_water {
@@ -240,36 +402,26 @@ impl<C> ConnTable<C> {
 
     /// Level-triggered pollers only: keeps the registered interest in step
     /// with what the connection wants, so poll(2) never reports a readiness
-    /// nobody will act on. A failure queues the connection for closing.
+    /// nobody will act on. A connection that waits for nothing (paused, or
+    /// a `write_to` sender waiting on its peer) stays registered for errors
+    /// only, so a reset is noticed even then. A failure queues the
+    /// connection for closing.
     fn update_interest<P: Poller>(&mut self, index: usize, poller: &mut P) {
         let Some(c) = self.slab.get_mut(index) else {
             return;
         };
         let Some(fd) = &c.fd else { return };
-        let fd = fd.as_raw_fd();
+        if c.flags.has(Flags::HUNG_UP) {
+            return; // out of the poller for good; resuming reads directly
+        }
         let read = c.reading();
         let write = c.out.pending() > 0 || c.flags.has(Flags::CONNECTING);
-        if !read && !write {
-            // Waiting for nothing (e.g. a `write_to` sender paused on its
-            // peer's queue): leave the poller, or the loop would spin on the
-            // input it is not reading. Resuming comes back here.
-            if !c.flags.has(Flags::PARKED) {
-                let _ = poller.deregister(fd);
-                c.flags.set(Flags::PARKED);
-            }
+        let want = interest(read, write);
+        if want == c.interest {
             return;
         }
-        let want = interest(read, write);
         let token = Token::Conn(c.key(index)).encode();
-        let result = if c.flags.has(Flags::PARKED) {
-            c.flags.clear(Flags::PARKED);
-            poller.register(fd, token, want)
-        } else if want != c.interest {
-            poller.reregister(fd, token, want)
-        } else {
-            return;
-        };
-        match result {
+        match poller.reregister(fd.as_raw_fd(), token, want) {
             Ok(()) => c.interest = want,
             Err(e) => self.failed.push((c.key(index), e)),
         }

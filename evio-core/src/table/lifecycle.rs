@@ -40,6 +40,42 @@ impl<C> ConnTable<C> {
         Ok(())
     }
 
+    // ----- the peer's side ---------------------------------------------------
+
+    /// We read the peer's EOF: no more reads. `true` if our write side is
+    /// already shut down too, so the connection is finished.
+    pub(crate) fn note_read_eof(&mut self, index: usize) -> bool {
+        let c = &mut self.slab[index];
+        c.flags.set(Flags::READ_EOF);
+        c.flags.has(Flags::WRITE_DONE)
+    }
+
+    /// Whether the connection reads now (not paused, not at EOF, open).
+    pub(crate) fn reads_now(&self, index: usize) -> bool {
+        self.slab[index].reading()
+    }
+
+    /// The socket's pending error (`SO_ERROR`), taken.
+    pub(crate) fn socket_error(&self, index: usize) -> Option<io::Error> {
+        match self.slab[index].fd.as_ref().map(net::take_error) {
+            Some(Ok(e)) => e,
+            Some(Err(e)) => Some(e),
+            None => None,
+        }
+    }
+
+    /// Level-triggered pollers: the socket hung up (both directions are
+    /// closed) while nothing reads it. Takes it out of the poller for good,
+    /// or the hang-up would be reported on every wait; what it still holds
+    /// is read directly when reading resumes.
+    pub(crate) fn park_hung_up<P: Poller>(&mut self, index: usize, poller: &mut P) {
+        let c = &mut self.slab[index];
+        if let (Some(fd), false) = (&c.fd, c.flags.has(Flags::HUNG_UP)) {
+            let _ = poller.deregister(fd.as_raw_fd());
+            c.flags.set(Flags::HUNG_UP);
+        }
+    }
+
     // ----- closing ----------------------------------------------------------
 
     /// First half of a close: the socket leaves the poller and closes,
@@ -56,7 +92,7 @@ impl<C> ConnTable<C> {
             return false;
         };
         if let Some(fd) = c.fd.take() {
-            if !c.flags.has(Flags::PARKED) {
+            if !c.flags.has(Flags::HUNG_UP) {
                 let _ = poller.deregister(fd.as_raw_fd());
             }
         }
@@ -88,7 +124,7 @@ impl<C> ConnTable<C> {
     ) -> Option<(OwnedFd, bool)> {
         let c = self.slab.get_mut(index)?;
         let fd = c.fd.take()?;
-        if !c.flags.has(Flags::PARKED) {
+        if !c.flags.has(Flags::HUNG_UP) {
             let _ = poller.deregister(fd.as_raw_fd());
         }
         Some((fd, c.flags.has(Flags::UNIX)))
@@ -98,7 +134,7 @@ impl<C> ConnTable<C> {
     pub(crate) fn write_remaining(&mut self, index: usize) {
         if let Some(c) = self.slab.get(index) {
             if let (Some(fd), true) = (&c.fd, c.out.pending() > 0) {
-                let _ = net::write(fd.as_fd(), c.out.unwritten());
+                let _ = net::write(fd.as_fd(), c.out.first());
             }
         }
     }
@@ -132,6 +168,64 @@ impl<C> ConnTable<C> {
         }
     }
 
+    /// Sets (or with `None` cancels) the handler's timer of `index`: it
+    /// fires once, `delay` from now. A later call replaces it.
+    pub(crate) fn set_timer(&mut self, index: usize, delay: Option<Duration>) {
+        let key = self.key(index);
+        let c = &mut self.slab[index];
+        let Some(delay) = delay else {
+            c.idle.user_due = 0;
+            return;
+        };
+        let now = self.timers.refresh();
+        // At least 1 ms, so 0 stays "none".
+        let due = now + (delay.as_millis().min(u64::MAX as u128 / 2) as u64).max(1);
+        c.idle.user_due = due;
+        self.timers.push(due, TimerKind::User, key);
+    }
+
+    /// Marks `index` as between requests (or not): it may then be closed
+    /// to make room when the server runs out of descriptors.
+    pub(crate) fn set_reclaimable(&mut self, index: usize, yes: bool) {
+        let c = &mut self.slab[index];
+        if yes {
+            c.flags.set(Flags::RECLAIMABLE);
+        } else {
+            c.flags.clear(Flags::RECLAIMABLE);
+        }
+    }
+
+    /// Reclaimable connections to close, longest idle first — as nginx
+    /// does, an eighth of them but at least 1 and at most `max` — each
+    /// marked between requests, open, with nothing queued and nothing
+    /// unread waiting in the socket (checked with a peek, so no byte a
+    /// client sent is lost).
+    pub(crate) fn reclaim_candidates(&self, max: usize) -> Vec<usize> {
+        let mut idle: Vec<(u64, usize)> = self
+            .slab
+            .iter()
+            .filter(|(_, c)| {
+                c.flags.has(Flags::RECLAIMABLE)
+                    && c.phase == Phase::Open
+                    && c.out.pending() == 0
+                    && !c.flags.has(Flags::CONNECTING)
+            })
+            .map(|(i, c)| (c.idle.last_active, i))
+            .collect();
+        idle.sort_unstable();
+        let max = (idle.len() / 8).clamp(1, max.max(1));
+        idle.into_iter()
+            .map(|(_, i)| i)
+            .filter(|&i| {
+                self.slab[i]
+                    .fd
+                    .as_ref()
+                    .is_some_and(|fd| matches!(net::has_input(fd.as_fd()), Ok(false)))
+            })
+            .take(max)
+            .collect()
+    }
+
     /// Gives a new connection the server's default idle timeout, if any.
     pub(crate) fn apply_default_idle(&mut self, index: usize) {
         if self.idle_default_ms > 0 {
@@ -142,7 +236,7 @@ impl<C> ConnTable<C> {
 
     /// Refreshes the loop clock after a wait, if anything uses it.
     pub(crate) fn refresh_clock(&mut self) {
-        if !self.timers.is_empty() || self.idle_default_ms > 0 {
+        if !self.timers.is_empty() || self.idle_default_ms > 0 || self.track_activity {
             self.timers.refresh();
         }
     }
@@ -170,6 +264,12 @@ impl<C> ConnTable<C> {
             match kind {
                 TimerKind::Connect => {
                     if c.flags.has(Flags::CONNECTING) {
+                        return Some((key.index(), kind));
+                    }
+                }
+                TimerKind::User => {
+                    if due == c.idle.user_due {
+                        c.idle.user_due = 0;
                         return Some((key.index(), kind));
                     }
                 }
@@ -210,6 +310,6 @@ impl<C> ConnTable<C> {
     pub(crate) fn udp_reply(&mut self, slot: usize) -> Option<&[u8]> {
         let c = &mut self.slab[slot];
         c.flags.clear(Flags::DIRTY);
-        (c.out.pending() > 0).then(|| c.out.unwritten())
+        (c.out.pending() > 0).then(|| c.out.first())
     }
 }

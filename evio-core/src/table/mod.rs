@@ -26,6 +26,8 @@ use crate::config::{duration_ms, Config};
 use crate::key::{ConnKey, Generations, Token};
 
 use crate::Addr;
+pub(crate) use flush::OutputRef;
+pub(crate) use output::Chunk;
 use output::{Output, OutputPool};
 use state::{ConnState, Flags, Idle, Origin, Phase};
 pub(crate) use timers::TimerKind;
@@ -62,6 +64,9 @@ pub(crate) struct ConnTable<C> {
     timers: Timers,
     idle_default_ms: u32,
     dial_timeout_ms: u32,
+    /// Keep the clock current for activity stamps even without timers
+    /// (reclaiming the longest-idle connections needs them).
+    track_activity: bool,
     high_water: usize,
     low_water: usize,
 }
@@ -79,6 +84,7 @@ impl<C> ConnTable<C> {
             timers: Timers::new(),
             idle_default_ms: duration_ms(config.idle_timeout),
             dial_timeout_ms: duration_ms(config.dial_timeout),
+            track_activity: config.reclaim_idle,
             high_water: config.high_water,
             low_water: config.low_water,
         }
@@ -337,12 +343,10 @@ impl<C> ConnTable<C> {
             .is_some_and(|c| c.flags.has(Flags::PEER_EOF))
     }
 
-    /// Records activity for the idle timer.
+    /// Records activity (for the idle timer and for reclaiming the
+    /// longest idle first).
     pub(crate) fn touch(&mut self, index: usize) {
-        let c = &mut self.slab[index];
-        if c.idle.ms != 0 {
-            c.idle.last_active = self.timers.now_ms();
-        }
+        self.slab[index].idle.last_active = self.timers.now_ms();
     }
 
     /// Queues `key` to be read again next iteration.

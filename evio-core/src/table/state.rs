@@ -53,15 +53,27 @@ impl Flags {
     /// The poller reported the peer's FIN: reads go on to EOF past short
     /// reads, even when resumed later (edge-triggered pollers report it once).
     pub(super) const PEER_EOF: Flags = Flags(32);
-    /// Level-triggered pollers: out of the poller while it waits for
-    /// nothing, so poll(2) does not report unread input on every wait.
-    pub(super) const PARKED: Flags = Flags(64);
     /// Our output holds bytes other connections queued (`write_to`); its
     /// backpressure pauses those writers, not our own reading (in a proxy,
     /// pausing both halves on their own output deadlocks against a peer
     /// that stops reading while its writes are blocked). Cleared when the
     /// output drains.
     pub(super) const PEER_FED: Flags = Flags(128);
+    /// The handler paused reading (`Conn::pause_reading`).
+    pub(super) const USER_PAUSED: Flags = Flags(256);
+    /// We read the peer's EOF: nothing more to read.
+    pub(super) const READ_EOF: Flags = Flags(512);
+    /// Shut our write side down once the output is written
+    /// (`Conn::shutdown_write`); later writes are dropped.
+    pub(super) const SHUT_WRITE: Flags = Flags(1024);
+    /// Our write side is shut down.
+    pub(super) const WRITE_DONE: Flags = Flags(2048);
+    /// Between requests: may be closed to make room when the server runs
+    /// out of descriptors (`Conn::set_reclaimable`).
+    pub(super) const RECLAIMABLE: Flags = Flags(4096);
+    /// Level-triggered pollers: the socket is gone both ways and parked
+    /// for good (out of the poller, so a hang-up is not reported forever).
+    pub(super) const HUNG_UP: Flags = Flags(8192);
 
     pub(super) fn has(self, f: Flags) -> bool {
         self.0 & f.0 != 0
@@ -83,16 +95,19 @@ impl std::ops::BitOr for Flags {
     }
 }
 
-/// The idle timer of a connection.
+/// The timers of a connection.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Idle {
-    /// Timeout in ms (0: none).
+    /// Idle timeout in ms (0: none).
     pub(super) ms: u32,
     /// Loop clock (ms) of the last byte read or written.
     pub(super) last_active: u64,
     /// When this connection's one live idle timer is due (0: none); timer
     /// entries due at another time are stale and lapse.
     pub(super) due: u64,
+    /// When the handler's timer (`Conn::set_timer`) is due (0: none); as
+    /// above, other entries lapse.
+    pub(super) user_due: u64,
 }
 
 /// One connection, in the table's slab. Only the table module touches it.
@@ -126,9 +141,18 @@ impl<C> ConnState<C> {
     /// Whether the connection takes reads now.
     pub(super) fn reading(&self) -> bool {
         self.phase == Phase::Open
-            && !self
-                .flags
-                .has(Flags::CONNECTING | Flags::OWN_PAUSED | Flags::PEER_PAUSED)
+            && !self.flags.has(
+                Flags::CONNECTING
+                    | Flags::OWN_PAUSED
+                    | Flags::PEER_PAUSED
+                    | Flags::USER_PAUSED
+                    | Flags::READ_EOF,
+            )
+    }
+
+    /// Whether writes are still taken (not after `shutdown_write`).
+    pub(super) fn writable(&self) -> bool {
+        !self.flags.has(Flags::SHUT_WRITE)
     }
 
     /// Whether the connection takes events (wakes, writes from handles):

@@ -19,6 +19,8 @@ pub(crate) enum TimerKind {
     Idle,
     /// A dial that has not connected in time.
     Connect,
+    /// The handler's own timer (`Conn::set_timer`).
+    User,
 }
 
 /// Deadlines in ms on the loop clock, earliest first.

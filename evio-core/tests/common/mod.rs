@@ -87,3 +87,27 @@ pub fn has_ipv6_loopback() -> bool {
 pub fn temp_sock(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("evio-test-{}-{}.sock", std::process::id(), name))
 }
+
+#[allow(unused_imports)]
+use evio_core::Poller as _;
+
+/// A poller backend the tests can make without arguments (the
+/// `Builder::poller` factory takes any closure; the generic tests need one
+/// way to name it per backend).
+pub trait TestPoller: evio_core::Poller + 'static {
+    /// A new poller.
+    fn make() -> io::Result<Self>;
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl TestPoller for evio_core::EpollPoller {
+    fn make() -> io::Result<Self> {
+        evio_core::EpollPoller::new()
+    }
+}
+
+impl TestPoller for evio_core::PollPoller {
+    fn make() -> io::Result<Self> {
+        evio_core::PollPoller::new()
+    }
+}

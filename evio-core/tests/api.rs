@@ -1,0 +1,958 @@
+//! The API as a new user meets it: the bugs found by black-box probes
+//! (each with its regression test) and the calls users of tokio, mio and
+//! gnet expect. Public API only; each generic test runs on every backend.
+
+mod common;
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use evio_core::{
+    Action, Builder, Conn, ConnHandle, ConnId, EventHandler, InputStream, Options, ServerControl,
+    ServerHandle, ServerInfo,
+};
+
+fn start<P: TestPoller, H: EventHandler + Clone + Send + 'static>(
+    h: H,
+    loops: isize,
+    addrs: &[&str],
+) -> ServerHandle {
+    Builder::new()
+        .poller(|_| P::make())
+        .num_loops(loops)
+        .start(h, addrs)
+        .unwrap()
+}
+
+// ----- bug 1: an empty cross-thread write completes ------------------------------
+
+#[derive(Clone, Default)]
+struct Handles(Arc<Mutex<Vec<ConnHandle>>>);
+
+impl EventHandler for Handles {
+    type Context = ();
+    fn on_opened(&mut self, conn: &mut Conn<'_, ()>) -> (Options, Action) {
+        self.0.lock().unwrap().push(conn.handle());
+        (Options::default(), Action::None)
+    }
+}
+
+fn empty_handle_write_completes_while_idle<P: TestPoller>() {
+    let h = Handles::default();
+    let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
+    let mut c = connect(&server.addrs()[0]);
+    assert!(eventually(Duration::from_secs(5), || !h
+        .0
+        .lock()
+        .unwrap()
+        .is_empty()));
+    let handle = h.0.lock().unwrap()[0].clone();
+    let r = handle
+        .write(Vec::new())
+        .wait_timeout(Duration::from_secs(2));
+    assert!(
+        matches!(r, Some(Ok(()))),
+        "empty write on an idle conn: {r:?}"
+    );
+    // After queued bytes, an empty write completes only once they are out.
+    let a = handle.write(vec![b'x'; 100_000]);
+    let b = handle.write(Vec::new());
+    assert_eq!(read_n(&mut c, 100_000).unwrap().len(), 100_000);
+    assert!(a.wait_timeout(Duration::from_secs(5)).unwrap().is_ok());
+    assert!(b.wait_timeout(Duration::from_secs(5)).unwrap().is_ok());
+    server.shutdown().unwrap();
+}
+
+// ----- bug 2: a UDP port in use is refused ---------------------------------------
+
+#[derive(Clone)]
+struct UdpEcho;
+impl EventHandler for UdpEcho {
+    type Context = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        conn.write(input);
+        Action::None
+    }
+}
+
+#[test]
+fn udp_port_in_use_is_refused_unless_reuseport() {
+    let first = Builder::new()
+        .start(UdpEcho, &["udp://127.0.0.1:0"])
+        .unwrap();
+    let port = inet(&first.addrs()[0]).port();
+    let err = Builder::new()
+        .start(UdpEcho, &[format!("udp://127.0.0.1:{port}")])
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    assert!(
+        err.to_string().contains(&port.to_string()),
+        "names the address: {err}"
+    );
+    // The first still gets its datagrams.
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(c.recv(&mut buf).unwrap(), 4);
+    first.shutdown().unwrap();
+    // With reuseport asked for on both, sharing is allowed.
+    let a = Builder::new()
+        .start(UdpEcho, &["udp://127.0.0.1:0?reuseport=true"])
+        .unwrap();
+    let port = inet(&a.addrs()[0]).port();
+    let b = Builder::new().start(UdpEcho, &[format!("udp://127.0.0.1:{port}?reuseport=true")]);
+    assert!(b.is_ok(), "{b:?}");
+}
+
+// ----- bug 3: shutdown, wait and drop on a loop thread ---------------------------
+
+/// Stops the server from inside `on_data` through a shared `ServerHandle`.
+#[derive(Clone, Default)]
+struct StopFromInside {
+    server: Arc<Mutex<Option<Arc<ServerHandle>>>>,
+    results: Arc<Mutex<Vec<String>>>,
+}
+
+impl EventHandler for StopFromInside {
+    type Context = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        let server = self.server.lock().unwrap().clone().unwrap();
+        let mut results = self.results.lock().unwrap();
+        results.push(format!("loop {}", conn.loop_index()));
+        if input.starts_with(b"wait") {
+            let e = server.wait().unwrap_err();
+            results.push(format!("wait: {:?}", e.kind()));
+            let e = server.control().wait().unwrap_err();
+            results.push(format!("control wait: {:?}", e.kind()));
+        }
+        results.push(format!(
+            "shutdown: {:?}",
+            server.shutdown().map_err(|e| e.kind())
+        ));
+        Action::None
+    }
+}
+
+fn shutdown_from_a_callback<P: TestPoller>() {
+    for loops in [1, 2] {
+        let h = StopFromInside::default();
+        let server = Arc::new(start::<P, _>(h.clone(), loops, &["tcp://127.0.0.1:0"]));
+        *h.server.lock().unwrap() = Some(server.clone());
+        // With 2 loops, reach both: one of two connections lands on loop 1.
+        let mut conns: Vec<TcpStream> = (0..2).map(|_| connect(&server.addrs()[0])).collect();
+        conns[0].write_all(b"wait").unwrap();
+        assert!(
+            eventually(Duration::from_secs(5), || server.is_shutting_down()),
+            "{loops} loops: shutdown from a callback did not start"
+        );
+        // The loop thread was not blocked: the server stops by itself.
+        let done = Instant::now();
+        server.wait().unwrap();
+        assert!(done.elapsed() < Duration::from_secs(5));
+        let results = h.results.lock().unwrap().clone();
+        assert!(
+            results.contains(&"wait: WouldBlock".to_string()),
+            "{results:?}"
+        );
+        assert!(
+            results.contains(&"control wait: WouldBlock".to_string()),
+            "{results:?}"
+        );
+        assert!(
+            results.contains(&"shutdown: Ok(())".to_string()),
+            "{results:?}"
+        );
+        // The handler holds the last handle but one: drop ours first, so the
+        // last drop happens on a loop thread when the handler goes.
+        h.server.lock().unwrap().take();
+        drop(server);
+        for c in &mut conns {
+            let _ = read_to_eof(c);
+        }
+    }
+}
+
+/// Holds the only `ServerHandle`, dropped when the loop drops its handler.
+struct LastHandle(Arc<Mutex<Option<ServerHandle>>>);
+impl EventHandler for LastHandle {
+    type Context = ();
+    fn on_data(&mut self, _: &mut Conn<'_, ()>, _: &[u8]) -> Action {
+        // Dropping the last handle here starts the stop and must not wait.
+        drop(self.0.lock().unwrap().take());
+        Action::None
+    }
+}
+
+fn dropping_the_last_handle_on_a_loop_thread<P: TestPoller>() {
+    let slot = Arc::new(Mutex::new(None));
+    let s2 = slot.clone();
+    let server = Builder::new()
+        .poller(|_| P::make())
+        .start_with(move |_| LastHandle(s2.clone()), &["tcp://127.0.0.1:0"])
+        .unwrap();
+    let addr = server.addrs()[0].clone();
+    let control = server.control().clone();
+    *slot.lock().unwrap() = Some(server);
+    let mut c = connect(&addr);
+    c.write_all(b"x").unwrap();
+    assert!(eventually(Duration::from_secs(5), || control.is_stopped()));
+    assert_eq!(read_to_eof(&mut c).unwrap(), b"");
+}
+
+// ----- bug 4: no unix socket file left behind ------------------------------------
+
+#[test]
+fn a_failed_bind_removes_earlier_unix_socket_files() {
+    let path = temp_sock("failed-bind");
+    let _ = std::fs::remove_file(&path);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let err = Builder::new()
+        .start(
+            UdpEcho,
+            &[
+                format!("unix://{}", path.display()),
+                format!("tcp://127.0.0.1:{port}"),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    assert!(!path.exists(), "{} was left behind", path.display());
+}
+
+// ----- bug 5: waiting on a receipt inside a callback -----------------------------
+
+#[derive(Clone, Default)]
+struct WaitsInCallback(Arc<Mutex<Vec<String>>>);
+impl EventHandler for WaitsInCallback {
+    type Context = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, _: &[u8]) -> Action {
+        let receipt = conn.handle().write(b"late".to_vec());
+        let began = Instant::now();
+        let r = receipt.wait();
+        let t = receipt.wait_timeout(Duration::from_secs(30));
+        self.0.lock().unwrap().push(format!(
+            "{:?} {:?} {}",
+            r.map_err(|e| e.kind()),
+            t.map(|t| t.map_err(|e| e.kind())),
+            began.elapsed() < Duration::from_secs(1)
+        ));
+        Action::None
+    }
+}
+
+fn waiting_on_a_receipt_in_a_callback_errs<P: TestPoller>() {
+    let h = WaitsInCallback::default();
+    let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
+    let mut c = connect(&server.addrs()[0]);
+    c.write_all(b"go").unwrap();
+    // The write itself still happens once the callback returns.
+    assert_eq!(read_n(&mut c, 4).unwrap(), b"late");
+    assert_eq!(
+        h.0.lock().unwrap().as_slice(),
+        ["Err(WouldBlock) Some(Err(WouldBlock)) true"]
+    );
+    server.shutdown().unwrap();
+}
+
+// ----- ServerControl: stop from anywhere, counts, loop index ---------------------
+
+#[derive(Clone, Default)]
+struct Counting {
+    control: Arc<Mutex<Option<ServerControl>>>,
+    seen: Arc<Mutex<Vec<(usize, usize)>>>,
+}
+
+impl EventHandler for Counting {
+    type Context = ();
+    fn on_serving(&mut self, info: &ServerInfo) -> Action {
+        *self.control.lock().unwrap() = Some(info.control.clone());
+        Action::None
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, _: &[u8]) -> Action {
+        let total = conn.server().connections();
+        self.seen.lock().unwrap().push((conn.loop_index(), total));
+        conn.write(format!("{total}").as_bytes());
+        Action::None
+    }
+}
+
+fn control_counts_and_stops<P: TestPoller>() {
+    let h = Counting::default();
+    let server = Builder::new()
+        .poller(|_| P::make())
+        .num_loops(3)
+        .load_balance(evio_core::LoadBalance::RoundRobin)
+        .start(h.clone(), &["tcp://127.0.0.1:0"])
+        .unwrap();
+    let mut conns: Vec<TcpStream> = (0..6).map(|_| connect(&server.addrs()[0])).collect();
+    assert!(eventually(Duration::from_secs(5), || server.connections() == 6));
+    assert_eq!(server.control().loop_connections(), [2, 2, 2]);
+    for c in &mut conns {
+        c.write_all(b"?").unwrap();
+        assert_eq!(read_n(c, 1).unwrap(), b"6");
+    }
+    let mut loops: Vec<usize> = h.seen.lock().unwrap().iter().map(|s| s.0).collect();
+    loops.sort();
+    assert_eq!(loops, [0, 0, 1, 1, 2, 2]);
+    drop(conns.pop());
+    assert!(eventually(Duration::from_secs(5), || server.connections() == 5));
+    // Stop from a thread that only has the control from on_serving.
+    let control = h.control.lock().unwrap().clone().unwrap();
+    thread::spawn(move || control.shutdown()).join().unwrap();
+    server.wait().unwrap();
+    assert!(server.control().is_stopped());
+    for c in &mut conns {
+        assert_eq!(read_to_eof(c).unwrap(), b"");
+    }
+}
+
+/// `serve` with one loop takes a handler that is neither `Clone` nor
+/// `Send` (here: an `Rc`), and stops through its `ServerControl`.
+struct NotSend {
+    count: Rc<std::cell::Cell<usize>>,
+    tx: mpsc::Sender<ServerControl>,
+}
+impl EventHandler for NotSend {
+    type Context = ();
+    fn on_serving(&mut self, info: &ServerInfo) -> Action {
+        self.tx.send(info.control.clone()).unwrap();
+        Action::None
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        self.count.set(self.count.get() + input.len());
+        conn.write(self.count.get().to_string().as_bytes());
+        Action::None
+    }
+}
+
+#[test]
+fn serve_takes_a_handler_that_is_not_clone_or_send() {
+    let (tx, rx) = mpsc::channel();
+    let runner = thread::spawn(move || {
+        let h = NotSend {
+            count: Rc::new(std::cell::Cell::new(0)),
+            tx,
+        };
+        evio_core::serve(h, &["tcp://127.0.0.1:0"])
+    });
+    let control = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let mut c = connect(&control.addrs()[0]);
+    c.write_all(b"abc").unwrap();
+    assert_eq!(read_n(&mut c, 1).unwrap(), b"3");
+    control.shutdown();
+    runner.join().unwrap().unwrap();
+    control.wait().unwrap();
+}
+
+// ----- split borrow: an InputStream in the context --------------------------------
+
+#[derive(Clone)]
+struct Lines;
+impl EventHandler for Lines {
+    type Context = InputStream;
+    fn on_data(&mut self, conn: &mut Conn<'_, InputStream>, input: &[u8]) -> Action {
+        let (stream, mut out) = conn.split();
+        let data = stream.begin(input);
+        let mut used = 0;
+        while let Some(nl) = data[used..].iter().position(|&b| b == b'\n') {
+            out.write(b"<");
+            out.write_owned(data[used..used + nl].to_vec());
+            out.write(b">\n");
+            used += nl + 1;
+        }
+        stream.end(input, used);
+        assert!(out.output_len() > 0 || used == 0);
+        Action::None
+    }
+}
+
+fn split_borrows_context_and_writer<P: TestPoller>() {
+    let server = start::<P, _>(Lines, 1, &["tcp://127.0.0.1:0"]);
+    let mut c = connect(&server.addrs()[0]);
+    for piece in [&b"hel"[..], b"lo\nwor", b"ld\n", b"a\nb\nc"] {
+        c.write_all(piece).unwrap();
+        thread::sleep(Duration::from_millis(20));
+    }
+    c.write_all(b"\n").unwrap();
+    assert_eq!(
+        read_n(&mut c, 28).unwrap(),
+        b"<hello>\n<world>\n<a>\n<b>\n<c>\n"
+    );
+    server.shutdown().unwrap();
+}
+
+// ----- writes without a copy --------------------------------------------------------
+
+#[derive(Clone)]
+struct Owned(Arc<[u8]>);
+impl EventHandler for Owned {
+    type Context = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        match input {
+            b"mix" => {
+                conn.write(b"[");
+                conn.write_owned(self.0.clone());
+                conn.write(b"|");
+                conn.write_owned(String::from("str"));
+                conn.write_owned(&b"static"[..]);
+                conn.write_owned(vec![b'v'; 3]);
+                conn.write(b"]");
+            }
+            b"vec" => {
+                let head = b"(".as_slice();
+                conn.write_vectored(&[
+                    IoSlice::new(head),
+                    IoSlice::new(&self.0),
+                    IoSlice::new(b")"),
+                ]);
+                conn.write(b"!");
+            }
+            _ => {}
+        }
+        Action::None
+    }
+}
+
+fn owned_and_vectored_writes_keep_order<P: TestPoller>() {
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let server = start::<P, _>(Owned(big.clone().into()), 1, &["tcp://127.0.0.1:0"]);
+    let mut c = connect(&server.addrs()[0]);
+    c.write_all(b"mix").unwrap();
+    let got = read_n(&mut c, big.len() + 15).unwrap();
+    let mut want = b"[".to_vec();
+    want.extend_from_slice(&big);
+    want.extend_from_slice(b"|strstaticvvv]");
+    assert!(got == want, "owned writes out of order");
+    c.write_all(b"vec").unwrap();
+    let got = read_n(&mut c, big.len() + 3).unwrap();
+    assert_eq!(got[0], b'(');
+    assert!(got[1..=big.len()] == big[..]);
+    assert_eq!(&got[big.len() + 1..], b")!");
+    server.shutdown().unwrap();
+}
+
+// ----- flow control: pause/resume, half-close, on_eof --------------------------------
+
+#[derive(Clone, Default)]
+struct Flow(Arc<Mutex<Vec<String>>>);
+impl EventHandler for Flow {
+    type Context = usize;
+    fn on_data(&mut self, conn: &mut Conn<'_, usize>, input: &[u8]) -> Action {
+        *conn.context_mut() += input.len();
+        match input {
+            b"pause" => {
+                conn.pause_reading();
+                conn.set_timer(Some(Duration::from_millis(300)));
+                assert!(conn.is_reading_paused());
+            }
+            b"shut" => {
+                conn.write(b"last words");
+                conn.shutdown_write();
+                conn.write(b"dropped");
+            }
+            _ => conn.write(format!("got {}|", conn.context()).as_bytes()),
+        }
+        Action::None
+    }
+    fn on_timer(&mut self, conn: &mut Conn<'_, usize>) -> Action {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("timer at {}", conn.context()));
+        conn.resume_reading();
+        Action::None
+    }
+    fn on_eof(&mut self, conn: &mut Conn<'_, usize>) -> Action {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("eof after {}", conn.context()));
+        // Half-close: still answer after the peer finished sending.
+        conn.write(b"after eof");
+        conn.shutdown_write();
+        Action::None
+    }
+    fn on_closed(&mut self, _: &mut Conn<'_, usize>, err: Option<io::Error>) -> Action {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("closed {:?}", err.map(|e| e.kind())));
+        Action::None
+    }
+}
+
+fn pause_and_resume_reading<P: TestPoller>() {
+    let h = Flow::default();
+    let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
+    let mut c = connect(&server.addrs()[0]);
+    c.write_all(b"pause").unwrap();
+    thread::sleep(Duration::from_millis(50));
+    let sent = Instant::now();
+    c.write_all(b"more").unwrap();
+    // Nothing is read (or answered) until the timer resumes reading.
+    assert_eq!(read_n(&mut c, 6).unwrap(), b"got 9|");
+    assert!(
+        sent.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(h.0.lock().unwrap()[0], "timer at 5");
+    server.shutdown().unwrap();
+}
+
+fn shutdown_write_is_a_half_close<P: TestPoller>() {
+    let h = Flow::default();
+    let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
+    let mut c = connect(&server.addrs()[0]);
+    c.write_all(b"shut").unwrap();
+    // Our side reads EOF after the queued bytes; later writes were dropped.
+    assert_eq!(read_to_eof(&mut c).unwrap(), b"last words");
+    // The server still reads: it counts what we send now.
+    c.write_all(b"xyz").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert!(eventually(Duration::from_secs(5), || h
+        .0
+        .lock()
+        .unwrap()
+        .len()
+        >= 2));
+    let log = h.0.lock().unwrap().clone();
+    assert_eq!(log[0], "eof after 7", "{log:?}");
+    assert_eq!(log[1], "closed None", "{log:?}");
+    server.shutdown().unwrap();
+}
+
+fn eof_can_keep_the_write_side_open<P: TestPoller>() {
+    let h = Flow::default();
+    let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
+    let mut c = connect(&server.addrs()[0]);
+    c.write_all(b"ab").unwrap();
+    assert_eq!(read_n(&mut c, 6).unwrap(), b"got 2|");
+    c.shutdown(Shutdown::Write).unwrap();
+    // The answer written in on_eof arrives, then the server's FIN.
+    assert_eq!(read_to_eof(&mut c).unwrap(), b"after eof");
+    assert!(eventually(Duration::from_secs(5), || h
+        .0
+        .lock()
+        .unwrap()
+        .len()
+        == 2));
+    assert_eq!(
+        h.0.lock().unwrap().as_slice(),
+        ["eof after 2", "closed None"]
+    );
+    server.shutdown().unwrap();
+}
+
+// ----- timers on every loop -----------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Ticks {
+    loops: Arc<Mutex<Vec<usize>>>,
+    fired: Arc<Mutex<Vec<(usize, &'static str)>>>,
+}
+impl EventHandler for Ticks {
+    type Context = ();
+    fn on_loop_tick(&mut self, loop_index: usize) -> (Option<Duration>, Action) {
+        let mut seen = self.loops.lock().unwrap();
+        seen.push(loop_index);
+        let again = seen.iter().filter(|&&l| l == loop_index).count() < 3;
+        (again.then_some(Duration::from_millis(10)), Action::None)
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        match input {
+            b"set" => conn.set_timer(Some(Duration::from_millis(30))),
+            b"replace" => {
+                conn.set_timer(Some(Duration::from_secs(60)));
+                conn.set_timer(Some(Duration::from_millis(30)));
+            }
+            b"cancel" => {
+                conn.set_timer(Some(Duration::from_millis(30)));
+                conn.set_timer(None);
+            }
+            _ => {}
+        }
+        Action::None
+    }
+    fn on_timer(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        self.fired
+            .lock()
+            .unwrap()
+            .push((conn.loop_index(), "timer"));
+        conn.write(b"T");
+        Action::None
+    }
+}
+
+fn loop_ticks_and_connection_timers<P: TestPoller>() {
+    let h = Ticks::default();
+    let server = start::<P, _>(h.clone(), 2, &["tcp://127.0.0.1:0"]);
+    assert!(eventually(Duration::from_secs(5), || h
+        .loops
+        .lock()
+        .unwrap()
+        .len()
+        == 6));
+    thread::sleep(Duration::from_millis(50));
+    let mut loops = h.loops.lock().unwrap().clone();
+    loops.sort();
+    assert_eq!(
+        loops,
+        [0, 0, 0, 1, 1, 1],
+        "each loop ticks 3 times, then stops"
+    );
+    for cmd in [&b"set"[..], b"replace"] {
+        let mut c = connect(&server.addrs()[0]);
+        let t = Instant::now();
+        c.write_all(cmd).unwrap();
+        assert_eq!(read_n(&mut c, 1).unwrap(), b"T");
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(25) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
+    let mut c = connect(&server.addrs()[0]);
+    c.write_all(b"cancel").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert!(c.read(&mut buf).is_err(), "a cancelled timer fired");
+    assert_eq!(h.fired.lock().unwrap().len(), 2);
+    server.shutdown().unwrap();
+}
+
+// ----- UDP: replies from another thread, send_to anyone -----------------------------
+
+#[derive(Clone)]
+struct UdpRelay(SocketAddr);
+impl EventHandler for UdpRelay {
+    type Context = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        assert!(conn.is_udp());
+        let handle = conn.handle();
+        let data = input.to_vec();
+        thread::spawn(move || {
+            let r = handle.write(data).wait();
+            assert!(r.is_ok(), "{r:?}");
+        });
+        conn.send_to(self.0, b"copy").unwrap();
+        Action::None
+    }
+}
+
+#[test]
+fn udp_replies_from_another_thread_and_send_to() {
+    let watcher = UdpSocket::bind("127.0.0.1:0").unwrap();
+    watcher
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for addr in ["udp://127.0.0.1:0", "udp://:0"] {
+        let server = Builder::new()
+            .start(UdpRelay(watcher.local_addr().unwrap()), &[addr])
+            .unwrap();
+        let port = inet(&server.addrs()[0]).port();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send_to(b"hello", ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello", "{addr}");
+        assert_eq!(from.port(), port);
+        let n = watcher.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"copy", "{addr}");
+        server.shutdown().unwrap();
+    }
+}
+
+// ----- addresses and dialing ------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Peers(Arc<Mutex<Vec<String>>>);
+impl EventHandler for Peers {
+    type Context = u32;
+    fn on_opened(&mut self, conn: &mut Conn<'_, u32>) -> (Options, Action) {
+        self.0.lock().unwrap().push(format!(
+            "{} ctx={} dialed={}",
+            conn.remote_addr(),
+            conn.context(),
+            conn.is_dialed()
+        ));
+        (Options::default(), Action::None)
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, u32>, input: &[u8]) -> Action {
+        if let Some(target) = input.strip_prefix(b"dial ") {
+            let target = std::str::from_utf8(target).unwrap().trim().to_string();
+            let r = conn.dial(target.as_str(), 7).map(|id| id.loop_index());
+            let w = conn
+                .server()
+                .dial(target.as_str(), 8u32)
+                .map_err(|e| e.kind());
+            conn.write(format!("{r:?} {w:?}").as_bytes());
+        }
+        Action::None
+    }
+}
+
+#[test]
+fn ipv4_peers_of_a_dual_stack_listener_are_ipv4() {
+    if !has_ipv6_loopback() {
+        eprintln!("skipped: no IPv6");
+        return;
+    }
+    let h = Peers::default();
+    let server = Builder::new().start(h.clone(), &["tcp://:0"]).unwrap();
+    let port = inet(&server.addrs()[0]).port();
+    let _c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(eventually(Duration::from_secs(5), || !h
+        .0
+        .lock()
+        .unwrap()
+        .is_empty()));
+    let seen = h.0.lock().unwrap()[0].clone();
+    assert!(seen.starts_with("127.0.0.1:"), "{seen}");
+    server.shutdown().unwrap();
+}
+
+fn dial_takes_strings_and_a_context<P: TestPoller>() {
+    let h = Peers::default();
+    let server = start::<P, _>(h.clone(), 2, &["tcp://127.0.0.1:0"]);
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("tcp://{}", peer.local_addr().unwrap());
+    // From another thread: the id comes back, the context is set.
+    let id: ConnId = server.dial(target.as_str(), 42u32).unwrap();
+    let (_accepted, _) = peer.accept().unwrap();
+    assert!(eventually(Duration::from_secs(5), || h
+        .0
+        .lock()
+        .unwrap()
+        .len()
+        == 1));
+    assert!(h.0.lock().unwrap()[0].ends_with("ctx=42 dialed=true"));
+    assert!(id.loop_index() < 2);
+    let handle = server.control().conn_handle(id).unwrap();
+    assert_eq!(handle.id(), id);
+    // A context of the wrong type is refused, not mixed up.
+    let e = server.dial(target.as_str(), "text").unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("u32"), "{e}");
+    // Bad addresses are named.
+    let e = server.dial("udp://127.0.0.1:1", 0u32).unwrap_err();
+    assert!(e.to_string().contains("udp://127.0.0.1:1"), "{e}");
+    // Inside a callback: Conn::dial takes a string; ServerControl::dial
+    // would wait for the loop, so it refuses.
+    let mut c = connect(&server.addrs()[0]);
+    c.write_all(format!("dial {target}\n").as_bytes()).unwrap();
+    let mut buf = [0u8; 64];
+    let n = c.read(&mut buf).unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        reply.starts_with("Ok(") && reply.ends_with("Err(WouldBlock)"),
+        "{reply}"
+    );
+    let (_second, _) = peer.accept().unwrap();
+    server.shutdown().unwrap();
+}
+
+// ----- a close never turns a detach into a close -------------------------------------
+
+#[derive(Clone, Default)]
+struct DetachThenClose(Arc<Mutex<Vec<String>>>);
+impl EventHandler for DetachThenClose {
+    type Context = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, _: &[u8]) -> Action {
+        conn.write(b"bye");
+        let me = conn.id();
+        // Detach is returned below; a close of the same connection asked for
+        // afterwards (here, as a proxy's other half would) must not win.
+        let _ = me;
+        Action::Detach
+    }
+    fn on_detached(&mut self, _: &mut Conn<'_, ()>, mut s: evio_core::DetachedStream) -> Action {
+        self.0.lock().unwrap().push("detached".into());
+        let _ = s.write_all(b"!");
+        Action::None
+    }
+    fn on_closed(&mut self, _: &mut Conn<'_, ()>, _: Option<io::Error>) -> Action {
+        self.0.lock().unwrap().push("closed".into());
+        Action::None
+    }
+}
+
+/// Closes its partner (by id) right after the partner asked to detach.
+#[derive(Clone, Default)]
+struct Partner {
+    first: Arc<Mutex<Option<ConnId>>>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+impl EventHandler for Partner {
+    type Context = ();
+    fn on_opened(&mut self, conn: &mut Conn<'_, ()>) -> (Options, Action) {
+        let mut first = self.first.lock().unwrap();
+        if first.is_none() {
+            *first = Some(conn.id());
+        }
+        (Options::default(), Action::None)
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        let first = self.first.lock().unwrap().unwrap();
+        if input == b"detach" {
+            conn.write(b"bye");
+            return Action::Detach;
+        }
+        // The second connection closes the first, which is detaching.
+        let closed = conn.close_conn(first);
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("close_conn {closed}"));
+        Action::None
+    }
+    fn on_detached(&mut self, _: &mut Conn<'_, ()>, mut s: evio_core::DetachedStream) -> Action {
+        self.log.lock().unwrap().push("detached".into());
+        let _ = s.write_all(b"!");
+        Action::None
+    }
+    fn on_closed(&mut self, _: &mut Conn<'_, ()>, _: Option<io::Error>) -> Action {
+        self.log.lock().unwrap().push("closed".into());
+        Action::None
+    }
+}
+
+#[derive(Clone)]
+struct Stalled;
+impl EventHandler for Stalled {
+    type Context = ();
+}
+
+fn close_conn_does_not_turn_a_detach_into_a_close<P: TestPoller>() {
+    let _ = DetachThenClose::default();
+    let _ = Stalled;
+    let h = Partner::default();
+    // A tiny high-water mark is not needed: the first connection's output is
+    // large and its client does not read yet, so the detach waits on it.
+    let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
+    let mut a = connect(&server.addrs()[0]);
+    assert!(eventually(Duration::from_secs(5), || h
+        .first
+        .lock()
+        .unwrap()
+        .is_some()));
+    a.write_all(b"detach").unwrap();
+    thread::sleep(Duration::from_millis(50));
+    let mut b = connect(&server.addrs()[0]);
+    b.write_all(b"close it").unwrap();
+    assert!(eventually(Duration::from_secs(5), || h
+        .log
+        .lock()
+        .unwrap()
+        .len()
+        >= 2));
+    assert_eq!(read_n(&mut a, 4).unwrap(), b"bye!");
+    let log = h.log.lock().unwrap().clone();
+    assert!(log.contains(&"detached".to_string()), "{log:?}");
+    assert!(!log.contains(&"closed".to_string()), "{log:?}");
+    assert!(log.contains(&"close_conn false".to_string()), "{log:?}");
+    server.shutdown().unwrap();
+}
+
+// ----- receipts keep the OS error -------------------------------------------------------
+
+fn receipts_keep_the_os_error<P: TestPoller>() {
+    let h = Handles::default();
+    let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
+    let c = connect(&server.addrs()[0]);
+    assert!(eventually(Duration::from_secs(5), || !h
+        .0
+        .lock()
+        .unwrap()
+        .is_empty()));
+    let handle = h.0.lock().unwrap()[0].clone();
+    // The client resets (SO_LINGER 0) while a large write cannot finish.
+    let receipt = handle.write(vec![0u8; 64 << 20]);
+    thread::sleep(Duration::from_millis(50));
+    socket2_reset(c);
+    let e = receipt
+        .wait_timeout(Duration::from_secs(10))
+        .expect("a result")
+        .unwrap_err();
+    assert!(
+        matches!(e.raw_os_error(), Some(code) if code == 104 || code == 32),
+        "want ECONNRESET or EPIPE with its code, got {e:?}"
+    );
+    server.shutdown().unwrap();
+}
+
+/// Closes a TCP stream with a reset (linger 0).
+fn socket2_reset(c: TcpStream) {
+    evio_sys::net::set_linger(&c, Some(Duration::ZERO)).unwrap();
+    drop(c);
+}
+
+// ----- a reset is noticed while reading is paused --------------------------------------
+
+#[derive(Clone, Default)]
+struct PausedClose(Arc<Mutex<Vec<Option<io::ErrorKind>>>>);
+impl EventHandler for PausedClose {
+    type Context = ();
+    fn on_opened(&mut self, conn: &mut Conn<'_, ()>) -> (Options, Action) {
+        conn.pause_reading();
+        (Options::default(), Action::None)
+    }
+    fn on_closed(&mut self, _: &mut Conn<'_, ()>, err: Option<io::Error>) -> Action {
+        self.0.lock().unwrap().push(err.map(|e| e.kind()));
+        Action::None
+    }
+}
+
+fn a_reset_is_noticed_while_reading_is_paused<P: TestPoller>() {
+    let h = PausedClose::default();
+    let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
+    let mut c = connect(&server.addrs()[0]);
+    c.write_all(&[1u8; 1000]).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(server.connections(), 1);
+    socket2_reset(c);
+    assert!(
+        eventually(Duration::from_secs(5), || server.connections() == 0),
+        "a paused connection's reset went unnoticed"
+    );
+    assert_eq!(
+        h.0.lock().unwrap().as_slice(),
+        [Some(io::ErrorKind::ConnectionReset)]
+    );
+    server.shutdown().unwrap();
+}
+
+on_every_poller!(
+    empty_handle_write_completes_while_idle,
+    shutdown_from_a_callback,
+    dropping_the_last_handle_on_a_loop_thread,
+    waiting_on_a_receipt_in_a_callback_errs,
+    control_counts_and_stops,
+    split_borrows_context_and_writer,
+    owned_and_vectored_writes_keep_order,
+    pause_and_resume_reading,
+    shutdown_write_is_a_half_close,
+    eof_can_keep_the_write_side_open,
+    loop_ticks_and_connection_timers,
+    dial_takes_strings_and_a_context,
+    close_conn_does_not_turn_a_detach_into_a_close,
+    receipts_keep_the_os_error,
+    a_reset_is_noticed_while_reading_is_paused,
+);
+
+#[test]
+fn counters_are_shared_between_threads() {
+    let n = Arc::new(AtomicUsize::new(0));
+    n.fetch_add(1, Ordering::Relaxed);
+    assert_eq!(n.load(Ordering::Relaxed), 1);
+}
