@@ -11,7 +11,13 @@
 //! - [`cli`]: the flags they all share, and the run-until-signal loop.
 //!
 //! Engines write their replies to a [`Sink`]: a [`Conn`] in the servers, a
-//! `Vec<u8>` in tests, fuzzers and benchmarks.
+//! `Vec<u8>` in tests, fuzzers and benchmarks. A sink also tells how much
+//! output is queued ([`Sink::output_len`]), so that an engine stops executing
+//! pipelined requests while a client is not reading its replies (see
+//! [`redis::Engine::feed`] and [`http::Engine::feed`]).
+//!
+//! [`ratelimit`] keeps repeated warnings (the proxy's failed dials) from
+//! flooding stderr.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -22,6 +28,7 @@ pub mod cli;
 pub mod echo;
 pub mod http;
 pub mod proxy;
+pub mod ratelimit;
 pub mod redis;
 pub mod resp;
 pub mod store;
@@ -30,11 +37,22 @@ pub mod store;
 pub trait Sink {
     /// Appends `data` to the output.
     fn write(&mut self, data: &[u8]);
+
+    /// Bytes queued and not yet written to the peer. Engines stop executing
+    /// pipelined requests while this is above their output high-water mark.
+    fn output_len(&self) -> usize;
 }
 
+/// A `Vec` is output that is never written anywhere: everything appended
+/// stays queued, so [`output_len`](Sink::output_len) is its length (clear
+/// it to simulate the peer reading).
 impl Sink for Vec<u8> {
     fn write(&mut self, data: &[u8]) {
         self.extend_from_slice(data);
+    }
+
+    fn output_len(&self) -> usize {
+        self.len()
     }
 }
 
@@ -42,5 +60,9 @@ impl<C> Sink for Conn<'_, C> {
     fn write(&mut self, data: &[u8]) {
         // The inherent `Conn::write`: queue the bytes for the socket.
         Conn::write(self, data);
+    }
+
+    fn output_len(&self) -> usize {
+        Conn::output_len(self)
     }
 }

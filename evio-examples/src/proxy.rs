@@ -18,19 +18,34 @@
 //!   it once the bytes already queued for it are written. A backend that
 //!   cannot be reached (refused, timed out) closes its client the same way.
 //!
+//! Warnings (a failed dial) go to stderr through a shared
+//! [`Warnings`] limiter: with the backend down, every client connection
+//! fails, and one line per failure would let anyone fill the disk. The first
+//! is printed, then at most one line a second plus a count of the others.
+//!
 //! Half-closes are not forwarded: a FIN from one side closes both once the
 //! other side's pending bytes are delivered (as most L4 proxies do by
 //! default).
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use evio_core::{Action, Addr, Conn, ConnId, EventHandler, Options};
+
+use crate::ratelimit::Warnings;
+
+/// The interval of the warning rate limit: one line (and one summary) per
+/// second at most.
+pub const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The proxy handler: `Clone` (one per loop), no shared state.
 #[derive(Clone, Debug)]
 pub struct Proxy {
     backend: Addr,
+    /// Shared by every loop's clone: the limit is per server.
+    warnings: Arc<Mutex<Warnings>>,
 }
 
 /// Per-connection state: the other half of the pair, if any.
@@ -49,7 +64,17 @@ pub fn handler(backend: SocketAddr) -> Proxy {
 impl Proxy {
     /// A proxy forwarding to `backend` (TCP, or a unix socket path).
     pub fn new(backend: Addr) -> Proxy {
-        Proxy { backend }
+        Proxy {
+            backend,
+            warnings: Arc::new(Mutex::new(Warnings::new("proxy", WARNING_INTERVAL))),
+        }
+    }
+
+    /// Prints a warning unless one was printed less than
+    /// [`WARNING_INTERVAL`] ago (then it is counted for the next summary).
+    fn warn(&self, msg: std::fmt::Arguments<'_>) {
+        let mut w = self.warnings.lock().unwrap_or_else(PoisonError::into_inner);
+        w.warn(msg);
     }
 
     /// Where connections are forwarded.
@@ -78,7 +103,7 @@ impl EventHandler for Proxy {
             }
             Err(e) => {
                 // Could not even start (e.g. out of file descriptors).
-                eprintln!("proxy: dialing {}: {e}", self.backend);
+                self.warn(format_args!("dialing {}: {e}", self.backend));
                 (Options::default(), Action::Close)
             }
         }
@@ -99,12 +124,19 @@ impl EventHandler for Proxy {
     fn on_closed(&mut self, conn: &mut Conn<'_, Side>, err: Option<io::Error>) -> Action {
         if let (Some(e), true) = (&err, conn.is_dialed() && !conn.context().connected) {
             // The backend refused, timed out or is unreachable.
-            eprintln!("proxy: connecting to {}: {e}", conn.remote_addr());
+            self.warn(format_args!("connecting to {}: {e}", conn.remote_addr()));
         }
         if let Some(peer) = conn.context_mut().peer.take() {
             // Closes it once what is already queued for it is written.
             conn.close_conn(peer);
         }
         Action::None
+    }
+
+    /// Reports warnings suppressed by the rate limit once their burst ends.
+    fn on_tick(&mut self) -> (Option<Duration>, Action) {
+        let mut w = self.warnings.lock().unwrap_or_else(PoisonError::into_inner);
+        w.flush();
+        (Some(WARNING_INTERVAL), Action::None)
     }
 }

@@ -49,6 +49,18 @@ pub enum SetCond {
     IfPresent,
 }
 
+/// What a write does to a key's time to live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// No TTL: the key persists (a plain `SET`).
+    Persist,
+    /// Keep the TTL the key has, if it exists and has not expired
+    /// (`SET ... KEEPTTL`).
+    Keep,
+    /// Expire at this instant.
+    At(Instant),
+}
+
 /// Why `INCR` failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IncrError {
@@ -67,7 +79,8 @@ pub struct Db {
 }
 
 impl Db {
-    /// Keys held, counting expired keys not yet swept (as Redis's `DBSIZE`).
+    /// Keys held, counting expired keys not yet removed; [`sweep`](Db::sweep)
+    /// first for an exact count.
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -97,6 +110,12 @@ impl Db {
         expires: Option<Instant>,
         cond: SetCond,
     ) -> bool {
+        self.set_ttl(key, value, expires.map_or(Ttl::Persist, Ttl::At), cond)
+    }
+
+    /// Sets `key` to `value` under `cond`, its TTL as `ttl` says. Returns
+    /// whether it was set.
+    pub fn set_ttl(&mut self, key: &[u8], value: &[u8], ttl: Ttl, cond: SetCond) -> bool {
         match self.map.get_mut(key) {
             Some(e) => {
                 let live = !e.expired();
@@ -111,6 +130,12 @@ impl Db {
                     e.value.clear();
                     e.value.extend_from_slice(value);
                 }
+                let expires = match ttl {
+                    Ttl::Persist => None,
+                    // An expired key is a new key: its old TTL is gone.
+                    Ttl::Keep => e.expires.filter(|_| live),
+                    Ttl::At(t) => Some(t),
+                };
                 self.volatile = self.volatile + usize::from(expires.is_some())
                     - usize::from(e.expires.is_some());
                 e.expires = expires;
@@ -118,6 +143,10 @@ impl Db {
             }
             None if cond == SetCond::IfPresent => false,
             None => {
+                let expires = match ttl {
+                    Ttl::At(t) => Some(t),
+                    Ttl::Persist | Ttl::Keep => None,
+                };
                 self.volatile += usize::from(expires.is_some());
                 let entry = Entry {
                     value: value.to_vec(),
@@ -255,7 +284,8 @@ impl Store {
         }
     }
 
-    /// Keys held in all.
+    /// Keys held in all, counting expired keys not yet removed (call
+    /// [`sweep`](Store::sweep) first for an exact count).
     pub fn len(&mut self) -> usize {
         let mut n = 0;
         self.each(|db| n += db.len());
@@ -344,6 +374,23 @@ mod tests {
         db.set(b"d", b"1", Some(Instant::now()), SetCond::Always);
         assert!(db.set(b"d", b"2", None, SetCond::IfAbsent));
         assert_eq!(db.volatile, 0);
+    }
+
+    #[test]
+    fn keep_ttl() {
+        let mut db = Db::default();
+        let later = Instant::now() + Duration::from_secs(100);
+        db.set(b"k", b"1", Some(later), SetCond::Always);
+        assert!(db.set_ttl(b"k", b"2", Ttl::Keep, SetCond::Always));
+        assert_eq!(db.map[&b"k"[..]].expires, Some(later));
+        assert_eq!(db.volatile, 1);
+        // A new key, or one whose TTL has passed, gets none.
+        assert!(db.set_ttl(b"n", b"1", Ttl::Keep, SetCond::Always));
+        assert_eq!(db.map[&b"n"[..]].expires, None);
+        db.set(b"e", b"1", Some(Instant::now()), SetCond::Always);
+        assert!(db.set_ttl(b"e", b"2", Ttl::Keep, SetCond::IfAbsent));
+        assert_eq!(db.map[&b"e"[..]].expires, None);
+        assert_eq!(db.volatile, 1);
     }
 
     #[test]

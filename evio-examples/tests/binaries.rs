@@ -216,3 +216,139 @@ fn a_port_in_use_is_an_error() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("started"));
 }
+
+/// Resident memory of process `pid`, in bytes.
+fn rss_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        })
+        .map_or(0, |kb| kb << 10)
+}
+
+/// Watches `pid`'s RSS for about a second; returns the largest seen.
+fn peak_rss(pid: u32) -> usize {
+    (0..50)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            rss_of(pid)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A client pipelines requests whose replies are far larger than they are
+/// and reads nothing: the server stops executing at its output high-water
+/// mark (1 MiB), so its memory stays flat instead of growing by all the
+/// replies (96 MiB here; Redis grows by all of them). Once the client reads,
+/// every reply arrives, in order.
+#[test]
+fn redis_server_output_stays_bounded_for_a_client_that_does_not_read() {
+    let server = spawn(env!("CARGO_BIN_EXE_redis-server"), &["--port", "0"]);
+    let pid = server.child.id();
+    let mut s = tcp(server.port);
+    let value = vec![b'v'; 16 << 10];
+    let mut set = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", value.len()).into_bytes();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    s.write_all(&set).unwrap();
+    expect(&mut s, b"+OK\r\n");
+    let mut one = format!("${}\r\n", value.len()).into_bytes();
+    one.extend_from_slice(&value);
+    one.extend_from_slice(b"\r\n");
+    let n = 6000;
+    let base = rss_of(pid);
+    assert!(base > 0, "no /proc/{pid}/status");
+    // 6,000 pipelined GETs (42 KB) and one MGET of 6,000 keys: 96 MiB of
+    // replies each.
+    let mget = format!("MGET{}\r\n", " k".repeat(n));
+    for (what, input) in [("GET", "GET k\r\n".repeat(n)), ("MGET", mget)] {
+        s.write_all(input.as_bytes()).unwrap();
+        let grown = peak_rss(pid).saturating_sub(base);
+        assert!(
+            grown < 24 << 20,
+            "{what}: server RSS grew by {} MiB",
+            grown >> 20
+        );
+        let mut r = BufReader::with_capacity(1 << 20, s.try_clone().unwrap());
+        if what == "MGET" {
+            expect(&mut r, format!("*{n}\r\n").as_bytes());
+        }
+        for i in 0..n {
+            let got = read_n(&mut r, one.len());
+            assert!(got == one, "{what}: reply {i} differs");
+        }
+    }
+    s.write_all(b"PING\r\n").unwrap();
+    expect(&mut s, b"+PONG\r\n");
+}
+
+/// With the backend down, every client connection is a failed dial. The
+/// proxy prints the first, then at most one line a second plus a count of
+/// the ones it did not print, and the counts add up (2,000 failures here;
+/// it used to print 2,000 lines).
+#[test]
+fn proxy_rate_limits_dial_failure_warnings() {
+    // A port nobody listens on.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .args(["--port", "0", "--backend", &backend.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx.recv_timeout(TIMEOUT).expect("the startup line");
+    let port: u16 = first
+        .split("on port ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let n = 2000;
+    for _ in 0..n {
+        let mut c = tcp(port);
+        // The proxy closes each client once its dial fails.
+        let _ = c.read(&mut [0; 1]);
+    }
+    let mut lines = Vec::new();
+    let (mut printed, mut suppressed) = (0, 0);
+    let deadline = Instant::now() + TIMEOUT;
+    while printed + suppressed < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            panic!("{printed} + {suppressed} of {n} failures reported: {lines:#?}");
+        };
+        if line.contains("connecting to") || line.contains("dialing") {
+            printed += 1;
+        } else if let Some(count) = line
+            .strip_prefix("proxy: ")
+            .and_then(|l| l.split(" similar warning").next())
+            .and_then(|c| c.parse::<usize>().ok())
+        {
+            suppressed += count;
+        } else {
+            panic!("unexpected line {line:?}");
+        }
+        lines.push(line);
+    }
+    assert_eq!(printed + suppressed, n, "{lines:#?}");
+    assert!(suppressed > 0 && lines.len() <= 20, "{lines:#?}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

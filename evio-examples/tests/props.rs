@@ -139,7 +139,7 @@ proptest! {
         input in prop::collection::vec(any::<u8>(), 0..300),
         cuts in prop::collection::vec(any::<Index>(), 0..8),
     ) {
-        let engine = http::Engine::new(http::Config { max_header_bytes: 128 });
+        let engine = http::Engine::new(http::Config { max_header_bytes: 128, ..http::Config::default() });
         let input = [prefix, input].concat();
         let whole = http_run(&engine, &input, None);
         let split = http_run(&engine, &input, Some(&cuts));

@@ -120,6 +120,12 @@ impl Sink for Out {
         self.0.extend_from_slice(data);
         ON.with(|on| on.set(was));
     }
+
+    /// Everything is taken as written at once: the engines never stop at
+    /// their output mark here, so whole and split runs stay comparable.
+    fn output_len(&self) -> usize {
+        0
+    }
 }
 
 // ---- input decoding --------------------------------------------------------
@@ -365,6 +371,13 @@ pub fn http(data: &[u8]) {
         } else {
             http::MAX_HEADER_BYTES
         },
+        // Small limits reach the body limit with a few hundred bytes too.
+        max_body_bytes: if case.small_limits {
+            SMALL_HTTP as u64
+        } else {
+            http::MAX_BODY_BYTES
+        },
+        ..http::Config::default()
     };
     let engine = http::Engine::new(config);
     let run = |split: bool| {
