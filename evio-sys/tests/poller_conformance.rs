@@ -99,13 +99,45 @@ fn tcp_pair() -> (TcpStream, TcpStream) {
     (a, b)
 }
 
-fn new_poller<P: Poller>() -> P {
-    P::new().expect("Poller::new")
+/// The built-in backends' inherent constructors, for the generic checks.
+trait New: Poller + Sized {
+    fn new() -> io::Result<Self>;
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl New for evio_sys::EpollPoller {
+    fn new() -> io::Result<Self> {
+        evio_sys::EpollPoller::new()
+    }
+}
+
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+impl New for evio_sys::KqueuePoller {
+    fn new() -> io::Result<Self> {
+        evio_sys::KqueuePoller::new()
+    }
+}
+
+impl New for evio_sys::PollPoller {
+    fn new() -> io::Result<Self> {
+        evio_sys::PollPoller::new()
+    }
+}
+
+fn new_poller<P: New>() -> P {
+    P::new().expect("new")
 }
 
 /// Waits (several times if needed) until some event satisfies `pred`.
 /// Returns that event and every event seen on the way, itself included.
-fn wait_until<P: Poller>(
+fn wait_until<P: New>(
     poller: &mut P,
     events: &mut Events,
     what: &str,
@@ -128,7 +160,7 @@ fn wait_until<P: Poller>(
 
 /// Collects the events for `token` reported during `window`, stopping at the
 /// first wait that reports any.
-fn events_for<P: Poller>(
+fn events_for<P: New>(
     poller: &mut P,
     events: &mut Events,
     token: u64,
@@ -177,7 +209,7 @@ fn raise_nofile() -> libc::rlim_t {
 
 /// Read and write readiness of a connected pair: `a` is registered for
 /// reading only, `b` for writing only.
-fn readiness<P: Poller, S: Sock>((mut a, mut b): (S, S)) {
+fn readiness<P: New, S: Sock>((mut a, mut b): (S, S)) {
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(64);
     poller
@@ -223,7 +255,7 @@ fn readiness<P: Poller, S: Sock>((mut a, mut b): (S, S)) {
 }
 
 /// Reregistering switches both the interest and the token.
-fn reregister<P: Poller>() {
+fn reregister<P: New>() {
     let (a, mut b) = unix_pair();
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(64);
@@ -258,7 +290,7 @@ fn reregister<P: Poller>() {
 }
 
 /// A deregistered fd is not reported any more, even as new data arrives.
-fn deregister<P: Poller>() {
+fn deregister<P: New>() {
     let (a, mut b) = unix_pair();
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(64);
@@ -283,7 +315,7 @@ fn deregister<P: Poller>() {
 
 /// Deregistering fds in the middle of the set leaves the others intact (and
 /// reported with their own tokens).
-fn deregister_keeps_others<P: Poller>() {
+fn deregister_keeps_others<P: New>() {
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(64);
     let mut pairs: Vec<(UnixStream, UnixStream)> = (0..10).map(|_| unix_pair()).collect();
@@ -330,7 +362,7 @@ fn deregister_keeps_others<P: Poller>() {
 }
 
 /// A zero timeout polls and returns at once.
-fn zero_timeout<P: Poller>() {
+fn zero_timeout<P: New>() {
     let (a, _b) = unix_pair();
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(8);
@@ -348,7 +380,7 @@ fn zero_timeout<P: Poller>() {
 }
 
 /// A timeout is honoured: never early, not much later.
-fn timeouts<P: Poller>() {
+fn timeouts<P: New>() {
     let (a, _b) = unix_pair();
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(8);
@@ -382,7 +414,7 @@ fn timeouts<P: Poller>() {
 }
 
 /// A wake from another thread ends a wait without timeout.
-fn wake_from_thread<P: Poller>() {
+fn wake_from_thread<P: New>() {
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(8);
     let waker = poller.waker();
@@ -413,7 +445,7 @@ fn wake_from_thread<P: Poller>() {
 
 /// 100,000 wakes in a tight loop neither block nor get lost, and coalesce
 /// into one.
-fn many_wakes<P: Poller>() {
+fn many_wakes<P: New>() {
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(8);
     let waker = poller.waker();
@@ -458,7 +490,7 @@ fn many_wakes<P: Poller>() {
 /// once every wake was sent, a wait that times out means the loop missed
 /// the final state. Every 10,000 wakes the producer lets the loop catch up,
 /// so that wakes also meet a drained, re-armed waker.
-fn wakes_race_waits<P: Poller>() {
+fn wakes_race_waits<P: New>() {
     const N: usize = 1_000_000;
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(8);
@@ -505,7 +537,7 @@ fn wakes_race_waits<P: Poller>() {
 }
 
 /// A waker may outlive its poller: waking then is harmless.
-fn waker_outlives_poller<P: Poller>() {
+fn waker_outlives_poller<P: New>() {
     let poller: P = new_poller();
     let waker = poller.waker();
     drop(poller);
@@ -515,7 +547,7 @@ fn waker_outlives_poller<P: Poller>() {
 
 /// 1,000 socket pairs registered at once are all reported, even through an
 /// `Events` much smaller than the set.
-fn many_sockets<P: Poller>() {
+fn many_sockets<P: New>() {
     let soft = raise_nofile();
     // Two fds per pair, several backends' tests in parallel, some slack.
     let count = (soft.saturating_sub(256) / 8).min(1000) as usize;
@@ -578,7 +610,7 @@ enum Close {
 
 /// A peer that shuts down or closes is reported: readable, plus
 /// `read_closed` or `hangup` where the backend can tell.
-fn closed_peer<P: Poller, S: Sock>((mut a, b): (S, S), how: Close, reports_close: bool) {
+fn closed_peer<P: New, S: Sock>((mut a, b): (S, S), how: Close, reports_close: bool) {
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(8);
     poller
@@ -609,7 +641,7 @@ fn closed_peer<P: Poller, S: Sock>((mut a, b): (S, S), how: Close, reports_close
 }
 
 /// Invalid and closed fds are refused with EBADF.
-fn register_bad_fd<P: Poller>() {
+fn register_bad_fd<P: New>() {
     let mut poller: P = new_poller();
     for fd in [-1, 1_000_000] {
         assert_eq!(
@@ -647,7 +679,7 @@ fn register_bad_fd<P: Poller>() {
 
 /// Registering twice fails with EEXIST and leaves the first registration
 /// alone; reregister/deregister of an unknown fd fail with ENOENT.
-fn register_twice<P: Poller>() {
+fn register_twice<P: New>() {
     let (a, mut b) = unix_pair();
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(8);
@@ -686,7 +718,7 @@ fn register_twice<P: Poller>() {
 
 /// Unread data is reported again by a level-triggered backend, and not by
 /// an edge-triggered one.
-fn edge_vs_level<P: Poller>() {
+fn edge_vs_level<P: New>() {
     let (a, mut b) = unix_pair();
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(8);
@@ -722,7 +754,7 @@ fn edge_vs_level<P: Poller>() {
 /// A writable socket registered for both directions: edge-triggered
 /// backends report it writable once until something changes; level-triggered
 /// ones keep reporting it.
-fn writable_once<P: Poller, S: Sock>((a, _b): (S, S)) {
+fn writable_once<P: New, S: Sock>((a, _b): (S, S)) {
     let mut poller: P = new_poller();
     let mut events = Events::with_capacity(8);
     poller.register(a.as_raw_fd(), 1, Interest::BOTH).unwrap();
