@@ -99,21 +99,3 @@ pub(crate) fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
         }
     }
 }
-
-/// Converts a `-1` libc return into the thread's OS error.
-pub(crate) fn cvt(ret: libc::c_int) -> std::io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// Converts a `-1` libc `ssize_t` return into the thread's OS error.
-pub(crate) fn cvt_size(ret: libc::ssize_t) -> std::io::Result<usize> {
-    if ret == -1 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(ret as usize)
-    }
-}

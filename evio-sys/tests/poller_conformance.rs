@@ -16,7 +16,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Once, RwLock};
+use std::sync::{mpsc, Arc, OnceLock, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -188,21 +188,11 @@ fn errno(result: io::Result<()>) -> Option<i32> {
     result.err().and_then(|e| e.raw_os_error())
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit (once) and returns the
+/// Raises the soft `RLIMIT_NOFILE` as far as allowed (once) and returns the
 /// soft limit now in force.
-fn raise_nofile() -> libc::rlim_t {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    static RAISE: Once = Once::new();
-    RAISE.call_once(|| {
-        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
-                // macOS refuses RLIM_INFINITY and values above
-                // kern.maxfilesperproc; 10240 (OPEN_MAX) is always accepted.
-                let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(10240), hard);
-            }
-        }
-    });
-    getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
+fn raise_nofile() -> u64 {
+    static SOFT: OnceLock<u64> = OnceLock::new();
+    *SOFT.get_or_init(|| evio_sys::net::raise_fd_limit(u64::MAX).unwrap_or(1024))
 }
 
 // ----------------------------------------------------------------- checks

@@ -1,0 +1,89 @@
+//! Moving bytes: reads, writes that never raise `SIGPIPE`, datagrams, and
+//! shutting a direction down.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use nix::sys::socket::{self as sock, MsgFlags, SockaddrStorage};
+
+use super::addr::to_addr;
+use super::Addr;
+
+/// Flags for every send: `MSG_NOSIGNAL` where it exists. Apple's sockets
+/// get `SO_NOSIGPIPE` at creation instead.
+#[cfg(all(any(evio_epoll, evio_kqueue), not(evio_apple)))]
+const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
+/// Flags for every send: `MSG_NOSIGNAL` where it exists. Apple's sockets
+/// get `SO_NOSIGPIPE` at creation instead.
+#[cfg(not(all(any(evio_epoll, evio_kqueue), not(evio_apple))))]
+const SEND_FLAGS: MsgFlags = MsgFlags::empty();
+
+/// Which direction(s) [`shutdown`] closes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// No more reads.
+    Read,
+    /// No more writes: the peer reads EOF.
+    Write,
+    /// Both.
+    Both,
+}
+
+/// Reads into `buf`. `Ok(0)` means EOF.
+///
+/// # Errors
+/// `WouldBlock` when nothing is available; otherwise the OS error, e.g.
+/// `ECONNRESET`.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(nix::unistd::read(fd, buf)?)
+}
+
+/// Writes `buf` to a connected stream socket without ever raising `SIGPIPE`.
+///
+/// # Errors
+/// `WouldBlock` when the send buffer is full; otherwise the OS error, e.g.
+/// `EPIPE` or `ECONNRESET` for a closed peer.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    Ok(sock::send(fd.as_raw_fd(), buf, SEND_FLAGS)?)
+}
+
+/// Receives one datagram and its sender.
+///
+/// # Errors
+/// `WouldBlock` when no datagram is queued; otherwise the OS error;
+/// `InvalidData` for a sender that is not an internet address.
+pub fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    let (n, from) = sock::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), buf)?;
+    match from.as_ref().map(to_addr).transpose()? {
+        Some(Addr::Inet(a)) => Ok((n, a)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "datagram from a non-internet address",
+        )),
+    }
+}
+
+/// Sends one datagram to `to`.
+///
+/// # Errors
+/// `WouldBlock` when the send buffer is full; otherwise the OS error, e.g.
+/// `EMSGSIZE`.
+pub fn send_to(fd: BorrowedFd<'_>, buf: &[u8], to: &SocketAddr) -> io::Result<usize> {
+    let to = SockaddrStorage::from(*to);
+    Ok(sock::sendto(fd.as_raw_fd(), buf, &to, SEND_FLAGS)?)
+}
+
+/// Shuts down one or both directions of a connected socket.
+///
+/// # Errors
+/// The OS error of `shutdown`, e.g. `ENOTCONN`.
+pub fn shutdown(fd: &impl AsFd, how: Shutdown) -> io::Result<()> {
+    let how = match how {
+        Shutdown::Read => sock::Shutdown::Read,
+        Shutdown::Write => sock::Shutdown::Write,
+        Shutdown::Both => sock::Shutdown::Both,
+    };
+    sock::shutdown(fd.as_fd().as_raw_fd(), how)?;
+    Ok(())
+}
