@@ -1,7 +1,7 @@
 //! Moving bytes: reads, writes that never raise `SIGPIPE`, datagrams, and
 //! shutting a direction down.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
@@ -18,6 +18,10 @@ const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
 /// get `SO_NOSIGPIPE` at creation instead.
 #[cfg(not(all(any(evio_epoll, evio_kqueue), not(evio_apple))))]
 const SEND_FLAGS: MsgFlags = MsgFlags::empty();
+
+/// The most buffers one [`writev`] passes to the kernel (`IOV_MAX` on
+/// Linux, macOS and the BSDs); the rest wait for the next call.
+const MAX_IOV: usize = 1024;
 
 /// Which direction(s) [`shutdown`] closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +50,37 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 /// `EPIPE` or `ECONNRESET` for a closed peer.
 pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     Ok(sock::send(fd.as_raw_fd(), buf, SEND_FLAGS)?)
+}
+
+/// Writes several buffers to a connected stream socket in one call
+/// (`sendmsg`), without ever raising `SIGPIPE`; returns how many bytes were
+/// written, which may end in the middle of a buffer. At most 1024 buffers
+/// are passed on per call.
+///
+/// ```
+/// use std::io::{IoSlice, Read};
+/// use std::os::fd::AsFd;
+/// let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+/// let n = evio_sys::net::writev(a.as_fd(), &[IoSlice::new(b"hello, "), IoSlice::new(b"world")])?;
+/// assert_eq!(n, 12);
+/// let mut got = [0; 12];
+/// b.read_exact(&mut got)?;
+/// assert_eq!(&got, b"hello, world");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+/// `WouldBlock` when the send buffer is full; otherwise the OS error, e.g.
+/// `EPIPE` or `ECONNRESET` for a closed peer.
+pub fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    let bufs = &bufs[..bufs.len().min(MAX_IOV)];
+    Ok(sock::sendmsg::<()>(
+        fd.as_raw_fd(),
+        bufs,
+        &[],
+        SEND_FLAGS,
+        None,
+    )?)
 }
 
 /// Receives one datagram and its sender.

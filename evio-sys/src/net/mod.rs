@@ -20,9 +20,13 @@ mod opts;
 mod socket;
 
 pub use addr::{local_addr, peer_addr, Addr};
-pub use io::{read, recv_from, send_to, shutdown, write, Shutdown};
+pub use io::{read, recv_from, send_to, shutdown, write, writev, Shutdown};
 pub use limit::{raise_fd_limit, set_fd_limit};
-pub use opts::{keepalive, set_keepalive, set_nodelay, socket_type, take_error};
+pub use opts::{
+    keepalive, keepalive_probes, linger, nodelay, recv_buffer_size, send_buffer_size,
+    set_keepalive, set_keepalive_probes, set_linger, set_nodelay, set_recv_buffer_size,
+    set_send_buffer_size, socket_type, take_error,
+};
 pub use socket::{
     accept, is_open, set_nonblocking, tcp_connect, tcp_listener, udp_socket, unix_connect,
     unix_listener, BindOptions,

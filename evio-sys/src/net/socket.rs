@@ -164,6 +164,19 @@ fn inet_socket(addr: &SocketAddr, ty: SockType, opts: &BindOptions) -> io::Resul
 /// `SO_REUSEADDR` is always set; `SO_REUSEPORT` and `IPV6_V6ONLY` follow
 /// `opts`.
 ///
+/// Options set on the listener carry over to accepted sockets where the OS
+/// copies them: on Linux `TCP_NODELAY`, `SO_KEEPALIVE` (and the keep-alive
+/// timers), buffer sizes and `SO_LINGER` are inherited (checked by this
+/// crate's tests for `TCP_NODELAY` and `SO_KEEPALIVE`); other systems may
+/// differ, so read them back on an accepted socket when it matters.
+///
+/// ```
+/// use evio_sys::net::{self, BindOptions};
+/// let listener = net::tcp_listener("127.0.0.1:0".parse().unwrap(), &BindOptions::default())?;
+/// net::set_nodelay(&listener, true)?; // accepted sockets inherit it on Linux
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
 /// # Errors
 /// The OS error of `socket`, `setsockopt`, `bind` (e.g. `EADDRINUSE`,
 /// `EADDRNOTAVAIL`) or `listen`.
