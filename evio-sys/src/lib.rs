@@ -71,6 +71,9 @@ pub use poll::PollPoller;
 
 pub mod net;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
 /// The best backend for the target: epoll on Linux and Android.
 #[cfg(evio_epoll)]
 pub type DefaultPoller = EpollPoller;
