@@ -1,15 +1,22 @@
 //! Operating-system layer of evio: readiness pollers and socket calls.
 //!
-//! This crate is the only place in the workspace that contains `unsafe`. It
-//! offers two things:
+//! This crate is the only place in the workspace that contains `unsafe`,
+//! and holds little of it: the system calls go through [`nix`], and raw
+//! `libc` remains only where nix lacks a call or flag (each spot says why).
+//! It offers:
 //!
 //! * the [`Poller`] trait and one backend per OS family, each in its own file
 //!   chosen by `cfg`: [`EpollPoller`] (Linux, Android), `KqueuePoller`
-//!   (macOS, iOS and the BSDs) and [`PollPoller`] (any Unix, the portable
-//!   fallback). [`DefaultPoller`] names the best one for the target;
+//!   (Apple's systems and the BSDs) and [`PollPoller`] (any Unix, the
+//!   portable fallback). [`DefaultPoller`] names the best one for the
+//!   target;
+//! * for writing another backend: [`Coalescing`], the wake coalescing the
+//!   built-in backends share, and, with the `conformance` cargo feature, the
+//!   `conformance` module: every property of the [`Poller`] contract as
+//!   checks to run on a backend;
 //! * [`net`]: thin, `io::Result`-returning wrappers over the socket calls an
 //!   event loop needs (bind, accept, read, write that never raises `SIGPIPE`,
-//!   socket options, address conversion).
+//!   socket options, address conversion, the descriptor limit).
 //!
 //! # Triggering mode
 //!

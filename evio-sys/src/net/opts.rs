@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 
-// nix's own macro for an option it lacks here (it recurses by bare name,
-// hence the imports).
+// TCP_KEEPIDLE: nix has it on Linux and the FreeBSD-likes; Apple names it
+// TCP_KEEPALIVE and OpenBSD has no per-socket keep-alive timers.
 #[cfg(not(any(
     evio_epoll,
     evio_apple,
@@ -16,24 +16,30 @@ use nix::sys::socket::{getsockopt, setsockopt, sockopt};
     target_os = "dragonfly",
     target_os = "openbsd"
 )))]
-use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
-#[cfg(not(any(
-    evio_epoll,
-    evio_apple,
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "openbsd"
-)))]
-sockopt_impl!(
-    /// `TCP_KEEPIDLE`, which nix offers on Linux and FreeBSD-likes only.
-    TcpKeepIdle,
-    Both,
-    libc::IPPROTO_TCP,
-    libc::TCP_KEEPIDLE,
-    u32
-);
+use keep_idle::TcpKeepIdle;
 #[cfg(any(evio_epoll, target_os = "freebsd", target_os = "dragonfly"))]
 use sockopt::TcpKeepIdle;
+
+/// `TCP_KEEPIDLE` defined with nix's own macro where nix lacks it (the
+/// macro recurses by bare name, hence the imports).
+#[cfg(not(any(
+    evio_epoll,
+    evio_apple,
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "openbsd"
+)))]
+mod keep_idle {
+    use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
+    sockopt_impl!(
+        /// `TCP_KEEPIDLE`: seconds of silence before the first probe.
+        TcpKeepIdle,
+        Both,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPIDLE,
+        u32
+    );
+}
 
 /// Reads and clears the socket's pending error (`SO_ERROR`).
 ///
