@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use evio_core::{
-    Action, Addr, Builder, Conn, ConnHandle, EventHandler, LoadBalance, Options, Poller,
-};
+use evio_core::{Action, Addr, Builder, Conn, ConnHandle, EventHandler, LoadBalance, Options};
 
 // ----- UDP ------------------------------------------------------------------
 

@@ -182,12 +182,27 @@ fn source_backend(
     })
 }
 
-fn start_proxy<P: Poller + 'static>(
-    backend: SocketAddr,
-    loops: isize,
-) -> (ServerHandle, SocketAddr) {
+/// A backend these generic tests can make without arguments.
+trait MakePoller: Poller + Sized + 'static {
+    fn make() -> std::io::Result<Self>;
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl MakePoller for evio_core::EpollPoller {
+    fn make() -> std::io::Result<Self> {
+        evio_core::EpollPoller::new()
+    }
+}
+
+impl MakePoller for evio_core::PollPoller {
+    fn make() -> std::io::Result<Self> {
+        evio_core::PollPoller::new()
+    }
+}
+
+fn start_proxy<P: MakePoller>(backend: SocketAddr, loops: isize) -> (ServerHandle, SocketAddr) {
     let server = Builder::new()
-        .poller::<P>()
+        .poller(|_| P::make())
         .num_loops(loops)
         .load_balance(LoadBalance::RoundRobin)
         .start(proxy::handler(backend), &["tcp://127.0.0.1:0"])
@@ -205,7 +220,7 @@ fn ended(rx: &mpsc::Receiver<Ended>) -> Ended {
 
 /// 100 MiB through the proxy to an echo backend and back, byte-exact; the
 /// client's close then reaches the backend as EOF after every byte.
-fn forwards_100_mib_both_ways<P: Poller + 'static>() {
+fn forwards_100_mib_both_ways<P: MakePoller>() {
     const TOTAL: u64 = 100 * MIB;
     let (backend, ends) = echo_backend();
     let (server, addr) = start_proxy::<P>(backend, 1);
@@ -229,7 +244,7 @@ fn forwards_100_mib_both_ways<P: Poller + 'static>() {
 
 /// Client → backend: 100 MiB, then the client closes at once; the backend
 /// gets every byte (still queued in the proxy at the close), then EOF.
-fn client_close_reaches_backend_after_all_bytes<P: Poller + 'static>() {
+fn client_close_reaches_backend_after_all_bytes<P: MakePoller>() {
     const TOTAL: u64 = 100 * MIB;
     let pat = Pattern::new(2);
     let (backend, ends) = sink_backend(pat.clone(), Arc::new(AtomicBool::new(false)));
@@ -245,7 +260,7 @@ fn client_close_reaches_backend_after_all_bytes<P: Poller + 'static>() {
 
 /// Backend → client: 100 MiB, then the backend closes; the client gets
 /// every byte, then EOF.
-fn backend_close_reaches_client_after_all_bytes<P: Poller + 'static>() {
+fn backend_close_reaches_client_after_all_bytes<P: MakePoller>() {
     const TOTAL: u64 = 100 * MIB;
     let pat = Pattern::new(3);
     let sent = Arc::new(AtomicU64::new(0));
@@ -259,7 +274,7 @@ fn backend_close_reaches_client_after_all_bytes<P: Poller + 'static>() {
 
 /// A client that does not read: the proxy stops reading the backend (the
 /// backend's writes stall), then everything flows once the client reads.
-fn backpressure_toward_a_slow_client<P: Poller + 'static>() {
+fn backpressure_toward_a_slow_client<P: MakePoller>() {
     const TOTAL: u64 = 256 * MIB;
     let pat = Pattern::new(4);
     let sent = Arc::new(AtomicU64::new(0));
@@ -277,7 +292,7 @@ fn backpressure_toward_a_slow_client<P: Poller + 'static>() {
 
 /// A backend that does not read: the proxy stops reading the client (the
 /// client's writes stall), then everything flows once the backend reads.
-fn backpressure_toward_a_slow_backend<P: Poller + 'static>() {
+fn backpressure_toward_a_slow_backend<P: MakePoller>() {
     const TOTAL: u64 = 256 * MIB;
     let pat = Pattern::new(5);
     let hold = Arc::new(AtomicBool::new(true));
@@ -305,7 +320,7 @@ fn backpressure_toward_a_slow_backend<P: Poller + 'static>() {
 }
 
 /// With the backend down, the client is closed at once (EOF or reset).
-fn backend_down_closes_the_client<P: Poller + 'static>() {
+fn backend_down_closes_the_client<P: MakePoller>() {
     let dead = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
@@ -326,7 +341,7 @@ fn backend_down_closes_the_client<P: Poller + 'static>() {
 
 /// Several clients at once over two loops, each paired with its own
 /// backend connection.
-fn many_clients_over_two_loops<P: Poller + 'static>() {
+fn many_clients_over_two_loops<P: MakePoller>() {
     let (backend, ends) = echo_backend();
     let (server, addr) = start_proxy::<P>(backend, 2);
     let clients: Vec<_> = (0..16)

@@ -1,12 +1,15 @@
 //! epoll + eventfd backend (Linux, Android), edge-triggered.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{cvt, cvt_size, timeout_ms, Event, Events, Interest, Poller, Wake, Waker};
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+
+use crate::wakefd::EventFdSignal;
+use crate::{timeout_ms, Coalescing, Event, Events, Interest, Poller, Waker};
 
 /// Token reserved for the eventfd waker; never reported to callers.
 const WAKE_TOKEN: u64 = u64::MAX;
@@ -14,7 +17,9 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// epoll backend: edge-triggered (`EPOLLET | EPOLLRDHUP`), woken by a
 /// non-blocking eventfd.
 ///
-/// Tokens must not be `u64::MAX`, which is reserved for the waker.
+/// Tokens must not be `u64::MAX`, which is reserved for the waker
+/// (`EINVAL`). [`close`](Poller::close) only closes the fd: the kernel drops
+/// the registration with the last descriptor of the open file.
 ///
 /// ```
 /// use evio_sys::{EpollPoller, Events, Poller};
@@ -26,179 +31,136 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// ```
 #[derive(Debug)]
 pub struct EpollPoller {
-    epfd: OwnedFd,
-    waker: Arc<EventFd>,
-    raw: Vec<libc::epoll_event>,
+    epoll: Epoll,
+    waker: Arc<Coalescing<EventFdSignal>>,
+    /// What `epoll_wait` fills; as long as the largest `Events` seen.
+    raw: Vec<EpollEvent>,
 }
 
-#[derive(Debug)]
-struct EventFd {
-    fd: OwnedFd,
-    /// Set by the first wake after the loop consumed the last one; later
-    /// wakes see it set and skip the syscall.
-    pending: AtomicBool,
-}
+impl EpollPoller {
+    /// Creates an epoll instance and its eventfd waker, both close-on-exec.
+    ///
+    /// # Errors
+    /// The OS error of `epoll_create1`, `eventfd` or `epoll_ctl`, e.g.
+    /// `EMFILE`.
+    pub fn new() -> io::Result<EpollPoller> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let waker = Arc::new(Coalescing::new(EventFdSignal::new()?));
+        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
+        epoll.add(waker.signal().watched(), EpollEvent::new(flags, WAKE_TOKEN))?;
+        Ok(EpollPoller {
+            epoll,
+            waker,
+            raw: Vec::new(),
+        })
+    }
 
-impl Wake for EventFd {
-    fn wake(&self) -> io::Result<()> {
-        if self.pending.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
-        let r = unsafe {
-            libc::write(
-                self.fd.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
+    /// `epoll_ctl` on a caller's fd.
+    ///
+    /// Raw libc: nix's `Epoll::{add, modify, delete}` take `AsFd`, and the
+    /// [`Poller`] methods receive a `RawFd` that may be invalid or closed
+    /// (`EBADF` is part of their contract); a `BorrowedFd` made up for such
+    /// a number would break I/O safety (and std panics on `-1`).
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, flags: EpollFlags) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: flags.bits() as u32,
+            u64: token,
         };
-        match cvt_size(r) {
-            Ok(_) => Ok(()),
-            // The counter is saturated: the poller is certainly woken.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => {
-                self.pending.store(false, Ordering::Release);
-                Err(e)
-            }
-        }
+        // SAFETY: the epoll fd is live (owned by `self`); `ev` is a valid
+        // epoll_event that outlives the call; the kernel validates `fd` and
+        // reports EBADF/ENOENT/EEXIST as errors.
+        let r = unsafe { libc::epoll_ctl(self.epoll.0.as_raw_fd(), op, fd, &mut ev) };
+        Errno::result(r)?;
+        Ok(())
     }
 }
 
-impl EventFd {
-    /// Resets the counter (so it can never saturate) and re-arms coalescing.
-    fn drain(&self) {
-        let mut buf: u64 = 0;
-        // SAFETY: reads at most 8 bytes into a live u64 from an eventfd we
-        // own; EAGAIN (already drained) is fine and ignored.
-        unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                (&mut buf as *mut u64).cast(),
-                std::mem::size_of::<u64>(),
-            );
-        }
-        // AcqRel, not Release: a wake racing with this drain must have its
-        // earlier writes (the channel send) visible to the loop.
-        self.pending.swap(false, Ordering::AcqRel);
-    }
-}
-
-fn epoll_flags(interest: Interest) -> u32 {
-    let mut flags = (libc::EPOLLET | libc::EPOLLRDHUP) as u32;
+fn epoll_flags(interest: Interest) -> EpollFlags {
+    let mut flags = EpollFlags::EPOLLET | EpollFlags::EPOLLRDHUP;
     if interest.is_readable() {
-        flags |= libc::EPOLLIN as u32;
+        flags |= EpollFlags::EPOLLIN;
     }
     if interest.is_writable() {
-        flags |= libc::EPOLLOUT as u32;
+        flags |= EpollFlags::EPOLLOUT;
     }
     flags
 }
 
-impl EpollPoller {
-    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, flags: u32) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: flags,
-            u64: token,
-        };
-        // SAFETY: epfd is a live epoll fd; `ev` outlives the call; the kernel
-        // validates `fd` and reports EBADF/ENOENT/EEXIST as errors.
-        cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) })?;
-        Ok(())
+fn check_token(token: u64) -> io::Result<()> {
+    if token == WAKE_TOKEN {
+        return Err(Errno::EINVAL.into());
     }
+    Ok(())
+}
+
+/// Translates `epoll_event.events` into [`Event`] flags.
+fn event_flags(bits: EpollFlags) -> u8 {
+    let mut flags = 0;
+    if bits.contains(EpollFlags::EPOLLIN) {
+        flags |= Event::READABLE;
+    }
+    if bits.contains(EpollFlags::EPOLLOUT) {
+        flags |= Event::WRITABLE;
+    }
+    if bits.contains(EpollFlags::EPOLLRDHUP) {
+        flags |= Event::READ_CLOSED | Event::READABLE;
+    }
+    if bits.contains(EpollFlags::EPOLLERR) {
+        flags |= Event::ERROR;
+    }
+    if bits.contains(EpollFlags::EPOLLHUP) {
+        flags |= Event::HANGUP;
+    }
+    flags
 }
 
 impl Poller for EpollPoller {
     const EDGE_TRIGGERED: bool = true;
 
-    fn new() -> io::Result<Self> {
-        // SAFETY: plain syscall; the returned fd is checked and owned below.
-        let epfd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: `epfd` was just returned by the kernel and is owned by no one else.
-        let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };
-        // SAFETY: plain syscall; the returned fd is checked and owned below.
-        let efd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-        // SAFETY: `efd` was just returned by the kernel and is owned by no one else.
-        let efd = unsafe { OwnedFd::from_raw_fd(efd) };
-        let poller = EpollPoller {
-            epfd,
-            waker: Arc::new(EventFd {
-                fd: efd,
-                pending: AtomicBool::new(false),
-            }),
-            raw: Vec::new(),
-        };
-        poller.ctl(
-            libc::EPOLL_CTL_ADD,
-            poller.waker.fd.as_raw_fd(),
-            WAKE_TOKEN,
-            (libc::EPOLLIN | libc::EPOLLET) as u32,
-        )?;
-        Ok(poller)
-    }
-
     fn register(&mut self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        check_token(token)?;
         self.ctl(libc::EPOLL_CTL_ADD, fd, token, epoll_flags(interest))
     }
 
     fn reregister(&mut self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        check_token(token)?;
         self.ctl(libc::EPOLL_CTL_MOD, fd, token, epoll_flags(interest))
     }
 
     fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, EpollFlags::empty())
+    }
+
+    fn close(&mut self, fd: OwnedFd) -> io::Result<()> {
+        // Closing the last descriptor of the open file removes it from every
+        // epoll set (see the trait for the no-duplicate precondition).
+        drop(fd);
+        Ok(())
     }
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
-        let cap = events.capacity();
-        if self.raw.capacity() < cap {
-            self.raw.reserve_exact(cap - self.raw.len());
+        let cap = events.capacity().min(libc::c_int::MAX as usize);
+        if self.raw.len() < cap {
+            self.raw.resize(cap, EpollEvent::empty());
         }
-        // SAFETY: the kernel writes at most `cap` entries into `raw`, whose
-        // capacity is at least `cap`; `set_len` below covers only what it wrote.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epfd.as_raw_fd(),
-                self.raw.as_mut_ptr(),
-                cap.min(libc::c_int::MAX as usize) as libc::c_int,
-                timeout_ms(timeout),
-            )
+        // timeout_ms is -1 (forever) or a non-negative count of
+        // milliseconds, both of which EpollTimeout accepts.
+        let timeout = EpollTimeout::try_from(timeout_ms(timeout)).unwrap_or(EpollTimeout::NONE);
+        let n = match self.epoll.wait(&mut self.raw[..cap], timeout) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => return Ok(0),
+            Err(e) => return Err(e.into()),
         };
-        let n = match cvt(n) {
-            Ok(n) => n as usize,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        // SAFETY: the kernel initialised the first `n` entries (n <= cap).
-        unsafe { self.raw.set_len(n) };
-        for ev in &self.raw {
-            let token = ev.u64;
+        for ev in &self.raw[..n] {
+            let token = ev.data();
             if token == WAKE_TOKEN {
                 self.waker.drain();
                 events.set_woken();
                 continue;
             }
-            let bits = ev.events as libc::c_int;
-            let mut flags = 0;
-            if bits & libc::EPOLLIN != 0 {
-                flags |= Event::READABLE;
-            }
-            if bits & libc::EPOLLOUT != 0 {
-                flags |= Event::WRITABLE;
-            }
-            if bits & libc::EPOLLRDHUP != 0 {
-                flags |= Event::READ_CLOSED | Event::READABLE;
-            }
-            if bits & libc::EPOLLERR != 0 {
-                flags |= Event::ERROR;
-            }
-            if bits & libc::EPOLLHUP != 0 {
-                flags |= Event::HANGUP;
-            }
-            events.push(Event::new(token, flags));
+            events.push(Event::new(token, event_flags(ev.events())));
         }
-        self.raw.clear();
         Ok(events.len())
     }
 

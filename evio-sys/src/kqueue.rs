@@ -1,80 +1,23 @@
-//! kqueue backend (macOS, iOS, FreeBSD, NetBSD, OpenBSD, DragonFly),
+//! kqueue backend (Apple's systems, FreeBSD, NetBSD, OpenBSD, DragonFly),
 //! edge-triggered with `EV_CLEAR`.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{cvt, Event, Events, Interest, Poller, Wake, Waker};
+use nix::errno::Errno;
+use nix::sys::event::{EvFlags, EventFilter, FilterFlag, KEvent, Kqueue};
 
-/// Type of `kevent.filter` (`u32` on NetBSD, `i16` elsewhere).
-#[cfg(target_os = "netbsd")]
-type Filter = u32;
-/// Type of `kevent.filter` (`u32` on NetBSD, `i16` elsewhere).
-#[cfg(not(target_os = "netbsd"))]
-type Filter = i16;
+use crate::{Coalescing, Event, Events, Interest, Poller, Waker};
 
-/// Type of `kevent.flags` (`u32` on NetBSD, `u16` elsewhere).
-#[cfg(target_os = "netbsd")]
-type Flags = u32;
-/// Type of `kevent.flags` (`u32` on NetBSD, `u16` elsewhere).
-#[cfg(not(target_os = "netbsd"))]
-type Flags = u16;
-
-/// Converts a token to and from `kevent.udata`, whose type depends on the
-/// platform and the libc version (`*mut c_void`, or `intptr_t` on older
-/// NetBSD bindings). The value is only ever used as an integer.
-trait UData: Copy {
-    fn from_token(token: usize) -> Self;
-    fn token(self) -> usize;
-}
-
-impl UData for *mut libc::c_void {
-    fn from_token(token: usize) -> Self {
-        token as *mut libc::c_void
-    }
-    fn token(self) -> usize {
-        self as usize
-    }
-}
-
-impl UData for libc::intptr_t {
-    fn from_token(token: usize) -> Self {
-        token as libc::intptr_t
-    }
-    fn token(self) -> usize {
-        self as usize
-    }
-}
-
-/// Builds one kevent change; every other field is zero.
-fn kevent(ident: usize, filter: Filter, flags: Flags, fflags: u32, token: usize) -> libc::kevent {
-    // SAFETY: `kevent` is a plain C struct of integers and one pointer-sized
-    // `udata`, for all of which zero is a valid value.
-    let mut kev: libc::kevent = unsafe { std::mem::zeroed() };
-    kev.ident = ident;
-    kev.filter = filter;
-    kev.flags = flags;
-    kev.fflags = fflags;
-    kev.udata = UData::from_token(token);
-    kev
-}
-
-/// A buffer of kevents that the poller fills in `wait`.
-struct RawEvents(Vec<libc::kevent>);
-
-// SAFETY: the only pointer in a `kevent` is `udata`, which this backend sets
-// to an integer token and never dereferences, so moving the buffer to
-// another thread shares nothing.
-unsafe impl Send for RawEvents {}
-
-fn os_error(code: libc::c_int) -> io::Error {
-    io::Error::from_raw_os_error(code)
-}
+/// Whether `kevent.udata` (pointer-sized) can carry a whole `u64` token. On
+/// narrower targets the token is looked up by fd in the registration map
+/// instead, so that every token round-trips as the [`Poller`] contract says.
+const UDATA_HOLDS_TOKEN: bool = size_of::<libc::intptr_t>() >= size_of::<u64>();
 
 /// A zero timeout for calls that must not block.
 const ZERO_TIMESPEC: libc::timespec = libc::timespec {
@@ -82,173 +25,164 @@ const ZERO_TIMESPEC: libc::timespec = libc::timespec {
     tv_nsec: 0,
 };
 
+/// One kevent change (or an empty slot for the kernel to fill).
+fn kevent(
+    ident: usize,
+    filter: EventFilter,
+    flags: EvFlags,
+    fflags: FilterFlag,
+    udata: libc::intptr_t,
+) -> KEvent {
+    KEvent::new(ident, filter, flags, fflags, 0, udata)
+}
+
+/// A placeholder for buffers the kernel overwrites.
+fn blank() -> KEvent {
+    kevent(
+        0,
+        EventFilter::EVFILT_READ,
+        EvFlags::empty(),
+        FilterFlag::empty(),
+        0,
+    )
+}
+
+/// Up to two changes, built without allocating (one per filter).
+struct Changes {
+    list: [KEvent; 2],
+    len: usize,
+}
+
+impl Changes {
+    fn new() -> Changes {
+        Changes {
+            list: [blank(), blank()],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, change: KEvent) {
+        self.list[self.len] = change;
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[KEvent] {
+        &self.list[..self.len]
+    }
+}
+
 /// Applies up to two changes, each flagged `EV_RECEIPT`, and returns each
 /// change's errno (0 = success), in the order of `changes`.
-fn submit(kq: RawFd, changes: &[libc::kevent]) -> io::Result<[libc::c_int; 2]> {
+fn submit(kq: &Kqueue, changes: &[KEvent]) -> io::Result<[libc::c_int; 2]> {
     assert!(changes.len() <= 2, "submit takes at most two changes");
     let mut errs: [libc::c_int; 2] = [0; 2];
     if changes.is_empty() {
         return Ok(errs);
     }
-    // SAFETY: an all-zero kevent is valid (see `kevent`).
-    let mut receipts: [libc::kevent; 2] = unsafe { std::mem::zeroed() };
+    let mut receipts = [blank(), blank()];
     let n = loop {
-        // SAFETY: `changes` holds `changes.len()` initialised kevents;
-        // `receipts` has room for as many; the timeout is a live timespec.
         // With EV_RECEIPT on every change the kernel returns one receipt per
         // change and no pending event, and never blocks.
-        let r = unsafe {
-            libc::kevent(
-                kq,
-                changes.as_ptr(),
-                changes.len() as _,
-                receipts.as_mut_ptr(),
-                changes.len() as _,
-                &ZERO_TIMESPEC,
-            )
-        };
-        match cvt(r) {
-            Ok(n) => break n as usize,
+        match kq.kevent(changes, &mut receipts[..changes.len()], Some(ZERO_TIMESPEC)) {
+            Ok(n) => break n,
             // Adding and deleting are idempotent (a repeated delete gives
             // ENOENT, which callers ignore), so just try again.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     };
     for receipt in &receipts[..n.min(2)] {
-        if receipt.flags & libc::EV_ERROR == 0 || receipt.data == 0 {
+        if !receipt.flags().contains(EvFlags::EV_ERROR) || receipt.data() == 0 {
             continue;
         }
         // Receipts carry the ident and filter of their change.
         if let Some(i) = changes
             .iter()
-            .position(|c| c.ident == receipt.ident && c.filter == receipt.filter)
+            .position(|c| c.ident() == receipt.ident() && c.filter() == receipt.filter())
         {
-            errs[i] = receipt.data as libc::c_int;
+            errs[i] = receipt.data() as libc::c_int;
         }
     }
     Ok(errs)
 }
 
-/// State shared by the poller and its wakers: the kqueue itself (so a waker
-/// never outlives the fd it triggers) and the wake mechanism.
-#[derive(Debug)]
-struct Shared {
-    kq: OwnedFd,
-    /// Set by the first wake after the loop consumed the last one; later
-    /// wakes see it set and skip the syscall.
-    pending: AtomicBool,
-    /// Self-pipe (read end, write end) where EVFILT_USER is missing.
-    #[cfg(any(target_os = "openbsd", target_os = "netbsd"))]
-    pipe: (OwnedFd, OwnedFd),
-}
-
-/// Ident of the EVFILT_USER wake event.
-#[cfg(not(any(target_os = "openbsd", target_os = "netbsd")))]
+/// Ident of the `EVFILT_USER` wake event.
+#[cfg(evio_evfilt_user)]
 const WAKE_IDENT: usize = 0;
 
-impl Shared {
-    /// Adds the wake event to the kqueue.
-    fn install(&self) -> io::Result<()> {
-        #[cfg(not(any(target_os = "openbsd", target_os = "netbsd")))]
-        let change = kevent(
+/// The wake signal: an `EVFILT_USER` event triggered on the kqueue itself
+/// (the signal holds the kqueue, so a waker never outlives the fd it
+/// triggers).
+#[cfg(evio_evfilt_user)]
+#[derive(Debug)]
+struct UserSignal(Arc<Kqueue>);
+
+#[cfg(evio_evfilt_user)]
+impl crate::Signal for UserSignal {
+    fn signal(&self) -> io::Result<()> {
+        let trigger = kevent(
             WAKE_IDENT,
-            libc::EVFILT_USER,
-            libc::EV_ADD | libc::EV_CLEAR | libc::EV_RECEIPT,
-            0,
-            0,
-        );
-        #[cfg(any(target_os = "openbsd", target_os = "netbsd"))]
-        let change = kevent(
-            self.pipe.0.as_raw_fd() as usize,
-            libc::EVFILT_READ,
-            libc::EV_ADD | libc::EV_CLEAR | libc::EV_RECEIPT,
-            0,
+            EventFilter::EVFILT_USER,
+            EvFlags::empty(),
+            FilterFlag::NOTE_TRIGGER,
             0,
         );
-        match submit(self.kq.as_raw_fd(), &[change])?[0] {
-            0 => Ok(()),
-            errno => Err(os_error(errno)),
-        }
+        // No event list, so the call returns once the change is applied (or
+        // reports its error); Coalescing retries EINTR.
+        self.0.kevent(&[trigger], &mut [], Some(ZERO_TIMESPEC))?;
+        Ok(())
     }
 
-    /// Makes the wake event fire.
-    #[cfg(not(any(target_os = "openbsd", target_os = "netbsd")))]
-    fn signal(&self) -> io::Result<()> {
-        let change = kevent(WAKE_IDENT, libc::EVFILT_USER, 0, libc::NOTE_TRIGGER, 0);
-        loop {
-            // SAFETY: one live, initialised change; no event list, so the
-            // call returns once the change is applied (or reports its error).
-            let r = unsafe {
-                libc::kevent(
-                    self.kq.as_raw_fd(),
-                    &change,
-                    1,
-                    std::ptr::null_mut(),
-                    0,
-                    &ZERO_TIMESPEC,
-                )
-            };
-            match cvt(r) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Makes the wake event fire.
-    #[cfg(any(target_os = "openbsd", target_os = "netbsd"))]
-    fn signal(&self) -> io::Result<()> {
-        let byte: u8 = 1;
-        loop {
-            // SAFETY: writes 1 byte from a live u8 to a pipe we own.
-            let r = unsafe { libc::write(self.pipe.1.as_raw_fd(), (&byte as *const u8).cast(), 1) };
-            match crate::cvt_size(r) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Pipe full: the poller is certainly woken.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Whether a returned kevent is the wake event.
-    fn is_wake(&self, ev: &libc::kevent) -> bool {
-        #[cfg(not(any(target_os = "openbsd", target_os = "netbsd")))]
-        {
-            ev.filter == libc::EVFILT_USER && ev.ident == WAKE_IDENT
-        }
-        #[cfg(any(target_os = "openbsd", target_os = "netbsd"))]
-        {
-            ev.filter == libc::EVFILT_READ && ev.ident == self.pipe.0.as_raw_fd() as usize
-        }
-    }
-
-    /// Consumes a delivered wake and re-arms coalescing.
     fn drain(&self) {
-        // EVFILT_USER with EV_CLEAR resets itself on delivery; a pipe must be
-        // emptied.
-        #[cfg(any(target_os = "openbsd", target_os = "netbsd"))]
-        crate::poll::drain_pipe(self.pipe.0.as_raw_fd());
-        // A swap rather than a store so that this acquires what a wake that
-        // found `pending` still set published.
-        self.pending.swap(false, Ordering::AcqRel);
+        // EVFILT_USER with EV_CLEAR resets itself on delivery.
     }
 }
 
-impl Wake for Shared {
-    fn wake(&self) -> io::Result<()> {
-        if self.pending.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let result = self.signal();
-        if result.is_err() {
-            self.pending.store(false, Ordering::Release);
-        }
-        result
-    }
+#[cfg(evio_evfilt_user)]
+type WakeSignal = UserSignal;
+/// NetBSD and OpenBSD lack `EVFILT_USER`: wake through a self-pipe.
+#[cfg(not(evio_evfilt_user))]
+type WakeSignal = crate::wakefd::PipeSignal;
+
+/// The change that adds the wake event to the kqueue.
+#[cfg(evio_evfilt_user)]
+fn wake_change(_: &WakeSignal) -> KEvent {
+    let flags = EvFlags::EV_ADD | EvFlags::EV_CLEAR | EvFlags::EV_RECEIPT;
+    kevent(
+        WAKE_IDENT,
+        EventFilter::EVFILT_USER,
+        flags,
+        FilterFlag::empty(),
+        0,
+    )
+}
+
+/// The change that adds the wake event to the kqueue.
+#[cfg(not(evio_evfilt_user))]
+fn wake_change(signal: &WakeSignal) -> KEvent {
+    let flags = EvFlags::EV_ADD | EvFlags::EV_CLEAR | EvFlags::EV_RECEIPT;
+    let ident = signal.watched().as_raw_fd() as usize;
+    kevent(
+        ident,
+        EventFilter::EVFILT_READ,
+        flags,
+        FilterFlag::empty(),
+        0,
+    )
+}
+
+/// Whether a returned kevent is the wake event.
+fn is_wake(ev: &KEvent, wake: &KEvent) -> bool {
+    ev.ident() == wake.ident() && ev.filter() == wake.filter()
+}
+
+/// What the poller knows about one registered fd.
+#[derive(Clone, Copy, Debug)]
+struct Registration {
+    /// The filters it holds.
+    interest: Interest,
+    /// Its token, read back from here where `udata` is too narrow.
+    token: u64,
 }
 
 /// kqueue backend: edge-triggered (`EV_CLEAR`), woken by an `EVFILT_USER`
@@ -260,8 +194,11 @@ impl Wake for Shared {
 /// fds so that [`register`](Poller::register) fails with `EEXIST` and
 /// [`reregister`](Poller::reregister)/[`deregister`](Poller::deregister)
 /// with `ENOENT` as the [`Poller`] contract says. Deregister before closing
-/// an fd, or that map goes stale. On targets with 32-bit pointers a token
-/// must fit in 32 bits (`EINVAL` otherwise), since it travels in `udata`.
+/// an fd, or hand it to [`close`](Poller::close), which only updates that
+/// map and closes it: the kernel drops an fd's filters when it is closed.
+///
+/// Tokens travel in `udata` where it is 64 bits wide; on 32-bit targets the
+/// poller looks them up by fd instead, so every `u64` token round-trips.
 ///
 /// ```
 /// use evio_sys::{Events, Interest, KqueuePoller, Poller};
@@ -283,256 +220,288 @@ impl Wake for Shared {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct KqueuePoller {
-    shared: Arc<Shared>,
-    /// Registered fds and the filters they hold.
-    registered: HashMap<RawFd, Interest>,
-    raw: RawEvents,
+    kq: Arc<Kqueue>,
+    waker: Arc<Coalescing<WakeSignal>>,
+    /// The change that installed the wake event, to recognise it in `wait`.
+    wake: KEvent,
+    registered: HashMap<RawFd, Registration>,
+    /// What `kevent` fills; as long as the largest `Events` seen.
+    raw: Vec<KEvent>,
 }
 
 impl fmt::Debug for KqueuePoller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KqueuePoller")
-            .field("kq", &self.shared.kq)
+            .field("kq", &self.kq)
             .field("registered", &self.registered.len())
             .finish()
     }
 }
 
-/// The token as a `udata` value; `EINVAL` if it does not fit a pointer.
-fn token_udata(token: u64) -> io::Result<usize> {
-    usize::try_from(token).map_err(|_| os_error(libc::EINVAL))
-}
-
-/// Creates a close-on-exec kqueue.
-fn new_kqueue() -> io::Result<OwnedFd> {
-    #[cfg(target_os = "netbsd")]
-    {
-        // SAFETY: plain syscall; the returned fd is checked and owned below.
-        let kq = cvt(unsafe { libc::kqueue1(libc::O_CLOEXEC) })?;
-        // SAFETY: `kq` was just returned by the kernel and is owned by no one else.
-        Ok(unsafe { OwnedFd::from_raw_fd(kq) })
-    }
-    #[cfg(not(target_os = "netbsd"))]
-    {
-        // SAFETY: plain syscall; the returned fd is checked and owned below.
-        let kq = cvt(unsafe { libc::kqueue() })?;
-        // SAFETY: `kq` was just returned by the kernel and is owned by no one else.
-        let kq = unsafe { OwnedFd::from_raw_fd(kq) };
-        // SAFETY: fcntl with integer arguments on the kqueue fd we own.
-        cvt(unsafe { libc::fcntl(kq.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) })?;
-        Ok(kq)
-    }
-}
-
 /// The errno of a change result that is an error, with `ignore` treated as
 /// success.
-fn failed(errno: libc::c_int, ignore: libc::c_int) -> Option<libc::c_int> {
-    (errno != 0 && errno != ignore).then_some(errno)
+fn failed(errno: libc::c_int, ignore: Errno) -> Option<libc::c_int> {
+    (errno != 0 && errno != ignore as libc::c_int).then_some(errno)
 }
 
 // Older macOS releases fail EV_ADD with EPIPE on a pipe whose other end is
 // closed, yet still register the filter and report the EOF; like mio, treat
 // that as success.
-const ADD_IGNORED: libc::c_int = libc::EPIPE;
+const ADD_IGNORED: Errno = Errno::EPIPE;
 // Deleting a filter that is not there (e.g. already removed) is success.
-const DELETE_IGNORED: libc::c_int = libc::ENOENT;
+const DELETE_IGNORED: Errno = Errno::ENOENT;
 
-const ADD: Flags = libc::EV_ADD | libc::EV_CLEAR | libc::EV_RECEIPT;
-const DELETE: Flags = libc::EV_DELETE | libc::EV_RECEIPT;
+fn add_flags() -> EvFlags {
+    EvFlags::EV_ADD | EvFlags::EV_CLEAR | EvFlags::EV_RECEIPT
+}
+
+fn delete_flags() -> EvFlags {
+    EvFlags::EV_DELETE | EvFlags::EV_RECEIPT
+}
+
+/// The `udata` that carries `token`, where it fits.
+fn udata(token: u64) -> libc::intptr_t {
+    if UDATA_HOLDS_TOKEN {
+        token as libc::intptr_t
+    } else {
+        0
+    }
+}
 
 impl KqueuePoller {
-    fn kq(&self) -> RawFd {
-        self.shared.kq.as_raw_fd()
+    /// Creates a close-on-exec kqueue and its wake event.
+    ///
+    /// # Errors
+    /// The OS error of `kqueue`, `fcntl`, `kevent` or `pipe`, e.g. `EMFILE`.
+    pub fn new() -> io::Result<KqueuePoller> {
+        // nix has no kqueue1, so FD_CLOEXEC is set right after creation.
+        let kq = Kqueue::new()?;
+        crate::fd::set_cloexec(&kq)?;
+        let kq = Arc::new(kq);
+        #[cfg(evio_evfilt_user)]
+        let signal = UserSignal(kq.clone());
+        #[cfg(not(evio_evfilt_user))]
+        let signal = WakeSignal::new()?;
+        let wake = wake_change(&signal);
+        match submit(&kq, &[wake])?[0] {
+            0 => {}
+            errno => return Err(io::Error::from_raw_os_error(errno)),
+        }
+        Ok(KqueuePoller {
+            kq,
+            waker: Arc::new(Coalescing::new(signal)),
+            wake,
+            registered: HashMap::new(),
+            raw: Vec::new(),
+        })
+    }
+
+    /// The token of a returned kevent; `None` for an fd no longer known.
+    fn token(&self, ev: &KEvent) -> Option<u64> {
+        if UDATA_HOLDS_TOKEN {
+            Some(ev.udata() as u64)
+        } else {
+            self.registered.get(&(ev.ident() as RawFd)).map(|r| r.token)
+        }
+    }
+
+    /// Deletes the filters of `old` for `fd`.
+    fn delete(&self, fd: RawFd, old: Interest) -> io::Result<()> {
+        let mut changes = Changes::new();
+        for (had, filter) in [
+            (old.is_readable(), EventFilter::EVFILT_READ),
+            (old.is_writable(), EventFilter::EVFILT_WRITE),
+        ] {
+            if had {
+                changes.push(kevent(
+                    fd as usize,
+                    filter,
+                    delete_flags(),
+                    FilterFlag::empty(),
+                    0,
+                ));
+            }
+        }
+        let errs = submit(&self.kq, changes.as_slice())?;
+        match errs.iter().find_map(|&e| failed(e, DELETE_IGNORED)) {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Ok(()),
+        }
     }
 }
 
 impl Poller for KqueuePoller {
     const EDGE_TRIGGERED: bool = true;
 
-    fn new() -> io::Result<Self> {
-        let kq = new_kqueue()?;
-        let shared = Shared {
-            kq,
-            pending: AtomicBool::new(false),
-            #[cfg(any(target_os = "openbsd", target_os = "netbsd"))]
-            pipe: crate::poll::nonblocking_pipe()?,
-        };
-        shared.install()?;
-        Ok(KqueuePoller {
-            shared: Arc::new(shared),
-            registered: HashMap::new(),
-            raw: RawEvents(Vec::new()),
-        })
-    }
-
     fn register(&mut self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
         if self.registered.contains_key(&fd) {
-            return Err(os_error(libc::EEXIST));
+            return Err(Errno::EEXIST.into());
         }
-        let udata = token_udata(token)?;
         let ident = fd as usize;
-        let mut changes = Vec::with_capacity(2);
-        if interest.is_readable() {
-            changes.push(kevent(ident, libc::EVFILT_READ, ADD, 0, udata));
+        let mut changes = Changes::new();
+        for (want, filter) in [
+            (interest.is_readable(), EventFilter::EVFILT_READ),
+            (interest.is_writable(), EventFilter::EVFILT_WRITE),
+        ] {
+            if want {
+                changes.push(kevent(
+                    ident,
+                    filter,
+                    add_flags(),
+                    FilterFlag::empty(),
+                    udata(token),
+                ));
+            }
         }
-        if interest.is_writable() {
-            changes.push(kevent(ident, libc::EVFILT_WRITE, ADD, 0, udata));
-        }
-        if changes.is_empty() {
+        if changes.len == 0 {
             // No filter to add, so let the kernel validate the fd another way.
-            // SAFETY: F_GETFD takes no pointer and only reads the fd's flags.
-            cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+            crate::fd::check_open(fd)?;
         } else {
-            let errs = submit(self.kq(), &changes)?;
-            let first = errs[..changes.len()]
+            let errs = submit(&self.kq, changes.as_slice())?;
+            let first = errs[..changes.len]
                 .iter()
                 .find_map(|&e| failed(e, ADD_IGNORED));
             if let Some(errno) = first {
                 // Leave the fd unregistered: undo the filters that were added.
-                let undo: Vec<libc::kevent> = changes
-                    .iter()
-                    .zip(errs)
-                    .filter(|(_, e)| failed(*e, ADD_IGNORED).is_none())
-                    .map(|(c, _)| kevent(ident, c.filter, DELETE, 0, 0))
-                    .collect();
-                let _ = submit(self.kq(), &undo);
-                return Err(os_error(errno));
+                let mut undo = Changes::new();
+                for (change, e) in changes.as_slice().iter().zip(errs) {
+                    if failed(e, ADD_IGNORED).is_none() {
+                        if let Ok(filter) = change.filter() {
+                            undo.push(kevent(
+                                ident,
+                                filter,
+                                delete_flags(),
+                                FilterFlag::empty(),
+                                0,
+                            ));
+                        }
+                    }
+                }
+                let _ = submit(&self.kq, undo.as_slice());
+                return Err(io::Error::from_raw_os_error(errno));
             }
         }
-        self.registered.insert(fd, interest);
+        self.registered.insert(fd, Registration { interest, token });
         Ok(())
     }
 
     fn reregister(&mut self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
-        let old = *self
-            .registered
-            .get(&fd)
-            .ok_or_else(|| os_error(libc::ENOENT))?;
-        let udata = token_udata(token)?;
+        let old = self.registered.get(&fd).ok_or(Errno::ENOENT)?.interest;
         let ident = fd as usize;
-        let mut changes = Vec::with_capacity(2);
+        let mut changes = Changes::new();
         for (want, had, filter) in [
-            (interest.is_readable(), old.is_readable(), libc::EVFILT_READ),
+            (
+                interest.is_readable(),
+                old.is_readable(),
+                EventFilter::EVFILT_READ,
+            ),
             (
                 interest.is_writable(),
                 old.is_writable(),
-                libc::EVFILT_WRITE,
+                EventFilter::EVFILT_WRITE,
             ),
         ] {
             if want {
                 // Re-adding an existing filter updates its udata and re-arms
                 // it, so current readiness is reported again.
-                changes.push(kevent(ident, filter, ADD, 0, udata));
+                changes.push(kevent(
+                    ident,
+                    filter,
+                    add_flags(),
+                    FilterFlag::empty(),
+                    udata(token),
+                ));
             } else if had {
-                changes.push(kevent(ident, filter, DELETE, 0, 0));
+                changes.push(kevent(
+                    ident,
+                    filter,
+                    delete_flags(),
+                    FilterFlag::empty(),
+                    0,
+                ));
             }
         }
-        let errs = submit(self.kq(), &changes)?;
-        for (change, errno) in changes.iter().zip(errs) {
-            let ignore = if change.flags & libc::EV_DELETE != 0 {
+        let errs = submit(&self.kq, changes.as_slice())?;
+        for (change, errno) in changes.as_slice().iter().zip(errs) {
+            let ignore = if change.flags().contains(EvFlags::EV_DELETE) {
                 DELETE_IGNORED
             } else {
                 ADD_IGNORED
             };
             if let Some(errno) = failed(errno, ignore) {
-                return Err(os_error(errno));
+                return Err(io::Error::from_raw_os_error(errno));
             }
         }
-        self.registered.insert(fd, interest);
+        self.registered.insert(fd, Registration { interest, token });
         Ok(())
     }
 
     fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        let old = self
-            .registered
-            .remove(&fd)
-            .ok_or_else(|| os_error(libc::ENOENT))?;
-        let ident = fd as usize;
-        let mut changes = Vec::with_capacity(2);
-        if old.is_readable() {
-            changes.push(kevent(ident, libc::EVFILT_READ, DELETE, 0, 0));
-        }
-        if old.is_writable() {
-            changes.push(kevent(ident, libc::EVFILT_WRITE, DELETE, 0, 0));
-        }
-        let errs = submit(self.kq(), &changes)?;
-        match errs.iter().find_map(|&e| failed(e, DELETE_IGNORED)) {
-            Some(errno) => Err(os_error(errno)),
-            None => Ok(()),
-        }
+        let old = self.registered.remove(&fd).ok_or(Errno::ENOENT)?;
+        self.delete(fd, old.interest)
+    }
+
+    fn close(&mut self, fd: OwnedFd) -> io::Result<()> {
+        // Closing a descriptor removes its filters from every kqueue (they
+        // belong to the descriptor, so duplicates do not keep them alive):
+        // only the map needs updating.
+        let known = self.registered.remove(&fd.as_raw_fd());
+        drop(fd);
+        known.map(drop).ok_or_else(|| Errno::ENOENT.into())
     }
 
     fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
         let cap = events.capacity().min(libc::c_int::MAX as usize);
-        let raw = &mut self.raw.0;
-        if raw.capacity() < cap {
-            raw.reserve_exact(cap - raw.len());
+        if self.raw.len() < cap {
+            self.raw.resize(cap, blank());
         }
-        let ts;
-        let ts_ptr: *const libc::timespec = match timeout {
-            None => std::ptr::null(),
-            Some(d) => {
-                ts = libc::timespec {
-                    tv_sec: d.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
-                    tv_nsec: d.subsec_nanos() as libc::c_long,
-                };
-                &ts
-            }
+        let timeout = timeout.map(|d| libc::timespec {
+            tv_sec: d.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
+        });
+        let n = match self.kq.kevent(&[], &mut self.raw[..cap], timeout) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => return Ok(0),
+            Err(e) => return Err(e.into()),
         };
-        // SAFETY: no changes; the kernel writes at most `cap` entries into
-        // `raw`, whose capacity is at least `cap`; `ts_ptr` is null or points
-        // to `ts`, alive until the call returns.
-        let n = unsafe {
-            libc::kevent(
-                self.shared.kq.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                raw.as_mut_ptr(),
-                cap as _,
-                ts_ptr,
-            )
-        };
-        let n = match cvt(n) {
-            Ok(n) => n as usize,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        // SAFETY: the kernel initialised the first `n` entries (n <= cap).
-        unsafe { raw.set_len(n) };
-        for ev in raw.iter() {
-            if self.shared.is_wake(ev) {
-                self.shared.drain();
+        for ev in &self.raw[..n] {
+            if is_wake(ev, &self.wake) {
+                self.waker.drain();
                 events.set_woken();
                 continue;
             }
+            let kflags = ev.flags();
+            let eof = kflags.contains(EvFlags::EV_EOF);
             let mut flags = 0;
-            if ev.flags & libc::EV_ERROR != 0 {
+            if kflags.contains(EvFlags::EV_ERROR) {
                 flags |= Event::ERROR;
-            } else if ev.filter == libc::EVFILT_READ {
+            } else if ev.filter() == Ok(EventFilter::EVFILT_READ) {
                 flags |= Event::READABLE;
-                if ev.flags & libc::EV_EOF != 0 {
+                if eof {
                     flags |= Event::READ_CLOSED;
                 }
-            } else if ev.filter == libc::EVFILT_WRITE {
+            } else if ev.filter() == Ok(EventFilter::EVFILT_WRITE) {
                 flags |= Event::WRITABLE;
-                if ev.flags & libc::EV_EOF != 0 {
+                if eof {
                     flags |= Event::HANGUP;
                 }
             }
             // With EV_EOF, a socket's pending error (if any) is in fflags.
-            if ev.flags & libc::EV_EOF != 0 && ev.fflags != 0 {
+            if eof && !ev.fflags().is_empty() {
                 flags |= Event::ERROR;
             }
-            if flags != 0 {
-                events.push(Event::new(ev.udata.token() as u64, flags));
+            if flags == 0 {
+                continue;
+            }
+            if let Some(token) = self.token(ev) {
+                events.push(Event::new(token, flags));
             }
         }
-        raw.clear();
         Ok(events.len())
     }
 
     fn waker(&self) -> Waker {
-        Waker::new(self.shared.clone())
+        Waker::new(self.waker.clone())
     }
 }

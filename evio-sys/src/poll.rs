@@ -5,15 +5,22 @@
 //! `pollfd` array, a parallel token array and an fd -> slot map); every wait
 //! hands the whole array to the kernel, so a wait costs O(registered fds).
 
+//!
+//! Raw libc for `poll(2)` itself: nix's `PollFlags` lacks `POLLRDHUP` (and
+//! `PollFd::revents` gives `None` for bits it does not know), and its
+//! `PollFd` borrows each fd for a lifetime, while this poller keeps raw fds
+//! across calls, as the [`Poller`] trait hands them over.
+
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{cvt, cvt_size, timeout_ms, Event, Events, Interest, Poller, Wake, Waker};
+use nix::errno::Errno;
+
+use crate::{timeout_ms, Coalescing, Event, Events, Interest, Poller, Waker};
 
 /// poll(2) backend: level-triggered, woken by an eventfd (Linux, Android) or
 /// a non-blocking self-pipe (elsewhere).
@@ -31,7 +38,8 @@ use crate::{cvt, cvt_size, timeout_ms, Event, Events, Interest, Poller, Wake, Wa
 ///
 /// The kernel does not track registrations, so this poller cannot notice an
 /// fd that is closed while registered: it is then reported with
-/// [`Event::ERROR`] (`POLLNVAL`) on every wait. Deregister before closing.
+/// [`Event::ERROR`] (`POLLNVAL`) on every wait. Deregister before closing,
+/// or hand the fd to [`close`](Poller::close), which does both.
 ///
 /// ```
 /// use evio_sys::{Events, Interest, PollPoller, Poller};
@@ -63,7 +71,7 @@ pub struct PollPoller {
     index: HashMap<RawFd, usize>,
     /// Slot where the next scan of ready fds starts (round robin).
     cursor: usize,
-    waker: Arc<WakeFd>,
+    waker: Arc<Coalescing<WakeSignal>>,
 }
 
 impl fmt::Debug for PollPoller {
@@ -75,174 +83,19 @@ impl fmt::Debug for PollPoller {
     }
 }
 
-/// The wake mechanism: an eventfd, or both ends of a pipe.
-#[derive(Debug)]
-struct WakeFd {
-    /// The fd the poller watches: the eventfd, or the pipe's read end.
-    read: OwnedFd,
-    /// The pipe's write end (an eventfd is written through `read`).
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    write: OwnedFd,
-    /// Set by the first wake after the loop consumed the last one; later
-    /// wakes see it set and skip the syscall.
-    pending: AtomicBool,
-}
-
-impl WakeFd {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn new() -> io::Result<WakeFd> {
-        // SAFETY: plain syscall; the returned fd is checked and owned below.
-        let efd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-        // SAFETY: `efd` was just returned by the kernel and is owned by no one else.
-        let read = unsafe { OwnedFd::from_raw_fd(efd) };
-        Ok(WakeFd {
-            read,
-            pending: AtomicBool::new(false),
-        })
-    }
-
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    fn new() -> io::Result<WakeFd> {
-        let (read, write) = nonblocking_pipe()?;
-        Ok(WakeFd {
-            read,
-            write,
-            pending: AtomicBool::new(false),
-        })
-    }
-
-    /// Makes the watched fd readable.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn signal(&self) -> io::Result<usize> {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
-        cvt_size(unsafe {
-            libc::write(
-                self.read.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        })
-    }
-
-    /// Makes the watched fd readable.
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    fn signal(&self) -> io::Result<usize> {
-        let byte: u8 = 1;
-        // SAFETY: writes 1 byte from a live u8 to a pipe we own.
-        cvt_size(unsafe { libc::write(self.write.as_raw_fd(), (&byte as *const u8).cast(), 1) })
-    }
-
-    /// Empties the watched fd, then re-arms coalescing.
-    fn drain(&self) {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            let mut buf: u64 = 0;
-            // SAFETY: reads at most 8 bytes into a live u64 from an eventfd we
-            // own; one read resets the counter; EAGAIN (already drained) is
-            // fine and ignored.
-            unsafe {
-                libc::read(
-                    self.read.as_raw_fd(),
-                    (&mut buf as *mut u64).cast(),
-                    std::mem::size_of::<u64>(),
-                );
-            }
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        drain_pipe(self.read.as_raw_fd());
-        // Cleared only after the fd is empty: a wake that saw `pending` set in
-        // between was absorbed by the wake being reported now. A swap rather
-        // than a store so that this acquires what such a wake published.
-        self.pending.swap(false, Ordering::AcqRel);
-    }
-}
-
-impl Wake for WakeFd {
-    fn wake(&self) -> io::Result<()> {
-        if self.pending.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        loop {
-            match self.signal() {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Counter saturated or pipe full: the poller is certainly woken.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => {
-                    self.pending.store(false, Ordering::Release);
-                    return Err(e);
-                }
-            }
-        }
-    }
-}
-
-/// Creates a pipe whose two ends are non-blocking and close-on-exec.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds: [libc::c_int; 2] = [-1, -1];
-    #[cfg(any(
-        target_os = "freebsd",
-        target_os = "dragonfly",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "illumos",
-        target_os = "solaris"
-    ))]
-    {
-        // SAFETY: `fds` has room for the two descriptors pipe2 stores.
-        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
-        // SAFETY: both fds were just returned by the kernel and are owned by no one else.
-        let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        Ok(pair)
-    }
-    #[cfg(not(any(
-        target_os = "freebsd",
-        target_os = "dragonfly",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "illumos",
-        target_os = "solaris"
-    )))]
-    {
-        // SAFETY: `fds` has room for the two descriptors pipe stores.
-        cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
-        // SAFETY: both fds were just returned by the kernel and are owned by no one else.
-        let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        for fd in [pair.0.as_raw_fd(), pair.1.as_raw_fd()] {
-            // SAFETY: fcntl with integer arguments on a pipe fd we own.
-            cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
-            // SAFETY: fcntl with integer arguments on a pipe fd we own.
-            let fl = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-            // SAFETY: fcntl with integer arguments on a pipe fd we own.
-            cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) })?;
-        }
-        Ok(pair)
-    }
-}
-
-/// Reads a non-blocking pipe until it is empty (EAGAIN), EOF or an error.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn drain_pipe(fd: RawFd) {
-    let mut buf = [0u8; 64];
-    loop {
-        // SAFETY: reads at most `buf.len()` bytes into a live local buffer.
-        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        match cvt_size(r) {
-            Ok(n) if n > 0 => continue,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            _ => break,
-        }
-    }
-}
+/// The wake signal: an eventfd on Linux and Android, a self-pipe elsewhere.
+#[cfg(evio_epoll)]
+type WakeSignal = crate::wakefd::EventFdSignal;
+/// The wake signal: an eventfd on Linux and Android, a self-pipe elsewhere.
+#[cfg(not(evio_epoll))]
+type WakeSignal = crate::wakefd::PipeSignal;
 
 /// The `pollfd.events` bits for `interest`.
 fn poll_events(interest: Interest) -> libc::c_short {
     let mut events: libc::c_short = 0;
     if interest.is_readable() {
         events |= libc::POLLIN;
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(evio_epoll)]
         {
             events |= libc::POLLRDHUP;
         }
@@ -268,24 +121,23 @@ fn event_flags(revents: libc::c_short) -> u8 {
     if revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
         flags |= Event::ERROR;
     }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(evio_epoll)]
     if revents & libc::POLLRDHUP != 0 {
         flags |= Event::READ_CLOSED | Event::READABLE;
     }
     flags
 }
 
-fn os_error(code: libc::c_int) -> io::Error {
-    io::Error::from_raw_os_error(code)
-}
-
-impl Poller for PollPoller {
-    const EDGE_TRIGGERED: bool = false;
-
-    fn new() -> io::Result<Self> {
-        let waker = WakeFd::new()?;
+impl PollPoller {
+    /// Creates a poller and its wake signal (an eventfd on Linux and
+    /// Android, a non-blocking self-pipe elsewhere), close-on-exec.
+    ///
+    /// # Errors
+    /// The OS error of `eventfd` or `pipe`, e.g. `EMFILE`.
+    pub fn new() -> io::Result<PollPoller> {
+        let waker = Arc::new(Coalescing::new(WakeSignal::new()?));
         let wake_slot = libc::pollfd {
-            fd: waker.read.as_raw_fd(),
+            fd: waker.signal().watched().as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
@@ -294,18 +146,21 @@ impl Poller for PollPoller {
             tokens: vec![0],
             index: HashMap::new(),
             cursor: 1,
-            waker: Arc::new(waker),
+            waker,
         })
     }
+}
+
+impl Poller for PollPoller {
+    const EDGE_TRIGGERED: bool = false;
 
     fn register(&mut self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
-        if fd == self.waker.read.as_raw_fd() || self.index.contains_key(&fd) {
-            return Err(os_error(libc::EEXIST));
+        if fd == self.fds[0].fd || self.index.contains_key(&fd) {
+            return Err(Errno::EEXIST.into());
         }
         // poll(2) silently skips negative fds and flags closed ones only at
         // wait time, so validate now: EBADF for an invalid or closed fd.
-        // SAFETY: F_GETFD takes no pointer and only reads the fd's flags.
-        cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+        crate::fd::check_open(fd)?;
         self.index.insert(fd, self.fds.len());
         self.fds.push(libc::pollfd {
             fd,
@@ -317,7 +172,7 @@ impl Poller for PollPoller {
     }
 
     fn reregister(&mut self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
-        let slot = *self.index.get(&fd).ok_or_else(|| os_error(libc::ENOENT))?;
+        let slot = *self.index.get(&fd).ok_or(Errno::ENOENT)?;
         self.fds[slot].events = poll_events(interest);
         self.fds[slot].revents = 0;
         self.tokens[slot] = token;
@@ -325,10 +180,7 @@ impl Poller for PollPoller {
     }
 
     fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        let slot = self
-            .index
-            .remove(&fd)
-            .ok_or_else(|| os_error(libc::ENOENT))?;
+        let slot = self.index.remove(&fd).ok_or(Errno::ENOENT)?;
         self.fds.swap_remove(slot);
         self.tokens.swap_remove(slot);
         if let Some(moved) = self.fds.get(slot) {
@@ -348,10 +200,10 @@ impl Poller for PollPoller {
                 timeout_ms(timeout),
             )
         };
-        let mut ready = match cvt(n) {
+        let mut ready = match Errno::result(n) {
             Ok(n) => n as usize,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
-            Err(e) => return Err(e),
+            Err(Errno::EINTR) => return Ok(0),
+            Err(e) => return Err(e.into()),
         };
         if self.fds[0].revents != 0 {
             self.waker.drain();

@@ -78,7 +78,8 @@ impl<C> ConnTable<C> {
 
     // ----- closing ----------------------------------------------------------
 
-    /// First half of a close: the socket leaves the poller and closes,
+    /// First half of a close: the socket leaves the poller and closes
+    /// (one `close` on epoll and kqueue, where that ends the registration),
     /// pending receipts fail with `err` (or `ConnectionAborted`), writers
     /// paused on this connection resume. The slot stays for `on_closed`;
     /// [`remove`](Self::remove) it afterwards. `false` if it is gone.
@@ -93,7 +94,9 @@ impl<C> ConnTable<C> {
         };
         if let Some(fd) = c.fd.take() {
             if !c.flags.has(Flags::HUNG_UP) {
-                let _ = poller.deregister(fd.as_raw_fd());
+                // Closing drops the registration where the kernel does
+                // that itself (epoll, kqueue): no `epoll_ctl(DEL)`.
+                let _ = poller.close(fd);
             }
         }
         let why = err.map_or(

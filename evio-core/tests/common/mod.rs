@@ -88,13 +88,10 @@ pub fn temp_sock(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("evio-test-{}-{}.sock", std::process::id(), name))
 }
 
-#[allow(unused_imports)]
-use evio_core::Poller as _;
-
 /// A poller backend the tests can make without arguments (the
 /// `Builder::poller` factory takes any closure; the generic tests need one
 /// way to name it per backend).
-pub trait TestPoller: evio_core::Poller + 'static {
+pub trait TestPoller: evio_core::Poller + Sized + 'static {
     /// A new poller.
     fn make() -> io::Result<Self>;
 }
