@@ -325,10 +325,18 @@ impl ListenSpec {
             Err(e) => return Err(self.bind_error(e)),
         };
         let bound = net::local_addr(&first).map_err(|e| self.bind_error(e))?;
+        let tcp = !self.network.is_udp();
         let mut fds = vec![first];
         if let (true, Addr::Inet(exact)) = (copies > 1, &bound) {
             for _ in 1..copies {
                 fds.push(bind(*exact, &opts).map_err(|e| self.bind_error(e))?);
+            }
+        }
+        if tcp {
+            // Set once here; accepted sockets inherit it (checked on the
+            // first accept, and set per connection where they do not).
+            for fd in &fds {
+                let _ = net::set_nodelay(fd, true);
             }
         }
         Ok(fds

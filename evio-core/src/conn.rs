@@ -18,6 +18,7 @@ use crate::handle::ConnHandle;
 use crate::key::ConnId;
 use crate::remote::LoopRemote;
 use crate::shared::Shared;
+use crate::socket::SocketOptions;
 use crate::table::{Chunk, ConnTable, OutputRef};
 use crate::Addr;
 
@@ -184,6 +185,18 @@ impl<C> Conn<'_, C> {
     /// owns it.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.table.fd(self.index)
+    }
+
+    /// The socket's options (buffer sizes, linger, keep-alive, no-delay).
+    ///
+    /// # Errors
+    /// `NotConnected` for a UDP datagram or a connection whose socket is
+    /// already closed.
+    pub fn socket(&self) -> io::Result<SocketOptions<'_>> {
+        let fd = self.table.fd(self.index).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotConnected, "no socket (UDP, or closed)")
+        })?;
+        Ok(SocketOptions::new(fd, self.table.is_unix(self.index)))
     }
 
     /// Whether this is a UDP datagram rather than a stream connection.

@@ -49,7 +49,8 @@ mod loop_thread; //   which server's loop the current thread runs
 mod receipt; //       WriteReceipt
 mod remote; //        cross-thread messages and a loop's channel
 mod server;
-mod shared; //        what all loops of a server share
+mod shared;
+mod socket; //        what all loops of a server share
 mod stream; //        InputStream
 mod table; //         the connection table and its state machine //        serve, Builder, ServerHandle
 
@@ -67,4 +68,5 @@ pub use handler::{Action, EventHandler, Options, ServerInfo};
 pub use key::ConnId;
 pub use receipt::WriteReceipt;
 pub use server::{serve, Builder, ServerHandle};
+pub use socket::SocketOptions;
 pub use stream::InputStream;

@@ -46,12 +46,18 @@ pub(crate) enum Msg {
     /// loop's reclaimable connections.
     Reclaim(usize),
     /// A connection accepted by loop 0 for this loop to serve.
-    Accepted {
-        fd: OwnedFd,
-        remote: Addr,
-        listener: usize,
-        unix: bool,
-    },
+    Accepted(Accepted),
+}
+
+/// A connection just accepted, on its way to the loop that serves it.
+pub(crate) struct Accepted {
+    pub(crate) fd: OwnedFd,
+    pub(crate) remote: Addr,
+    /// Index of the accepting address.
+    pub(crate) listener: usize,
+    pub(crate) unix: bool,
+    /// `TCP_NODELAY` is already on (inherited from the listener).
+    pub(crate) nodelay: bool,
 }
 
 /// The parts of a loop other threads can reach.

@@ -48,6 +48,54 @@ impl EventHandler for CountingEcho {
     }
 }
 
+/// Line echo that marks connections reclaimable only between lines: a
+/// connection holding part of a line has a request in progress.
+#[derive(Clone, Default)]
+struct LineEcho {
+    open: Arc<AtomicUsize>,
+    opened: Arc<AtomicUsize>,
+}
+
+impl EventHandler for LineEcho {
+    type Context = Vec<u8>;
+    fn on_opened(&mut self, conn: &mut Conn<'_, Vec<u8>>) -> (Options, Action) {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        conn.set_reclaimable(true); // waiting for its first request
+        (Options::default(), Action::None)
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, Vec<u8>>, input: &[u8]) -> Action {
+        let (held, mut out) = conn.split();
+        held.extend_from_slice(input);
+        if let Some(end) = held.iter().rposition(|&b| b == b'\n') {
+            out.write(&held[..=end]);
+            held.drain(..=end);
+        }
+        let idle = held.is_empty();
+        conn.set_reclaimable(idle);
+        Action::None
+    }
+    fn on_closed(&mut self, _: &mut Conn<'_, Vec<u8>>, _: Option<io::Error>) -> Action {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        Action::None
+    }
+}
+
+/// Serves the line echo with `reclaim_idle` on, under an fd limit.
+fn child_serve_reclaiming<P: common::TestPoller>(loops: isize, fd_limit: &str) {
+    evio_sys::net::set_fd_limit(fd_limit.parse().unwrap()).unwrap();
+    let h = LineEcho::default();
+    let server = Builder::new()
+        .poller(|_| P::make())
+        .num_loops(loops)
+        .load_balance(LoadBalance::RoundRobin)
+        .reclaim_idle(true)
+        .start(h.clone(), &["tcp://127.0.0.1:0"])
+        .unwrap();
+    println!("EVIO_ADDR={}", inet(&server.addrs()[0]));
+    serve_commands(&server, &h.open, &h.opened);
+}
+
 fn child_serve<P: common::TestPoller>(loops: isize, fd_limit: &str) {
     match fd_limit.strip_prefix('+') {
         // "+N": raise the soft limit to N (the 10,000-connection test).
@@ -67,6 +115,11 @@ fn child_serve<P: common::TestPoller>(loops: isize, fd_limit: &str) {
         .unwrap();
     println!("EVIO_ADDR={}", inet(&server.addrs()[0]));
     println!("EVIO_FDLIMIT={}", evio_sys::net::raise_fd_limit(0).unwrap());
+    serve_commands(&server, &h.open, &h.opened);
+}
+
+/// Answers the parent's commands until it says stop (or goes away).
+fn serve_commands(server: &evio_core::ServerHandle, open: &AtomicUsize, opened: &AtomicUsize) {
     // Commands from the parent; EOF (the parent died) stops too.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -86,8 +139,8 @@ fn child_serve<P: common::TestPoller>(loops: isize, fd_limit: &str) {
         match cmd.as_str() {
             "stats" => println!(
                 "EVIO_STATS={} {}",
-                h.open.load(Ordering::SeqCst),
-                h.opened.load(Ordering::SeqCst)
+                open.load(Ordering::SeqCst),
+                opened.load(Ordering::SeqCst)
             ),
             _ => {
                 let r = server.shutdown();
@@ -107,9 +160,17 @@ fn child_server() {
     let Ok(mode) = std::env::var(CHILD_ENV) else {
         return;
     };
-    // "poller:loops:limit"
+    // "poller:loops:limit", or "poller:loops:limit:reclaim"
     let parts: Vec<&str> = mode.split(':').collect();
     let loops: isize = parts[1].parse().unwrap();
+    if parts.get(3) == Some(&"reclaim") {
+        match parts[0] {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            "epoll" => child_serve_reclaiming::<evio_core::EpollPoller>(loops, parts[2]),
+            _ => child_serve_reclaiming::<evio_core::PollPoller>(loops, parts[2]),
+        }
+        return;
+    }
     match parts[0] {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         "epoll" => child_serve::<evio_core::EpollPoller>(loops, parts[2]),
@@ -333,6 +394,79 @@ fn fd_exhaustion_epoll_one_loop() {
 #[test]
 fn fd_exhaustion_poll_two_loops() {
     fd_exhaustion("poll:2");
+}
+
+/// Out of descriptors with `reclaim_idle` on: silent connections (between
+/// requests) are closed, longest idle first, so a new client is served at
+/// once instead of waiting; a connection holding part of a request is
+/// never reclaimed and loses nothing.
+fn reclaim_idle_serves_new_clients(mode: &str) {
+    let mut child = Child::spawn(&format!("{mode}:64:reclaim"));
+    let addr = child.addr;
+    let connect = || {
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c
+    };
+    // Ten clients in the middle of a request.
+    let mut busy: Vec<TcpStream> = (0..10).map(|_| connect()).collect();
+    for (i, c) in busy.iter_mut().enumerate() {
+        c.write_all(format!("part {i}").as_bytes()).unwrap();
+    }
+    assert!(eventually(Duration::from_secs(5), || child.stats().0 == 10));
+    // Then enough silent ones to use up every descriptor, and more.
+    let silent: Vec<TcpStream> = (0..70).map(|_| connect()).collect();
+    assert!(
+        eventually(Duration::from_secs(5), || child.open_fds() >= 60),
+        "the server holds only {} descriptors",
+        child.open_fds()
+    );
+    // A new client is served promptly (not after the 50 ms back-off loop
+    // waits for someone to leave: nobody leaves here).
+    let mut fresh = connect();
+    let t = Instant::now();
+    echo_line(&mut fresh, b"hello\n").unwrap();
+    eprintln!("{mode}: new client served in {:?}", t.elapsed());
+    // Some silent clients were closed to make room...
+    let reclaimed = silent
+        .iter()
+        .filter(|c| {
+            let mut c = *c;
+            c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            matches!(c.read(&mut [0u8; 1]), Ok(0))
+        })
+        .count();
+    assert!(reclaimed >= 1, "no silent connection was reclaimed");
+    // ...and every busy one finishes its request.
+    for (i, c) in busy.iter_mut().enumerate() {
+        c.write_all(b"\n").unwrap();
+        let mut want = format!("part {i}\n").into_bytes();
+        let mut got = vec![0u8; want.len()];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(got, want);
+        want.clear();
+    }
+    assert!(child.alive());
+    child.stop();
+}
+
+fn echo_line(c: &mut TcpStream, line: &[u8]) -> io::Result<()> {
+    c.write_all(line)?;
+    let mut got = vec![0u8; line.len()];
+    c.read_exact(&mut got)?;
+    assert_eq!(got, line);
+    Ok(())
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn reclaim_idle_epoll_one_loop() {
+    reclaim_idle_serves_new_clients("epoll:1");
+}
+
+#[test]
+fn reclaim_idle_poll_two_loops() {
+    reclaim_idle_serves_new_clients("poll:2");
 }
 
 // ----- 10,000 connections ----------------------------------------------------------

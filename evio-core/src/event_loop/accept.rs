@@ -16,7 +16,7 @@ use crate::conn::{canonical, Conn, UdpSocket};
 use crate::handler::{Action, EventHandler};
 use crate::key::{ConnKey, Token};
 use crate::receipt::{PendingReceipt, WriteError};
-use crate::remote::Msg;
+use crate::remote::{Accepted, Msg};
 use crate::Addr;
 
 /// Accepts (or datagrams) per listener per event before others get a turn.
@@ -41,6 +41,9 @@ pub(super) struct Acceptor {
     paused: bool,
     /// Shedding connections over `max_connections` (warned once per episode).
     shedding: bool,
+    /// Per listener: whether accepted sockets inherit its `TCP_NODELAY`
+    /// (learned from the first one accepted; Linux and the BSDs copy it).
+    nodelay: Vec<Option<bool>>,
 }
 
 impl Acceptor {
@@ -52,7 +55,17 @@ impl Acceptor {
             retry: None,
             paused: false,
             shedding: false,
+            nodelay: Vec::new(),
         }
+    }
+
+    /// Whether `fd`, just accepted on listener `i`, has `TCP_NODELAY` from
+    /// its listener; asked of the first socket only, then remembered.
+    fn nodelay_inherited(&mut self, i: usize, fd: &OwnedFd) -> bool {
+        if self.nodelay.len() <= i {
+            self.nodelay.resize(self.listeners.len().max(i + 1), None);
+        }
+        *self.nodelay[i].get_or_insert_with(|| net::nodelay(fd).unwrap_or(false))
     }
 
     pub(super) fn retry_at(&self) -> Option<Instant> {
@@ -148,6 +161,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 Ok((fd, remote)) => {
                     let remote = canonical(remote);
                     let (unix, index, local) = (l.unix_path.is_some(), l.index, l.local);
+                    let nodelay = !unix && self.accept.nodelay_inherited(i, &fd);
                     if self.over_capacity() {
                         // Shed it now: the peer sees a close instead of a
                         // wait in the backlog, and nothing is allocated.
@@ -156,11 +170,18 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                         continue;
                     }
                     tracing::debug!(remote = %remote, listener = index, "evio: accepted");
+                    let accepted = Accepted {
+                        fd,
+                        remote,
+                        listener: index,
+                        unix,
+                        nodelay,
+                    };
                     if local {
                         self.ctx.me.count_open();
-                        self.install(fd, remote, index, unix);
+                        self.install(accepted);
                     } else {
-                        self.dispatch_conn(fd, remote, index, unix);
+                        self.dispatch_conn(accepted);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -274,19 +295,14 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
 
     /// Serves an accepted connection here or hands it to the loop the
     /// balancer picks.
-    fn dispatch_conn(&mut self, fd: OwnedFd, remote: Addr, listener: usize, unix: bool) {
+    fn dispatch_conn(&mut self, accepted: Accepted) {
         let loops = &self.ctx.shared.loops;
         let target = self.accept.balancer.pick(loops);
         let remote_loop = &loops[target];
         remote_loop.count_open();
         if target == self.ctx.index {
-            self.install(fd, remote, listener, unix);
-        } else if !remote_loop.send(Msg::Accepted {
-            fd,
-            remote,
-            listener,
-            unix,
-        }) {
+            self.install(accepted);
+        } else if !remote_loop.send(Msg::Accepted(accepted)) {
             remote_loop.count_closed();
         }
     }

@@ -11,7 +11,7 @@
 mod accept;
 
 use std::io;
-use std::os::fd::OwnedFd;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use crate::control::ServerControl;
 use crate::detached::DetachedStream;
 use crate::handler::{Action, EventHandler, ServerInfo};
 use crate::key::{ConnId, ConnKey, Token};
-use crate::remote::Msg;
+use crate::remote::{Accepted, Msg};
 use crate::shared::Shared;
 use crate::table::{ConnTable, Flushed, TimerKind};
 
@@ -445,7 +445,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         // dropped with the channel, and a dropped write fails its receipt.)
         for _ in 0..self.rx.len() {
             let Ok(msg) = self.rx.try_recv() else { break };
-            if let Msg::Accepted { .. } = msg {
+            if let Msg::Accepted(_) = msg {
                 self.ctx.me.count_closed();
             }
         }
@@ -493,12 +493,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 Msg::Reclaim(count) => {
                     self.reclaim(count);
                 }
-                Msg::Accepted {
-                    fd,
-                    remote,
-                    listener,
-                    unix,
-                } => self.install(fd, remote, listener, unix),
+                Msg::Accepted(accepted) => self.install(accepted),
             }
         }
     }
@@ -507,12 +502,12 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
 
     /// Serves an accepted connection: into the table, into the poller, then
     /// `on_opened`.
-    fn install(&mut self, fd: OwnedFd, remote: crate::Addr, listener: usize, unix: bool) {
+    fn install(&mut self, accepted: Accepted) {
         if self.ctx.shared.is_shutdown() {
             self.ctx.me.count_closed();
             return;
         }
-        let index = self.table.insert_accepted(fd, remote, listener, unix);
+        let index = self.table.insert_accepted(accepted);
         if let Err(e) = self.table.register(index, &mut self.poller) {
             tracing::warn!(error = %e, "evio: registering a connection failed; closing it");
             self.table.remove(index);
@@ -526,10 +521,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     fn open(&mut self, index: usize) {
         self.table.apply_default_idle(index);
         let (opts, action) = self.handler.on_opened(view!(self, index));
+        // Usually inherited from the listener: then no system call here.
+        self.table.apply_nodelay(index, opts.tcp_no_delay);
         if let (Some(fd), false) = (self.table.fd(index), self.table.is_unix(index)) {
-            if opts.tcp_no_delay {
-                let _ = net::set_nodelay(&fd, true);
-            }
             if let Some(idle) = opts.tcp_keep_alive {
                 if let Err(e) = net::set_keepalive(&fd, Some(idle)) {
                     tracing::debug!(error = %e, "evio: SO_KEEPALIVE failed");

@@ -24,6 +24,7 @@ use smallvec::SmallVec;
 
 use crate::config::{duration_ms, Config};
 use crate::key::{ConnKey, Generations, Token};
+use crate::remote::Accepted;
 
 use crate::Addr;
 pub(crate) use flush::OutputRef;
@@ -208,25 +209,37 @@ impl<C> ConnTable<C> {
     }
 
     /// Adds an accepted connection; register it next.
-    pub(crate) fn insert_accepted(
-        &mut self,
-        fd: OwnedFd,
-        remote: Addr,
-        listener: usize,
-        unix: bool,
-    ) -> usize
+    pub(crate) fn insert_accepted(&mut self, a: Accepted) -> usize
     where
         C: Default,
     {
-        let flags = if unix { Flags::UNIX } else { Flags::default() };
-        let state = self.new_state(
-            Some(fd),
-            Origin::Listener(listener as u32),
-            flags,
-            remote,
-            C::default(),
-        );
+        let mut flags = Flags::default();
+        if a.unix {
+            flags.set(Flags::UNIX);
+        }
+        if a.nodelay {
+            flags.set(Flags::NODELAY);
+        }
+        let origin = Origin::Listener(a.listener as u32);
+        let state = self.new_state(Some(a.fd), origin, flags, a.remote, C::default());
         self.slab.insert(state)
+    }
+
+    /// Sets `TCP_NODELAY` as `Options` asks, unless it already is so.
+    pub(crate) fn apply_nodelay(&mut self, index: usize, on: bool) {
+        let c = &mut self.slab[index];
+        if c.flags.has(Flags::UNIX) || c.flags.has(Flags::NODELAY) == on {
+            return;
+        }
+        if let Some(fd) = &c.fd {
+            if net::set_nodelay(fd, on).is_ok() {
+                if on {
+                    c.flags.set(Flags::NODELAY);
+                } else {
+                    c.flags.clear(Flags::NODELAY);
+                }
+            }
+        }
     }
 
     /// Starts a non-blocking connect to `addr` and adds it; it is registered

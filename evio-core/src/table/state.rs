@@ -71,6 +71,9 @@ impl Flags {
     /// Between requests: may be closed to make room when the server runs
     /// out of descriptors (`Conn::set_reclaimable`).
     pub(super) const RECLAIMABLE: Flags = Flags(4096);
+    /// `TCP_NODELAY` is on (inherited from the listener), so `Options`
+    /// asking for it costs no system call.
+    pub(super) const NODELAY: Flags = Flags(16384);
     /// Level-triggered pollers: the socket is gone both ways and parked
     /// for good (out of the poller, so a hang-up is not reported forever).
     pub(super) const HUNG_UP: Flags = Flags(8192);
