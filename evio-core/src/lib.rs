@@ -43,9 +43,10 @@ mod control; //       ServerControl
 mod detached; //      DetachedStream
 mod event_loop; //    one loop: poller, handler, table, channel, listeners
 mod handle; //        ConnHandle
-mod handler; //       EventHandler, Action, Options, ServerInfo
+mod handler;
 mod key; //           connection names and poller tokens
 mod loop_thread; //   which server's loop the current thread runs
+pub mod poller; //       EventHandler, Action, Options, ServerInfo
 mod receipt; //       WriteReceipt
 mod remote; //        cross-thread messages and a loop's channel
 mod server;

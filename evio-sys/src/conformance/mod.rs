@@ -165,6 +165,13 @@ pub enum Check {
     UnixWritableOnceOrAlways,
     /// [`UnixWritableOnceOrAlways`](Check::UnixWritableOnceOrAlways) over TCP.
     TcpWritableOnceOrAlways,
+    /// Level-triggered backends: an fd reregistered with
+    /// [`Interest::NONE`](crate::Interest::NONE) is not reported for the
+    /// data it holds, but a reset of its peer is reported (error or
+    /// hang-up) — evio-core parks connections it does not read this way
+    /// and must still learn that they died. Edge-triggered backends pass
+    /// it trivially (the core never parks on them).
+    NoInterestReportsOnlyErrors,
 }
 
 impl Check {
@@ -193,6 +200,7 @@ impl Check {
         Check::EdgeOrLevelSemantics,
         Check::UnixWritableOnceOrAlways,
         Check::TcpWritableOnceOrAlways,
+        Check::NoInterestReportsOnlyErrors,
     ];
 
     /// The check's name in snake case, as its `#[test]` from
@@ -222,6 +230,7 @@ impl Check {
             Check::EdgeOrLevelSemantics => "edge_or_level_semantics",
             Check::UnixWritableOnceOrAlways => "unix_writable_once_or_always",
             Check::TcpWritableOnceOrAlways => "tcp_writable_once_or_always",
+            Check::NoInterestReportsOnlyErrors => "no_interest_reports_only_errors",
         }
     }
 
@@ -251,6 +260,7 @@ impl Check {
             Check::EdgeOrLevelSemantics => readiness::edge_vs_level,
             Check::UnixWritableOnceOrAlways => readiness::unix_writable_once,
             Check::TcpWritableOnceOrAlways => readiness::tcp_writable_once,
+            Check::NoInterestReportsOnlyErrors => registration::no_interest,
         }
     }
 
@@ -402,7 +412,8 @@ macro_rules! conformance_tests {
                     | Check::RegisterTwiceIsEexist
                     | Check::EdgeOrLevelSemantics
                     | Check::UnixWritableOnceOrAlways
-                    | Check::TcpWritableOnceOrAlways => {}
+                    | Check::TcpWritableOnceOrAlways
+                    | Check::NoInterestReportsOnlyErrors => {}
                 }
             }
 
@@ -497,6 +508,10 @@ macro_rules! conformance_tests {
             #[test]
             fn tcp_writable_once_or_always() {
                 check(Check::TcpWritableOnceOrAlways)
+            }
+            #[test]
+            fn no_interest_reports_only_errors() {
+                check(Check::NoInterestReportsOnlyErrors)
             }
         }
     };

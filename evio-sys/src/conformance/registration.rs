@@ -314,3 +314,34 @@ pub(super) fn close<P: Poller>(new: &New<P>, _: &Options) {
         "close of an unregistered fd"
     );
 }
+
+/// Level-triggered backends: with no interest, held data is not reported,
+/// a peer's reset is.
+pub(super) fn no_interest<P: Poller>(new: &New<P>, _: &Options) {
+    if P::EDGE_TRIGGERED {
+        return;
+    }
+    let (client, server) = super::util::tcp_pair();
+    let mut poller = new_poller(new);
+    let mut events = Events::with_capacity(64);
+    poller
+        .register(server.as_raw_fd(), 7, Interest::READABLE)
+        .unwrap();
+    poller
+        .reregister(server.as_raw_fd(), 7, Interest::NONE)
+        .unwrap();
+    (&client).write_all(b"unread").unwrap();
+    let seen = events_for(&mut poller, &mut events, 7, QUIET);
+    assert!(seen.is_empty(), "data reported with no interest: {seen:?}");
+    // A reset: close with SO_LINGER 0.
+    crate::net::set_linger(&client, Some(Duration::ZERO)).unwrap();
+    drop(client);
+    let (ev, _) = wait_until(&mut poller, &mut events, "error or hang-up, token 7", |e| {
+        e.token() == 7 && (e.is_error() || e.is_hangup())
+    });
+    assert!(
+        !ev.is_writable(),
+        "writable reported with no interest: {ev:?}"
+    );
+    poller.deregister(server.as_raw_fd()).unwrap();
+}
