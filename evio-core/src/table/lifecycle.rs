@@ -33,8 +33,9 @@ impl<C> ConnTable<C> {
             None => return Err(io::ErrorKind::NotConnected.into()),
         }
         c.flags.clear(Flags::CONNECTING);
-        // The connect used up the writable edge: flush now what waited.
-        if c.out.pending() > 0 || c.phase != Phase::Open {
+        // The connect used up the writable edge: flush now what waited
+        // (output, a close, a shutdown of the write side).
+        if c.out.pending() > 0 || c.phase != Phase::Open || c.flags.has(Flags::SHUT_WRITE) {
             Self::mark_dirty(&mut self.dirty, index, c);
         }
         Ok(())
