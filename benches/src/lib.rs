@@ -10,12 +10,15 @@
 //! * `loadgen` — single-threaded epoll echo client (closed loop or stream),
 //!   verifying every byte echoed back;
 //! * `tokio-echo`, `mio-echo` — the peer echo servers of the echo race;
+//! * `floor-server` — the hand-written epoll reference (echo, Redis PING,
+//!   HTTP): the least work and the fewest system calls per request;
 //! * `bench` — the runner that pins, alternates, measures and reports.
 //!
 //! The modules below hold the pieces that the binaries share and that the
 //! unit tests can check without a network.
 
 pub mod args;
+pub mod floor;
 pub mod parse;
 pub mod pattern;
 pub mod procfs;
