@@ -29,7 +29,6 @@ use evio_benches::procfs;
 use evio_benches::stats::{median, median_opt};
 use evio_benches::svg;
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::{sysconf, Pid, SysconfVar};
 use serde::Serialize;
@@ -1665,20 +1664,6 @@ fn charts(rep: &Report) -> Vec<(String, String)> {
 
 // ---------------------------------------------------------------- main
 
-/// Raises RLIMIT_NOFILE to `want` (as root, the hard limit too; otherwise
-/// up to the hard limit); returns the soft limit now in force.
-fn raise_nofile(want: u64) -> u64 {
-    let Ok((cur, max)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return 0;
-    };
-    if max < want && setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
-        return want;
-    }
-    let cur = max.min(want.max(cur));
-    let _ = setrlimit(Resource::RLIMIT_NOFILE, cur, max);
-    getrlimit(Resource::RLIMIT_NOFILE).map_or(cur, |(c, _)| c)
-}
-
 /// `[ 7/75]`: the progress tag of run `i` of `n`.
 fn tag(i: usize, n: usize) -> String {
     let w = n.to_string().len();
@@ -1736,7 +1721,7 @@ fn main() -> ExitCode {
     };
     let t_start = Instant::now();
     let mut notes = Vec::new();
-    let limit = raise_nofile(65_536);
+    let limit = evio_sys::net::raise_fd_limit(65_536).unwrap_or(0);
     let need = s.mem_conns as u64 + 256;
     if limit < need {
         let n = limit.saturating_sub(256) as usize;

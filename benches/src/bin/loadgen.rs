@@ -26,7 +26,6 @@ use evio_benches::pattern::Pattern;
 use hdrhistogram::Histogram;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
 const USAGE: &str = "usage: loadgen --addr HOST:PORT [--conns N] [--size BYTES] [--depth K] \
 [--duration SECS] [--warmup SECS] [--stream] [--window BYTES] [--marks]";
@@ -81,18 +80,6 @@ fn parse_opts() -> Result<Opts, String> {
         return Err("--duration must be in (0, 3600) and --warmup in [0, 3600)".into());
     }
     Ok(o)
-}
-
-/// Raises RLIMIT_NOFILE so that `need` descriptors fit.
-fn raise_nofile(need: u64) {
-    let Ok((_, max)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return;
-    };
-    // Works as root; otherwise keep the old hard limit.
-    if max < need && setrlimit(Resource::RLIMIT_NOFILE, need, need).is_ok() {
-        return;
-    }
-    let _ = setrlimit(Resource::RLIMIT_NOFILE, max, max);
 }
 
 struct Conn {
@@ -291,7 +278,7 @@ fn mark(on: bool, what: &str) {
 }
 
 fn run(o: Opts) -> Result<ExitCode, String> {
-    raise_nofile(o.conns as u64 + 64);
+    let _ = evio_sys::net::raise_fd_limit(o.conns as u64 + 64);
     let started = Instant::now();
     let mut conns = Vec::with_capacity(o.conns);
     for i in 0..o.conns {
