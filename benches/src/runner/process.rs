@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
@@ -21,12 +21,13 @@ use crate::procfs;
 /// can carry `wrk`, `nginx`, `redis-benchmark` … in a directory of its own.
 pub const TOOLS_ENV: &str = "EVIO_BENCH_TOOLS";
 
-/// Where a process may run.
+/// Where a process may run. Cores are numbered 0, 1, … over the cores this
+/// process was allowed to use when it started (see [`allowed_cpus`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cpus {
     /// One core.
     Core(usize),
-    /// Every online core.
+    /// Every allowed core.
     All,
     /// `count` cores from `first` on.
     Span {
@@ -48,23 +49,44 @@ impl Cpus {
     }
 }
 
-/// The number of online cores.
+/// The cores this process may run on, as the kernel numbers them, read on
+/// the first call (the runner calls it before it pins itself): in a
+/// container these can be fewer than the machine's, and numbered from
+/// anywhere.
+pub fn allowed_cpus() -> &'static [usize] {
+    static ALLOWED: OnceLock<Vec<usize>> = OnceLock::new();
+    ALLOWED.get_or_init(|| {
+        let set = sched_getaffinity(Pid::from_raw(0)).ok();
+        let allowed: Vec<usize> = (0..CpuSet::count())
+            .filter(|&c| set.as_ref().is_some_and(|s| s.is_set(c).unwrap_or(false)))
+            .collect();
+        if allowed.is_empty() {
+            let online = match sysconf(SysconfVar::_NPROCESSORS_ONLN) {
+                Ok(Some(n)) if n > 0 => n as usize,
+                _ => 1,
+            };
+            (0..online).collect()
+        } else {
+            allowed
+        }
+    })
+}
+
+/// The number of cores this process may use.
 pub fn online_cpus() -> usize {
-    match sysconf(SysconfVar::_NPROCESSORS_ONLN) {
-        Ok(Some(n)) if n > 0 => n as usize,
-        _ => 1,
-    }
+    allowed_cpus().len()
 }
 
 /// Pins the calling thread to `cpus`.
 pub fn set_affinity(cpus: Cpus) -> io::Result<()> {
-    let mut set = CpuSet::new();
+    let allowed = allowed_cpus();
     let (first, count) = match cpus {
         Cpus::Core(c) => (c, 1),
-        Cpus::All => (0, online_cpus()),
+        Cpus::All => (0, allowed.len()),
         Cpus::Span { first, count } => (first, count),
     };
-    for c in first..(first + count).min(CpuSet::count()) {
+    let mut set = CpuSet::new();
+    for &c in allowed.iter().skip(first).take(count) {
         set.set(c)?;
     }
     sched_setaffinity(Pid::from_raw(0), &set)?;
@@ -242,6 +264,7 @@ mod tests {
         assert_eq!(Cpus::Core(3).count(), 1);
         assert_eq!(Cpus::Span { first: 2, count: 4 }.count(), 4);
         assert!(Cpus::All.count() >= 1);
+        assert_eq!(Cpus::All.count(), allowed_cpus().len());
     }
 
     #[test]
