@@ -224,8 +224,12 @@ impl Floor {
         }
         if flags.contains(EpollFlags::EPOLLRDHUP) {
             // The peer has sent all it will, and it has been answered: skip
-            // the read that would return 0.
-            self.close(fd);
+            // the read that would return 0 (once the answer is out).
+            if self.conns[i].unsent.is_empty() {
+                self.close(fd);
+            } else {
+                self.conns[i].close_after = true;
+            }
         }
     }
 
