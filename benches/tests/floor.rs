@@ -126,3 +126,20 @@ fn echo_under_loadgen_and_churn() {
         assert_eq!(j["errors"], 0, "{j}");
     }
 }
+
+#[test]
+fn echo_holds_back_for_a_peer_that_does_not_read() {
+    let (_srv, port) = start("echo");
+    let mut s = connect(port);
+    // Far more than the socket buffers hold: the server must stop reading
+    // and resume when we read, losing nothing.
+    let data: Vec<u8> = (0..32 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut w = s.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = thread::spawn(move || w.write_all(&sent).unwrap());
+    thread::sleep(Duration::from_millis(200));
+    let mut got = vec![0u8; data.len()];
+    s.read_exact(&mut got).unwrap();
+    writer.join().unwrap();
+    assert!(got == data, "echo differs");
+}

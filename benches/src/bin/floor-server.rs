@@ -217,6 +217,11 @@ impl Floor {
             if let Next::Close = self.answer(fd, n) {
                 return self.close(fd);
             }
+            if !self.conns[i].unsent.is_empty() {
+                // The peer is not reading: read no more until the replies
+                // are out (the EPOLLOUT event reports input still waiting).
+                return;
+            }
             if n < self.buf.len() {
                 // Drained: under edge triggering, later bytes raise a new event.
                 break;
