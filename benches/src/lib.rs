@@ -3,21 +3,31 @@
 //! This crate deliberately does not depend on `evio-core`: the load generator
 //! must not share a bug with the server under test. Everything here is plain
 //! `std` + `nix`'s safe system-call wrappers (plus tokio and mio for the two
-//! peer echo servers): like everything outside `evio-sys`, it makes no raw
-//! system calls of its own.
+//! peer echo servers, and `evio-sys`, the OS layer, for raising the fd
+//! limit): like everything outside `evio-sys`, it makes no raw system calls
+//! of its own.
 //!
 //! The binaries:
-//! * `loadgen` — single-threaded epoll echo client (closed loop or stream),
-//!   verifying every byte echoed back;
-//! * `tokio-echo`, `mio-echo` — the peer echo servers of the echo race;
-//! * `bench` — the runner that pins, alternates, measures and reports.
+//! * `loadgen` — epoll echo client (closed loop, stream, or churn: a new
+//!   connection per message; one or more threads), verifying every byte
+//!   echoed back;
+//! * `tokio-echo`, `mio-echo` — the peer echo servers of the echo race
+//!   (`tokio-echo --threads N` for the scaling workload);
+//! * `floor-server` — the hand-written epoll reference (echo, Redis PING,
+//!   HTTP): the least work and the fewest system calls per request;
+//! * `bench` — the runner that pins, alternates, measures and reports (its
+//!   pieces are in [`runner`]).
 //!
 //! The modules below hold the pieces that the binaries share and that the
 //! unit tests can check without a network.
 
+#![warn(missing_docs)]
+
 pub mod args;
+pub mod floor;
 pub mod parse;
 pub mod pattern;
 pub mod procfs;
+pub mod runner;
 pub mod stats;
 pub mod svg;

@@ -129,12 +129,22 @@ pub struct StraceSummary {
     pub total: u64,
     /// Calls per system call name, most frequent first.
     pub calls: Vec<(String, u64)>,
+    /// Failed calls per system call name (those that failed at all).
+    pub errors: Vec<(String, u64)>,
 }
 
 impl StraceSummary {
     /// Calls of one system call.
     pub fn count(&self, name: &str) -> u64 {
         self.calls
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, c)| *c)
+    }
+
+    /// Failed calls of one system call (e.g. `accept4` that said EAGAIN).
+    pub fn failed(&self, name: &str) -> u64 {
+        self.errors
             .iter()
             .find(|(n, _)| n == name)
             .map_or(0, |(_, c)| *c)
@@ -161,6 +171,10 @@ pub fn parse_strace(text: &str) -> Option<StraceSummary> {
             saw_total = true;
         } else {
             s.calls.push((name.to_string(), calls));
+            // Six columns when the errors column is filled in.
+            if let (6, Ok(errors)) = (w.len(), w[4].parse::<u64>()) {
+                s.errors.push((name.to_string(), errors));
+            }
         }
     }
     if !saw_total {
@@ -218,5 +232,15 @@ mod tests {
         assert_eq!(s.count("epoll_ctl"), 100);
         assert_eq!(s.count("accept4"), 0);
         assert_eq!(s.calls[0].0, "read");
+    }
+
+    #[test]
+    fn strace_errors() {
+        let text = "% time     seconds  usecs/call     calls    errors syscall\n------ ----------- ----------- --------- --------- ----------------\n 50.00    0.100000           3      3000      1000 accept4\n 50.00    0.100000           1      2000           close\n------ ----------- ----------- --------- --------- ----------------\n100.00    0.200000           2      5000      1000 total\n";
+        let s = parse_strace(text).unwrap();
+        assert_eq!(s.count("accept4"), 3000);
+        assert_eq!(s.failed("accept4"), 1000);
+        assert_eq!(s.failed("close"), 0);
+        assert_eq!(s.total, 5000);
     }
 }

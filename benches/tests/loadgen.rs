@@ -201,3 +201,35 @@ fn counts_a_server_that_closes() {
     assert_eq!(j["messages"], 0);
     assert_eq!(j["errors"], 3);
 }
+
+#[test]
+fn churn_and_threads_against_the_peers() {
+    for bin in [
+        env!("CARGO_BIN_EXE_tokio-echo"),
+        env!("CARGO_BIN_EXE_mio-echo"),
+    ] {
+        let (_srv, port) = start(bin);
+        let (out, j) = loadgen(port, &["--churn", "--conns", "8", "--size", "64"]);
+        check_clean(&out, &j);
+        assert_eq!(j["mode"], "churn");
+        assert!(j["p50_us"].as_f64().unwrap() > 0.0);
+        let (out, j) = loadgen(port, &["--conns", "8", "--threads", "3"]);
+        check_clean(&out, &j);
+        assert_eq!(j["threads"], 3);
+    }
+}
+
+#[test]
+fn churn_counts_a_server_that_closes_at_once() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    let (out, j) = loadgen(port, &["--churn", "--conns", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(j["messages"], 0);
+    assert!(j["errors"].as_u64().unwrap() > 0);
+}

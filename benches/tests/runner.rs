@@ -78,3 +78,54 @@ fn bench_runs_echo_and_memory_on_the_peers() {
         assert!(s.starts_with("<svg"));
     }
 }
+
+#[test]
+fn bench_runs_churn_with_the_floor_and_a_baseline() {
+    let guard =
+        TempDir(std::env::temp_dir().join(format!("evio-bench-churn-{}", std::process::id())));
+    let tmp = guard.0.clone();
+    let exe_dir = PathBuf::from(env!("CARGO_BIN_EXE_loadgen"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let bin = tmp.join("bin");
+    let base = tmp.join("baseline");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&base).unwrap();
+    for name in ["loadgen", "tokio-echo", "floor-server"] {
+        std::os::unix::fs::symlink(exe_dir.join(name), bin.join(name)).unwrap();
+    }
+    // A stand-in "baseline build": mio-echo under our echo server's name.
+    std::os::unix::fs::symlink(exe_dir.join("mio-echo"), base.join("echo-server")).unwrap();
+    let out_json = tmp.join("out/results.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .env("EVIO_BIN_DIR", &bin)
+        .args(["--smoke", "--workloads", "churn"])
+        .args(["--duration", "0.3", "--warmup", "0"])
+        .arg("--compare")
+        .arg(&base)
+        .arg("--out")
+        .arg(&out_json)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
+    let rows = j["rows"].as_array().unwrap();
+    let echo: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["load_short"] == "echo churn 50×64B")
+        .collect();
+    let names: Vec<&str> = echo.iter().map(|r| r["server"].as_str().unwrap()).collect();
+    assert_eq!(names, ["evio-rs (baseline)", "tokio-echo", "floor"]);
+    for r in &echo {
+        assert_eq!(r["ok_rounds"], 1, "{r}");
+        assert!(r["rate"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // 1.0, or null where 0.3 s gave too few clock ticks to divide by
+    let floor = echo[2];
+    assert!(floor["cpu_vs_floor"] == 1.0 || floor["cpu_vs_floor"].is_null());
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("## Connection churn"), "{md}");
+}

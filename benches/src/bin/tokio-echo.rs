@@ -1,32 +1,51 @@
 //! `tokio-echo`: the echo server a tokio user would write, as a peer in the
-//! echo race: a `current_thread` runtime, one task per connection, a 64 KiB
-//! buffer, a `read` / `write_all` loop, TCP_NODELAY on.
+//! echo race: one task per connection, a 64 KiB buffer, a `read` /
+//! `write_all` loop, TCP_NODELAY on. With `--threads 1` (the default) it
+//! runs on a `current_thread` runtime; with `--threads N` on a
+//! multi-thread runtime of N workers (the scaling workload).
 //!
-//! Usage: `tokio-echo --port N` (listens on 127.0.0.1).
+//! Usage: `tokio-echo --port N [--threads N]` (listens on 127.0.0.1).
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-fn port() -> u16 {
+const USAGE: &str = "usage: tokio-echo --port N [--threads N]";
+
+fn parse() -> Result<(u16, usize), String> {
     let mut a = evio_benches::args::Args::from_env();
-    let port = a.value::<u16>("--port").and_then(|p| {
-        a.clone().finish()?;
-        p.ok_or_else(|| "--port N is required".to_string())
-    });
-    match port {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("tokio-echo: {e}\nusage: tokio-echo --port N");
-            std::process::exit(2);
-        }
+    let port = a.value::<u16>("--port")?.ok_or("--port N is required")?;
+    let threads = a.value_or("--threads", 1usize)?;
+    a.finish()?;
+    if threads == 0 {
+        return Err("--threads must be positive".into());
     }
+    Ok((port, threads))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::io::Result<()> {
-    let port = port();
+fn main() -> std::io::Result<()> {
+    let (port, threads) = match parse() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("tokio-echo: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
+    rt.block_on(serve(port, threads))
+}
+
+async fn serve(port: u16, threads: usize) -> std::io::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-    eprintln!("tokio-echo: serving on 127.0.0.1:{port}");
+    eprintln!("tokio-echo: serving on 127.0.0.1:{port} ({threads} thread(s))");
     loop {
         let (mut sock, _) = match listener.accept().await {
             Ok(s) => s,

@@ -1,0 +1,434 @@
+//! The loads: `loadgen` (echo, closed loop or churn), `redis-benchmark`
+//! and `wrk`, each run against a started server while the server's CPU time
+//! is sampled, giving CPU per request.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::parse::{parse_redis_csv, parse_wrk};
+use crate::procfs;
+use crate::runner::process::{spawn, tail, Cpus, Reap, Watchdog};
+use crate::runner::server::Server;
+use crate::runner::settings::Settings;
+
+/// One load shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Load {
+    /// `loadgen`: `conns` connections, `size`-byte messages, `depth` in
+    /// flight on each.
+    Echo {
+        /// Connections.
+        conns: usize,
+        /// Message size in bytes.
+        size: usize,
+        /// Messages in flight per connection.
+        depth: usize,
+    },
+    /// `redis-benchmark -c 50 -P pipeline -t test`.
+    Redis {
+        /// The test (`PING_INLINE`, `SET`, `GET`).
+        test: String,
+        /// Requests in flight per connection.
+        pipeline: usize,
+    },
+    /// `wrk -c conns` (pipelined with `benches/pipeline.lua` when
+    /// `pipeline` > 1).
+    Http {
+        /// Connections.
+        conns: usize,
+        /// Requests in flight per connection.
+        pipeline: usize,
+    },
+    /// `loadgen --churn`: `workers` concurrent clients that each connect,
+    /// send one `size`-byte message, read it back and close, over and over.
+    EchoChurn {
+        /// Concurrent clients.
+        workers: usize,
+        /// Message size in bytes.
+        size: usize,
+    },
+    /// `redis-benchmark -c 50 -k 0 -t test`: a new connection per request.
+    RedisChurn {
+        /// The test (`PING_INLINE`, `SET`).
+        test: String,
+    },
+    /// `wrk -c conns -H "Connection: close"`: a new connection per request.
+    HttpChurn {
+        /// Concurrent connections.
+        conns: usize,
+    },
+}
+
+impl Load {
+    /// The label in the tables.
+    pub fn label(&self) -> String {
+        match self {
+            Load::Echo { conns, size, depth } => {
+                format!("{conns} conns × {size} B × {depth} in flight")
+            }
+            Load::Redis { test, pipeline } => format!("{test} -c 50 -P {pipeline}"),
+            Load::Http { conns, pipeline: 1 } => format!("{conns} conns"),
+            Load::Http { conns, pipeline } => format!("{conns} conns, pipeline {pipeline}"),
+            Load::EchoChurn { workers, size } => {
+                format!("echo: {workers} clients × (connect, {size} B, close)")
+            }
+            Load::RedisChurn { test } => format!("redis: {test} -c 50 -k 0"),
+            Load::HttpChurn { conns } => format!("http: {conns} conns, Connection: close"),
+        }
+    }
+
+    /// The short label (chart groups, progress lines).
+    pub fn short(&self) -> String {
+        match self {
+            Load::Echo { conns, size, depth } => format!("{conns}×{size}B×{depth}"),
+            Load::Redis { test, pipeline } => format!("{} P{pipeline}", test.to_lowercase()),
+            Load::Http { conns, pipeline: 1 } => format!("c{conns}"),
+            Load::Http { conns, pipeline } => format!("c{conns} P{pipeline}"),
+            Load::EchoChurn { workers, size } => format!("echo churn {workers}×{size}B"),
+            Load::RedisChurn { test } => format!("{} k0", test.to_lowercase()),
+            Load::HttpChurn { conns } => format!("http close c{conns}"),
+        }
+    }
+
+    /// Whether every request comes on a new connection.
+    pub fn is_churn(&self) -> bool {
+        matches!(
+            self,
+            Load::EchoChurn { .. } | Load::RedisChurn { .. } | Load::HttpChurn { .. }
+        )
+    }
+}
+
+/// One measured run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunResult {
+    /// The run completed and every check passed.
+    pub ok: bool,
+    /// Requests (echo: messages; churn: connections) in the measured
+    /// interval.
+    pub requests: u64,
+    /// Length of the measured interval.
+    pub secs: f64,
+    /// Requests per second.
+    pub rate: f64,
+    /// Server CPU (utime + stime) per request, µs.
+    pub cpu_us_per_req: Option<f64>,
+    /// The kernel's part of `cpu_us_per_req` (stime).
+    pub sys_us_per_req: Option<f64>,
+    /// Median latency, µs.
+    pub p50_us: Option<f64>,
+    /// 99th percentile latency, µs.
+    pub p99_us: Option<f64>,
+    /// 99.9th percentile latency, µs.
+    pub p999_us: Option<f64>,
+    /// Peak RSS of the server's tree (`VmHWM`), KiB.
+    pub peak_rss_kb: Option<u64>,
+    /// Errors the load tool reported.
+    pub errors: u64,
+    /// Wrong bytes or bad responses.
+    pub verify_errors: u64,
+    /// Requests over the server's whole life (echo: warm-up included); what
+    /// strace's counts are divided by.
+    pub total_requests: u64,
+    /// Why it failed, or what else to know.
+    pub note: String,
+}
+
+/// µs of CPU per request from clock ticks (`None` without requests).
+pub fn cpu_us_per_req(ticks: u64, requests: u64) -> Option<f64> {
+    (requests > 0).then(|| ticks as f64 / procfs::clk_tck() / requests as f64 * 1e6)
+}
+
+impl RunResult {
+    /// Sets the CPU figures from the server's ticks before and after.
+    pub fn set_cpu(&mut self, before: procfs::CpuTicks, after: procfs::CpuTicks, requests: u64) {
+        let d = after.since(before);
+        self.cpu_us_per_req = cpu_us_per_req(d.total(), requests);
+        self.sys_us_per_req = cpu_us_per_req(d.sys, requests);
+    }
+}
+
+/// Runs `load` against `srv` with the load tool on `cpus`, using `threads`
+/// threads (loadgen `--threads`, wrk `-t`), and measures the server.
+pub fn run_load(
+    s: &Settings,
+    load: &Load,
+    srv: &Server,
+    cpus: Option<Cpus>,
+    threads: usize,
+    label: &str,
+) -> Result<RunResult, String> {
+    let log = s.tmp.join(format!("load-{}.log", srv.port));
+    let num = |v: &usize| v.to_string();
+    let mut r = match load {
+        Load::Echo { conns, size, depth } => {
+            let (conns, size, depth) = (num(conns), num(size), num(depth));
+            let args = ["--conns", &conns, "--size", &size, "--depth", &depth];
+            run_loadgen(s, srv, cpus, threads, label, &log, &args)?
+        }
+        Load::EchoChurn { workers, size } => {
+            let args = ["--churn", "--conns", &num(workers), "--size", &num(size)];
+            run_loadgen(s, srv, cpus, threads, label, &log, &args)?
+        }
+        Load::Redis { test, pipeline } => {
+            let n = s.redis_n * *pipeline as u64;
+            let args = ["-P", &num(pipeline)];
+            run_redis_benchmark(s, srv, cpus, label, &log, test, n, &args)?
+        }
+        Load::RedisChurn { test } => {
+            let n = (s.redis_n / 4).max(100);
+            run_redis_benchmark(s, srv, cpus, label, &log, test, n, &["-k", "0"])?
+        }
+        Load::Http { conns, pipeline } => {
+            run_wrk(s, srv, cpus, threads, label, &log, *conns, *pipeline, false)?
+        }
+        Load::HttpChurn { conns } => run_wrk(s, srv, cpus, threads, label, &log, *conns, 1, true)?,
+    };
+    let hwm = procfs::tree_status_kb(srv.pid, "VmHWM");
+    r.peak_rss_kb = (hwm > 0).then_some(hwm);
+    Ok(r)
+}
+
+/// `loadgen --marks …`: the server's CPU is sampled on `#start` and `#end`.
+fn run_loadgen(
+    s: &Settings,
+    srv: &Server,
+    cpus: Option<Cpus>,
+    threads: usize,
+    label: &str,
+    log: &Path,
+    shape: &[&str],
+) -> Result<RunResult, String> {
+    let logf = fs::File::create(log).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(s.bin_dir.join("loadgen"));
+    cmd.args(["--addr", &format!("127.0.0.1:{}", srv.port), "--marks"])
+        .args(shape)
+        .args(["--duration", &s.duration.to_string()])
+        .args(["--warmup", &s.warmup.to_string()]);
+    if threads > 1 {
+        cmd.args(["--threads", &threads.to_string()]);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(logf);
+    let child = spawn(&mut cmd, cpus).map_err(|e| format!("start loadgen: {e}"))?;
+    let mut child = Reap(child);
+    let limit = Duration::from_secs_f64(s.duration + s.warmup + 60.0);
+    let _wd = Watchdog::new(child.0.id() as i32, limit, format!("loadgen ({label})"));
+    let out = child.0.stdout.take().expect("piped");
+    let (mut c0, mut c1) = (None, None);
+    let mut json = None;
+    for line in BufReader::new(out).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        match line.trim() {
+            "#start" => c0 = Some(procfs::tree_cpu_ticks(srv.pid)),
+            "#end" => c1 = Some(procfs::tree_cpu_ticks(srv.pid)),
+            l if l.starts_with('{') => json = serde_json::from_str::<serde_json::Value>(l).ok(),
+            _ => {}
+        }
+    }
+    let st = child.0.wait().map_err(|e| e.to_string())?;
+    let Some(j) = json else {
+        return Err(format!("loadgen gave no result ({st}):\n{}", tail(log, 10)));
+    };
+    let f = |k: &str| j.get(k).and_then(|v| v.as_f64());
+    let u = |k: &str| j.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let mut r = RunResult {
+        requests: u("messages"),
+        total_requests: u("total_messages"),
+        secs: f("secs").unwrap_or(0.0),
+        rate: f("rate").unwrap_or(0.0),
+        p50_us: f("p50_us"),
+        p99_us: f("p99_us"),
+        p999_us: f("p999_us"),
+        errors: u("errors") + u("stalled"),
+        verify_errors: u("verify_errors"),
+        ..Default::default()
+    };
+    if let (Some(a), Some(b)) = (c0, c1) {
+        r.set_cpu(a, b, r.requests);
+    }
+    r.ok = st.success() && r.verify_errors == 0 && r.requests > 0;
+    if !r.ok {
+        r.note = format!("loadgen: {st}: {}", tail(log, 3).replace('\n', " | "));
+    }
+    Ok(r)
+}
+
+/// `redis-benchmark -c 50 -n n -t test --csv extra…`; the server's CPU is
+/// sampled over the tool's whole life.
+#[allow(clippy::too_many_arguments)]
+fn run_redis_benchmark(
+    s: &Settings,
+    srv: &Server,
+    cpus: Option<Cpus>,
+    label: &str,
+    log: &Path,
+    test: &str,
+    n: u64,
+    extra: &[&str],
+) -> Result<RunResult, String> {
+    let logf = fs::File::create(log).map_err(|e| e.to_string())?;
+    let tool = s
+        .tools
+        .redis_benchmark
+        .as_ref()
+        .ok_or("redis-benchmark not found")?;
+    let mut cmd = Command::new(tool);
+    cmd.args(["-h", "127.0.0.1", "-p", &srv.port.to_string(), "-c", "50"])
+        .args(["-n", &n.to_string()])
+        .args(extra)
+        .args(["-t", &test.to_lowercase(), "--csv"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(logf);
+    let c0 = procfs::tree_cpu_ticks(srv.pid);
+    let child = spawn(&mut cmd, cpus).map_err(|e| format!("start redis-benchmark: {e}"))?;
+    let limit = Duration::from_secs(if s.smoke { 60 } else { 300 });
+    let wd = Watchdog::new(
+        child.id() as i32,
+        limit,
+        format!("redis-benchmark ({label})"),
+    );
+    let t0 = Instant::now();
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    drop(wd);
+    let c1 = procfs::tree_cpu_ticks(srv.pid);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows = parse_redis_csv(&text);
+    let Some(row) = rows.first() else {
+        return Err(format!(
+            "redis-benchmark gave no result ({}): {} {}",
+            out.status,
+            text.trim(),
+            tail(log, 5)
+        ));
+    };
+    let mut r = RunResult {
+        requests: n,
+        total_requests: n,
+        secs: t0.elapsed().as_secs_f64(),
+        rate: row.rps,
+        p50_us: row.p50_ms.map(|v| v * 1e3),
+        p99_us: row.p99_ms.map(|v| v * 1e3),
+        ok: out.status.success() && row.rps > 0.0,
+        ..Default::default()
+    };
+    r.set_cpu(c0, c1, n);
+    Ok(r)
+}
+
+/// `wrk -t threads -c conns -d secs --latency` (pipelined, or with
+/// `Connection: close`); the server's CPU is sampled over wrk's whole life.
+#[allow(clippy::too_many_arguments)]
+fn run_wrk(
+    s: &Settings,
+    srv: &Server,
+    cpus: Option<Cpus>,
+    threads: usize,
+    label: &str,
+    log: &Path,
+    conns: usize,
+    pipeline: usize,
+    close: bool,
+) -> Result<RunResult, String> {
+    let logf = fs::File::create(log).map_err(|e| e.to_string())?;
+    let secs = s.duration.ceil().max(1.0) as u64;
+    let tool = s.tools.wrk.as_ref().ok_or("wrk not found")?;
+    let mut cmd = Command::new(tool);
+    cmd.args([
+        &format!("-t{}", threads.max(1)),
+        &format!("-c{conns}"),
+        &format!("-d{secs}s"),
+        "--latency",
+    ]);
+    if close {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    if pipeline > 1 {
+        let script = s.tmp.join("pipeline.lua");
+        fs::write(&script, include_str!("../../pipeline.lua")).map_err(|e| e.to_string())?;
+        cmd.arg("-s").arg(&script);
+    }
+    cmd.arg(format!("http://127.0.0.1:{}/", srv.port));
+    if pipeline > 1 {
+        cmd.args(["--", &pipeline.to_string()]);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(logf);
+    let c0 = procfs::tree_cpu_ticks(srv.pid);
+    let child = spawn(&mut cmd, cpus).map_err(|e| format!("start wrk: {e}"))?;
+    let wd = Watchdog::new(
+        child.id() as i32,
+        Duration::from_secs(secs + 60),
+        format!("wrk ({label})"),
+    );
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    drop(wd);
+    let c1 = procfs::tree_cpu_ticks(srv.pid);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(w) = parse_wrk(&text) else {
+        return Err(format!(
+            "wrk gave no result ({}): {} {}",
+            out.status,
+            text.trim(),
+            tail(log, 5)
+        ));
+    };
+    let mut r = RunResult {
+        requests: w.requests,
+        total_requests: w.requests,
+        secs: w.secs,
+        rate: w.rps,
+        p50_us: w.p50_us,
+        p99_us: w.p99_us,
+        errors: w.socket_errors + w.bad_status,
+        verify_errors: w.bad_status,
+        ok: out.status.success() && w.requests > 0 && w.bad_status == 0,
+        ..Default::default()
+    };
+    r.set_cpu(c0, c1, w.requests);
+    if w.bad_status > 0 {
+        r.note = format!("{} non-2xx/3xx responses", w.bad_status);
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        let l = Load::Echo {
+            conns: 50,
+            size: 6,
+            depth: 16,
+        };
+        assert_eq!(l.label(), "50 conns × 6 B × 16 in flight");
+        assert_eq!(l.short(), "50×6B×16");
+        let h = Load::Http {
+            conns: 50,
+            pipeline: 16,
+        };
+        assert_eq!(h.short(), "c50 P16");
+    }
+
+    #[test]
+    fn churn_labels() {
+        let c = Load::HttpChurn { conns: 50 };
+        assert!(c.is_churn());
+        assert_eq!(c.label(), "http: 50 conns, Connection: close");
+        let r = Load::RedisChurn {
+            test: "PING_INLINE".into(),
+        };
+        assert_eq!(r.short(), "ping_inline k0");
+        assert!(!Load::Http {
+            conns: 50,
+            pipeline: 1
+        }
+        .is_churn());
+    }
+}

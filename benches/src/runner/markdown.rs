@@ -1,0 +1,291 @@
+//! The results as markdown: one table per workload, the memory table, the
+//! before/after table of `--compare`, system calls per connection, notes.
+
+use std::fmt::Write as _;
+
+use crate::runner::report::{Report, Row};
+
+/// The tables in order: workload and title.
+pub const TITLES: [(&str, &str); 7] = [
+    ("echo", "Echo (loadgen; CPU vs tokio-echo)"),
+    (
+        "redis",
+        "Redis (redis-benchmark -c 50; CPU vs redis-server)",
+    ),
+    ("http", "HTTP (wrk -t1; CPU vs nginx, 1 worker)"),
+    (
+        "loops",
+        "Event loops (echo 50 conns × 64 B × 1, server and load unpinned)",
+    ),
+    (
+        "proxy",
+        "TCP proxy (loadgen → proxy → mio-echo; proxy CPU vs HAProxy, 1 thread)",
+    ),
+    (
+        "churn",
+        "Connection churn (a new connection per request; CPU vs tokio-echo, nginx, redis-server)",
+    ),
+    (
+        "scaling",
+        "Scaling (server on N cores, load on the others; CPU vs tokio multi-thread / nginx N workers)",
+    ),
+];
+
+/// `v` with `digits` decimals, or `–`.
+pub fn f(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(v) => format!("{v:.digits$}"),
+        None => "–".into(),
+    }
+}
+
+/// A rate as `1.23M`, `45.6k` or `789`, or `–`.
+pub fn rate_str(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 1e6 => format!("{:.2}M", v / 1e6),
+        Some(v) if v >= 1e3 => format!("{:.1}k", v / 1e3),
+        Some(v) => format!("{v:.0}"),
+        None => "–".into(),
+    }
+}
+
+/// A ratio as `0.93×`, or `–`.
+fn ratio(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.2}×"))
+}
+
+/// The header line, the run's conditions.
+fn preamble(rep: &Report, o: &mut String) {
+    let s = &rep.settings;
+    let m = &rep.machine;
+    let _ = writeln!(o, "# evio-rs benchmark results\n");
+    let _ = writeln!(
+        o,
+        "{} UTC, {} ({} cores), Linux {}; {} round(s) A B A B, medians; {} s runs{}{}.\n",
+        rep.date_utc,
+        m.cpu,
+        m.cores,
+        m.kernel,
+        s.rounds,
+        s.duration,
+        if s.smoke {
+            ", **smoke mode** (too short for conclusions)"
+        } else {
+            ""
+        },
+        if s.pinned {
+            "; server on core 0, load on core 1"
+        } else {
+            "; not pinned (fewer than 2 cores)"
+        }
+    );
+}
+
+/// One workload's table.
+fn table(o: &mut String, title: &str, rows: &[&Row]) {
+    let strace = rows.iter().any(|r| r.strace.is_some());
+    let floor = rows.iter().any(|r| r.cpu_vs_floor.is_some());
+    let per_conn = strace && rows.iter().any(|r| r.workload == "churn");
+    let _ = writeln!(o, "## {title}\n");
+    let mut head = String::from("| load | server | req/s | CPU µs/req | CPU vs ref |");
+    let mut align = String::from("|---|---|--:|--:|--:|");
+    if floor {
+        head.push_str(" CPU vs floor |");
+        align.push_str("--:|");
+    }
+    head.push_str(" kernel share | p50 µs | p99 µs | peak RSS MiB |");
+    align.push_str("--:|--:|--:|--:|");
+    if strace {
+        head.push_str(" syscalls/req | epoll_ctl/req |");
+        align.push_str("--:|--:|");
+    }
+    if per_conn {
+        head.push_str(" syscalls/conn |");
+        align.push_str("--:|");
+    }
+    let _ = writeln!(o, "{head}\n{align}");
+    for r in rows {
+        let bad = if r.ok_rounds < r.rounds.len() {
+            format!(
+                " ({} of {} failed)",
+                r.rounds.len() - r.ok_rounds,
+                r.rounds.len()
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            o,
+            "| {} | {}{} | {} | {} | {} |",
+            r.load,
+            r.server,
+            bad,
+            rate_str(r.rate),
+            f(r.cpu_us_per_req, 2),
+            ratio(r.cpu_vs_reference),
+        );
+        if floor {
+            let _ = write!(o, " {} |", ratio(r.cpu_vs_floor));
+        }
+        let _ = write!(
+            o,
+            " {} | {} | {} | {} |",
+            match (r.sys_us_per_req, r.cpu_us_per_req) {
+                (Some(k), Some(c)) if c > 0.0 => format!("{:.0} %", k / c * 100.0),
+                _ => "–".into(),
+            },
+            f(r.p50_us, 0),
+            f(r.p99_us, 0),
+            f(r.peak_rss_kb.map(|k| k / 1024.0), 1),
+        );
+        let t = r.strace.as_ref();
+        if strace {
+            let _ = write!(
+                o,
+                " {} | {} |",
+                f(t.map(|t| t.syscalls_per_req), 2),
+                f(t.map(|t| t.epoll_ctl_per_req), 2)
+            );
+        }
+        if per_conn {
+            let _ = write!(o, " {} |", f(t.and_then(|t| t.syscalls_per_conn), 2));
+        }
+        o.push('\n');
+    }
+    o.push('\n');
+}
+
+/// The calls per accepted connection of the traced churn runs.
+fn per_connection(o: &mut String, rows: &[&Row]) {
+    let traced: Vec<&&Row> = rows
+        .iter()
+        .filter(|r| r.strace.as_ref().is_some_and(|t| !t.per_conn.is_empty()))
+        .collect();
+    if traced.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "### System calls per connection (churn, traced runs; start-up and shutdown included)\n"
+    );
+    let _ = writeln!(
+        o,
+        "| load | server | calls per accepted connection |\n|---|---|---|"
+    );
+    for r in traced {
+        let calls: Vec<String> = r.strace.as_ref().map_or(Vec::new(), |t| {
+            t.per_conn
+                .iter()
+                .map(|(n, c)| format!("{n} {c:.2}"))
+                .collect()
+        });
+        let _ = writeln!(o, "| {} | {} | {} |", r.load, r.server, calls.join(", "));
+    }
+    o.push('\n');
+}
+
+/// Ours against the baseline copy (`--compare`), load by load.
+fn before_after(o: &mut String, rows: &[Row]) {
+    let ours: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.cpu_vs_baseline.is_some())
+        .collect();
+    if ours.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "## Before/after (`--compare`: CPU per request of this build vs the baseline's, same run)\n"
+    );
+    let _ = writeln!(
+        o,
+        "| workload | load | server | CPU µs/req | baseline µs/req | ratio |\n|---|---|---|--:|--:|--:|"
+    );
+    for r in ours {
+        let base = r
+            .cpu_us_per_req
+            .zip(r.cpu_vs_baseline)
+            .map(|(c, ratio)| c / ratio);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.workload,
+            r.load,
+            r.server,
+            f(r.cpu_us_per_req, 2),
+            f(base, 2),
+            ratio(r.cpu_vs_baseline)
+        );
+    }
+    o.push('\n');
+}
+
+/// The whole markdown report.
+pub fn markdown(rep: &Report) -> String {
+    let mut o = String::new();
+    preamble(rep, &mut o);
+    for (w, title) in TITLES {
+        let rows: Vec<&Row> = rep.rows.iter().filter(|r| r.workload == w).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        table(&mut o, title, &rows);
+        per_connection(&mut o, &rows);
+    }
+    before_after(&mut o, &rep.rows);
+    if !rep.memory.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Memory per idle connection (one round trip each, then idle)\n"
+        );
+        let _ = writeln!(
+            o,
+            "| server | connections | RSS before MiB | RSS after MiB | bytes per connection |\n|---|--:|--:|--:|--:|"
+        );
+        for r in &rep.memory {
+            let _ = writeln!(
+                o,
+                "| {}{} | {} | {} | {} | {} |",
+                r.server,
+                if r.ok_rounds < r.rounds.len() {
+                    " (failed)"
+                } else {
+                    ""
+                },
+                r.conns,
+                f(r.rss_before_kb.map(|k| k / 1024.0), 1),
+                f(r.rss_after_kb.map(|k| k / 1024.0), 1),
+                f(r.bytes_per_conn, 0)
+            );
+        }
+        o.push('\n');
+    }
+    if !rep.notes.is_empty() || !rep.failures.is_empty() {
+        let _ = writeln!(o, "## Notes\n");
+        for n in &rep.notes {
+            let _ = writeln!(o, "- {n}");
+        }
+        for n in &rep.failures {
+            let _ = writeln!(o, "- FAILED: {n}");
+        }
+        o.push('\n');
+    }
+    o.truncate(o.trim_end().len());
+    o.push('\n');
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(f(Some(1.234), 2), "1.23");
+        assert_eq!(f(None, 2), "–");
+        assert_eq!(rate_str(Some(1_500_000.0)), "1.50M");
+        assert_eq!(rate_str(Some(42_300.0)), "42.3k");
+        assert_eq!(rate_str(Some(12.0)), "12");
+        assert_eq!(ratio(Some(0.5)), "0.50×");
+    }
+}

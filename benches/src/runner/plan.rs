@@ -1,0 +1,580 @@
+//! What runs: the groups (one load against several servers, A B A B) of
+//! each workload, and the ordered list of jobs.
+
+use crate::runner::discover::{accepts_flag, Servers, OURS};
+use crate::runner::load::Load;
+use crate::runner::memory::Probe;
+use crate::runner::process::Cpus;
+use crate::runner::server::{ServerSpec, Setup};
+use crate::runner::settings::{missing_tool, Settings};
+
+/// One load run against several servers, A B A B.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The workload it belongs to (`echo`, `churn`, `scaling`, …).
+    pub workload: &'static str,
+    /// The load.
+    pub load: Load,
+    /// The server the others are compared with.
+    pub reference: Option<String>,
+    /// The servers, in table order.
+    pub servers: Vec<ServerSpec>,
+    /// Where the servers run.
+    pub server_cpus: Option<Cpus>,
+    /// Where the load tool (and a proxy's backend) runs.
+    pub load_cpus: Option<Cpus>,
+    /// Threads of the load tool (loadgen `--threads`, wrk `-t`).
+    pub load_threads: usize,
+    /// Cores given to the server (scaling), shown beside the load.
+    pub server_cores: Option<usize>,
+    /// For proxies: the server behind them (started fresh for each run,
+    /// on `load_cpus`), whose port replaces `{backend}`.
+    pub backend: Option<ServerSpec>,
+}
+
+impl Group {
+    /// A group on the usual cores: the server on core 0, the load on core 1
+    /// (unpinned on one core).
+    pub fn pinned(
+        s: &Settings,
+        workload: &'static str,
+        load: Load,
+        reference: &str,
+        servers: Vec<ServerSpec>,
+    ) -> Group {
+        Group {
+            workload,
+            load,
+            reference: Some(reference.to_string()),
+            servers,
+            server_cpus: s.pinned.then_some(Cpus::Core(0)),
+            load_cpus: s.pinned.then_some(Cpus::Core(1)),
+            load_threads: 1,
+            server_cores: None,
+            backend: None,
+        }
+    }
+
+    /// The load's label, with the server's cores where they vary.
+    pub fn label(&self) -> String {
+        match self.server_cores {
+            Some(n) => format!("{}, server on {n} core{}", self.load.label(), plural(n)),
+            None => self.load.label(),
+        }
+    }
+
+    /// The load's short label, with the server's cores where they vary.
+    pub fn short(&self) -> String {
+        match self.server_cores {
+            Some(n) => format!("{} n{n}", self.load.short()),
+            None => self.load.short(),
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// A measured run of one server of a group.
+    Run {
+        /// Index into the groups.
+        group: usize,
+        /// Index into the group's servers.
+        server: usize,
+        /// Round, from 0.
+        round: usize,
+    },
+    /// A run under `strace -c -f`.
+    Strace {
+        /// Index into the groups.
+        group: usize,
+        /// Index into the group's servers.
+        server: usize,
+    },
+    /// A memory run.
+    Mem {
+        /// Index into the memory servers.
+        server: usize,
+        /// Round, from 0.
+        round: usize,
+    },
+}
+
+/// The groups, the memory workload's servers and the jobs, in run order.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// One load against several servers each.
+    pub groups: Vec<Group>,
+    /// The memory workload's servers and their round trip.
+    pub mem_servers: Vec<(ServerSpec, Probe)>,
+    /// Everything to run, in order (A B A B within each group).
+    pub jobs: Vec<Job>,
+}
+
+/// Plans the selected workloads; every skip leaves a note.
+pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
+    let mut p = Plan::default();
+    let group = |workload, load, reference: &str, servers| {
+        Group::pinned(s, workload, load, reference, servers)
+    };
+    let have_loadgen = s.bin_dir.join("loadgen").is_file();
+    let some = |v: &[&Option<ServerSpec>]| -> Vec<ServerSpec> {
+        v.iter().filter_map(|x| (*x).clone()).collect()
+    };
+    for w in &s.workloads {
+        let first_group = p.groups.len();
+        match w.as_str() {
+            "echo" => {
+                if !have_loadgen {
+                    notes.push("echo: loadgen not built; skipped".into());
+                    continue;
+                }
+                let mut servers = sv.ours(|o| &o.echo);
+                servers.extend(some(&[&sv.tokio_echo, &sv.mio_echo, &sv.floor_echo]));
+                for (conns, size, depth) in [(50, 64, 1), (50, 6, 16), (1000, 1024, 1)] {
+                    let load = Load::Echo { conns, size, depth };
+                    p.groups
+                        .push(group("echo", load, "tokio-echo", servers.clone()));
+                }
+            }
+            "redis" => {
+                if s.tools.redis_benchmark.is_none() {
+                    notes.push(format!(
+                        "redis: {}; skipped",
+                        missing_tool("redis-benchmark", "redis-tools")
+                    ));
+                    continue;
+                }
+                let mut servers = sv.ours(|o| &o.redis);
+                servers.extend(some(&[&sv.real_redis]));
+                let tests: Vec<(&str, usize)> = if s.smoke {
+                    vec![("PING_INLINE", 1), ("SET", 8), ("GET", 16)]
+                } else {
+                    [1, 8, 16]
+                        .into_iter()
+                        .flat_map(|p| ["PING_INLINE", "SET", "GET"].map(|t| (t, p)))
+                        .collect()
+                };
+                for (test, pipeline) in tests {
+                    let mut servers = servers.clone();
+                    // The floor answers +PONG to everything: PING only.
+                    if test == "PING_INLINE" {
+                        servers.extend(some(&[&sv.floor_redis]));
+                    }
+                    let load = Load::Redis {
+                        test: test.into(),
+                        pipeline,
+                    };
+                    p.groups.push(group("redis", load, "redis-server", servers));
+                }
+            }
+            "http" => {
+                if s.tools.wrk.is_none() {
+                    notes.push(format!("http: {}; skipped", missing_tool("wrk", "wrk")));
+                    continue;
+                }
+                let mut servers = sv.ours(|o| &o.http);
+                servers.extend(some(&[&sv.nginx, &sv.floor_http]));
+                let shapes: &[(usize, usize)] = if s.smoke {
+                    &[(50, 1), (50, 16)]
+                } else {
+                    &[(50, 1), (256, 1), (50, 16)]
+                };
+                for &(conns, pipeline) in shapes {
+                    let load = Load::Http { conns, pipeline };
+                    p.groups.push(group("http", load, "nginx", servers.clone()));
+                }
+            }
+            "memory" => {
+                let mut specs = Vec::new();
+                for spec in sv.ours(|o| &o.echo) {
+                    specs.push((spec, Probe::Echo));
+                }
+                for spec in some(&[&sv.tokio_echo, &sv.mio_echo]) {
+                    specs.push((spec, Probe::Echo));
+                }
+                for mut spec in sv.ours(|o| &o.redis) {
+                    spec.name = format!("{} (redis)", spec.name);
+                    specs.push((spec, Probe::RedisPing));
+                }
+                for spec in some(&[&sv.real_redis]) {
+                    specs.push((spec, Probe::RedisPing));
+                }
+                let first = p.mem_servers.len();
+                p.mem_servers.extend(specs);
+                for round in 0..s.rounds {
+                    for server in first..p.mem_servers.len() {
+                        p.jobs.push(Job::Mem { server, round });
+                    }
+                }
+            }
+            "loops" => {
+                let ours = sv.ours(|o| &o.echo);
+                if ours.is_empty() {
+                    notes.push("loops: our echo-server is not built; skipped".into());
+                    continue;
+                }
+                if !have_loadgen {
+                    notes.push("loops: loadgen not built; skipped".into());
+                    continue;
+                }
+                let servers = ours
+                    .iter()
+                    .flat_map(|spec| {
+                        [1, 2].map(|n| {
+                            spec.with(
+                                format!("{} --loops {n}", spec.name),
+                                &["--loops".into(), n.to_string()],
+                            )
+                        })
+                    })
+                    .collect();
+                let load = Load::Echo {
+                    conns: 50,
+                    size: 64,
+                    depth: 1,
+                };
+                let mut g = group("loops", load, &format!("{OURS} --loops 1"), servers);
+                g.server_cpus = s.pinned.then_some(Cpus::All);
+                g.load_cpus = s.pinned.then_some(Cpus::All);
+                p.groups.push(g);
+            }
+            "proxy" => {
+                if !have_loadgen {
+                    notes.push("proxy: loadgen not built; skipped".into());
+                    continue;
+                }
+                let Some(backend) = sv.mio_echo.clone() else {
+                    notes.push("proxy: mio-echo (the backend) is not built; skipped".into());
+                    continue;
+                };
+                let mut servers = sv.ours(|o| &o.proxy);
+                servers.extend(some(&[&sv.haproxy]));
+                let shapes: &[(usize, usize, usize)] = if s.smoke {
+                    &[(50, 64, 1)]
+                } else {
+                    &[(50, 64, 1), (50, 6, 16)]
+                };
+                for &(conns, size, depth) in shapes {
+                    let load = Load::Echo { conns, size, depth };
+                    let mut g = group("proxy", load, "haproxy", servers.clone());
+                    // The backend shares the load generator's core.
+                    g.backend = Some(backend.clone());
+                    p.groups.push(g);
+                }
+            }
+            "churn" => plan_churn(s, sv, notes, &mut p),
+            "scaling" => plan_scaling(s, sv, notes, &mut p),
+            _ => unreachable!("checked in Settings::from_args"),
+        }
+        for (g, group) in p.groups.iter().enumerate().skip(first_group) {
+            let n = group.servers.len();
+            if n == 0 {
+                notes.push(format!("{w} {}: no server to run; skipped", group.short()));
+                continue;
+            }
+            for round in 0..s.rounds {
+                for server in 0..n {
+                    p.jobs.push(Job::Run {
+                        group: g,
+                        server,
+                        round,
+                    });
+                }
+            }
+            if s.strace {
+                for server in 0..n {
+                    p.jobs.push(Job::Strace { group: g, server });
+                }
+            }
+        }
+    }
+    p
+}
+
+/// A new connection per request: echo (loadgen `--churn`), HTTP (wrk with
+/// `Connection: close`), Redis (`redis-benchmark -k 0`).
+fn plan_churn(s: &Settings, sv: &Servers, notes: &mut Vec<String>, p: &mut Plan) {
+    let group = |workload, load, reference: &str, servers| {
+        Group::pinned(s, workload, load, reference, servers)
+    };
+    let some = |v: &[&Option<ServerSpec>]| -> Vec<ServerSpec> {
+        v.iter().filter_map(|x| (*x).clone()).collect()
+    };
+    if s.bin_dir.join("loadgen").is_file() {
+        let mut servers = sv.ours(|o| &o.echo);
+        servers.extend(some(&[&sv.tokio_echo, &sv.floor_echo]));
+        let load = Load::EchoChurn {
+            workers: 50,
+            size: 64,
+        };
+        p.groups.push(group("churn", load, "tokio-echo", servers));
+    } else {
+        notes.push("churn: loadgen not built; echo churn skipped".into());
+    }
+    if s.tools.wrk.is_some() {
+        let mut servers = sv.ours(|o| &o.http);
+        servers.extend(some(&[&sv.nginx, &sv.floor_http]));
+        p.groups.push(group(
+            "churn",
+            Load::HttpChurn { conns: 50 },
+            "nginx",
+            servers,
+        ));
+    } else {
+        notes.push(format!(
+            "churn: {}; HTTP churn skipped",
+            missing_tool("wrk", "wrk")
+        ));
+    }
+    if s.tools.redis_benchmark.is_some() {
+        let tests: &[&str] = if s.smoke {
+            &["PING_INLINE"]
+        } else {
+            &["PING_INLINE", "SET"]
+        };
+        for &test in tests {
+            let mut servers = sv.ours(|o| &o.redis);
+            servers.extend(some(&[&sv.real_redis]));
+            if test == "PING_INLINE" {
+                servers.extend(some(&[&sv.floor_redis]));
+            }
+            let load = Load::RedisChurn { test: test.into() };
+            p.groups.push(group("churn", load, "redis-server", servers));
+        }
+    } else {
+        notes.push(format!(
+            "churn: {}; Redis churn skipped",
+            missing_tool("redis-benchmark", "redis-tools")
+        ));
+    }
+}
+
+/// N loops on N cores, the load on the other cores: ours with the acceptor
+/// hand-off and with per-loop listeners, tokio multi-thread, nginx with N
+/// workers; keep-alive and churn loads.
+fn plan_scaling(s: &Settings, sv: &Servers, notes: &mut Vec<String>, p: &mut Plan) {
+    if !s.pinned {
+        notes.push("scaling: needs at least 2 cores; skipped".into());
+        return;
+    }
+    let have_loadgen = s.bin_dir.join("loadgen").is_file();
+    if !have_loadgen {
+        notes.push("scaling: loadgen not built; echo loads skipped".into());
+    }
+    if s.tools.wrk.is_none() {
+        notes.push(format!(
+            "scaling: {}; HTTP loads skipped",
+            missing_tool("wrk", "wrk")
+        ));
+    }
+    // Whether our binaries have the flag yet (older builds do not).
+    let mut per_loop = Vec::new();
+    for spec in sv.ours(|o| &o.echo).into_iter().chain(sv.ours(|o| &o.http)) {
+        let ok = accepts_flag(&spec.program, "--per-loop-listeners");
+        if !ok {
+            notes.push(format!(
+                "scaling: {} does not accept --per-loop-listeners; that mode skipped",
+                spec.program.display()
+            ));
+        }
+        per_loop.push((spec.program, ok));
+    }
+    let supports = |spec: &ServerSpec| per_loop.iter().any(|(p, ok)| *ok && *p == spec.program);
+    // Loop variants of our servers: hand-off, then per-loop listeners.
+    let variants = |specs: Vec<ServerSpec>, n: usize| -> Vec<ServerSpec> {
+        let mut v = Vec::new();
+        for spec in specs {
+            let loops = ["--loops".to_string(), n.to_string()];
+            v.push(spec.with(format!("{} --loops {n}", spec.name), &loops));
+            if supports(&spec) {
+                let flags = [&loops[..], &["--per-loop-listeners".to_string()]].concat();
+                v.push(spec.with(
+                    format!("{} --loops {n} --per-loop-listeners", spec.name),
+                    &flags,
+                ));
+            }
+        }
+        v
+    };
+    for &n in &s.loops {
+        if n >= s.cores {
+            notes.push(format!(
+                "scaling: {n} loop(s) leave no core for the load on this {}-core machine; skipped",
+                s.cores
+            ));
+            continue;
+        }
+        let load_cores = s.cores - n;
+        let scaled = |workload, load, reference: String, servers| Group {
+            workload,
+            load,
+            reference: Some(reference),
+            servers,
+            server_cpus: Some(Cpus::Span { first: 0, count: n }),
+            load_cpus: Some(Cpus::Span {
+                first: n,
+                count: load_cores,
+            }),
+            load_threads: load_cores,
+            server_cores: Some(n),
+            backend: None,
+        };
+        if have_loadgen {
+            let mut servers = variants(sv.ours(|o| &o.echo), n);
+            let tokio = format!("tokio-echo --threads {n}");
+            if let Some(t) = &sv.tokio_echo {
+                servers.push(t.with(tokio.clone(), &["--threads".into(), n.to_string()]));
+            }
+            let keep_alive = Load::Echo {
+                conns: 256,
+                size: 64,
+                depth: 1,
+            };
+            let churn = Load::EchoChurn {
+                workers: 128,
+                size: 64,
+            };
+            for load in [keep_alive, churn] {
+                p.groups
+                    .push(scaled("scaling", load, tokio.clone(), servers.clone()));
+            }
+        }
+        if s.tools.wrk.is_some() {
+            let mut servers = variants(sv.ours(|o| &o.http), n);
+            let nginx = format!("nginx {n} worker{}", plural(n));
+            if let Some(ng) = &sv.nginx {
+                servers.push(ServerSpec {
+                    name: nginx.clone(),
+                    setup: Setup::Nginx { workers: n },
+                    ..ng.clone()
+                });
+            }
+            for load in [
+                Load::Http {
+                    conns: 256,
+                    pipeline: 1,
+                },
+                Load::HttpChurn { conns: 128 },
+            ] {
+                p.groups
+                    .push(scaled("scaling", load, nginx.clone(), servers.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Args;
+    use crate::runner::discover::{Ours, FLOOR};
+    use std::path::PathBuf;
+
+    /// Settings for `args`, with every tool "installed" and a loadgen in a
+    /// scratch binary directory.
+    fn settings(args: &str, dir: &str) -> Settings {
+        let a = Args::new(args.split_whitespace().map(String::from).collect());
+        let mut s = Settings::from_args(a).unwrap();
+        s.bin_dir = std::env::temp_dir().join(format!("{dir}-{}", std::process::id()));
+        std::fs::create_dir_all(&s.bin_dir).unwrap();
+        std::fs::write(s.bin_dir.join("loadgen"), "").unwrap();
+        let tool = Some(PathBuf::from("/bin/true"));
+        s.tools.wrk = tool.clone();
+        s.tools.redis_benchmark = tool;
+        s.pinned = true;
+        s
+    }
+
+    fn spec(name: &str, program: &str) -> Option<ServerSpec> {
+        Some(ServerSpec::new(name, PathBuf::from(program), &[]))
+    }
+
+    /// Ours from `program` (`/bin/true` accepts any flag, `/bin/false` none).
+    fn servers(program: &str) -> Servers {
+        let ours = Ours {
+            echo: spec(OURS, program),
+            http: spec(OURS, program),
+            redis: spec(OURS, program),
+            proxy: None,
+        };
+        Servers {
+            ours,
+            tokio_echo: spec("tokio-echo", "/bin/true"),
+            real_redis: spec("redis-server", "/bin/true"),
+            nginx: spec("nginx", "/bin/true"),
+            floor_echo: spec(FLOOR, "/bin/true"),
+            floor_redis: spec(FLOOR, "/bin/true"),
+            floor_http: spec(FLOOR, "/bin/true"),
+            ..Servers::default()
+        }
+    }
+
+    fn names(g: &Group) -> Vec<&str> {
+        g.servers.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    #[test]
+    fn churn_and_the_floor() {
+        let s = settings("--smoke --workloads redis,churn", "evio-plan-churn");
+        let mut notes = Vec::new();
+        let p = plan(&s, &servers("/bin/true"), &mut notes);
+        let _ = std::fs::remove_dir_all(&s.bin_dir);
+        let redis: Vec<&Group> = p.groups.iter().filter(|g| g.workload == "redis").collect();
+        assert_eq!(redis.len(), 3);
+        assert_eq!(names(redis[0]), [OURS, "redis-server", FLOOR]);
+        // The floor answers PING only.
+        assert_eq!(names(redis[1]), [OURS, "redis-server"]);
+        let churn: Vec<&Group> = p.groups.iter().filter(|g| g.workload == "churn").collect();
+        assert_eq!(churn.len(), 3);
+        assert!(churn.iter().all(|g| g.load.is_churn()));
+        assert_eq!(names(churn[0]), [OURS, "tokio-echo", FLOOR]);
+        assert_eq!(churn[1].reference.as_deref(), Some("nginx"));
+        let runs: usize = p.groups.iter().map(|g| g.servers.len()).sum();
+        assert_eq!(p.jobs.len(), runs);
+    }
+
+    #[test]
+    fn scaling_spans_and_skips() {
+        let mut s = settings("--workloads scaling --loops 1,2,4", "evio-plan-scaling");
+        s.cores = 4;
+        let mut notes = Vec::new();
+        let p = plan(&s, &servers("/bin/true"), &mut notes);
+        assert!(notes.iter().any(|n| n.contains("4 loop(s) leave no core")));
+        assert_eq!(p.groups.len(), 2 * 4);
+        let g = &p.groups[4];
+        assert_eq!(g.server_cpus, Some(Cpus::Span { first: 0, count: 2 }));
+        assert_eq!(g.load_cpus, Some(Cpus::Span { first: 2, count: 2 }));
+        assert_eq!(g.load_threads, 2);
+        assert_eq!(
+            names(g),
+            [
+                "evio-rs --loops 2",
+                "evio-rs --loops 2 --per-loop-listeners",
+                "tokio-echo --threads 2"
+            ]
+        );
+        assert!(g.label().ends_with("server on 2 cores"));
+        let http = &p.groups[6];
+        assert_eq!(http.reference.as_deref(), Some("nginx 2 workers"));
+        assert_eq!(http.servers[2].setup, Setup::Nginx { workers: 2 });
+        // A build without --per-loop-listeners: that mode is left out.
+        let p = plan(&s, &servers("/bin/false"), &mut notes);
+        let _ = std::fs::remove_dir_all(&s.bin_dir);
+        assert_eq!(
+            names(&p.groups[0]),
+            ["evio-rs --loops 1", "tokio-echo --threads 1"]
+        );
+        assert!(notes
+            .iter()
+            .any(|n| n.contains("does not accept --per-loop-listeners")));
+    }
+}
