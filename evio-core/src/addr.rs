@@ -35,6 +35,8 @@ pub(crate) struct ListenSpec {
     /// `host:port` for internet networks, the path for unix.
     pub(crate) target: String,
     pub(crate) reuse_port: bool,
+    /// `tls://`, `tls4://`, `tls6://`: TCP whose connections speak TLS.
+    pub(crate) tls: bool,
 }
 
 fn invalid(original: &str, why: impl std::fmt::Display) -> io::Error {
@@ -50,8 +52,17 @@ pub(crate) fn parse(original: &str) -> io::Result<ListenSpec> {
         Some((s, r)) => (s, r),
         None => ("tcp", original),
     };
+    let tls = matches!(scheme, "tls" | "tls4" | "tls6");
+    if tls && !cfg!(feature = "tls") {
+        return Err(invalid(
+            original,
+            "TLS addresses need evio-core's `tls` cargo feature",
+        ));
+    }
     let network = match scheme {
-        "tcp" => Network::Tcp,
+        "tcp" | "tls" => Network::Tcp,
+        "tls4" => Network::Tcp4,
+        "tls6" => Network::Tcp6,
         "tcp4" => Network::Tcp4,
         "tcp6" => Network::Tcp6,
         "udp" => Network::Udp,
@@ -62,7 +73,7 @@ pub(crate) fn parse(original: &str) -> io::Result<ListenSpec> {
             return Err(invalid(
                 original,
                 format!(
-                    "unknown scheme {other:?} (expected tcp, tcp4, tcp6, udp, udp4, udp6 or unix)"
+                    "unknown scheme {other:?} (expected tcp, tcp4, tcp6, tls, tls4, tls6, udp, udp4, udp6 or unix)"
                 ),
             ))
         }
@@ -108,6 +119,7 @@ pub(crate) fn parse(original: &str) -> io::Result<ListenSpec> {
         network,
         target: target.to_owned(),
         reuse_port,
+        tls,
     })
 }
 
@@ -155,6 +167,12 @@ impl ToAddr for str {
         if spec.reuse_port {
             return Err(invalid(self, "options are for listening, not dialing"));
         }
+        if spec.tls {
+            return Err(invalid(
+                self,
+                "dial TLS with dial_tls (it needs a client config and a server name)",
+            ));
+        }
         match spec.network {
             Network::Unix => Ok(Addr::Unix(Some(PathBuf::from(&spec.target)))),
             n if n.is_udp() => Err(invalid(self, "only stream addresses can be dialed")),
@@ -194,6 +212,8 @@ pub(crate) struct Bound {
     /// One of a listener per loop: its loop serves what it accepts (the
     /// kernel balances), instead of handing connections over.
     pub(crate) local: bool,
+    /// Its connections speak TLS.
+    pub(crate) tls: bool,
 }
 
 impl Drop for Bound {
@@ -296,6 +316,7 @@ impl ListenSpec {
                 addr: Addr::Unix(Some(path.clone())),
                 unix_path: Some(path),
                 local: false,
+                tls: false,
             }]);
         }
         let (addr, only_v6) = self.resolve(false)?;
@@ -348,6 +369,7 @@ impl ListenSpec {
                 addr: bound.clone(),
                 unix_path: None,
                 local: copies > 1,
+                tls: self.tls,
             })
             .collect())
     }

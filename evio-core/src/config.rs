@@ -19,6 +19,12 @@ pub(crate) struct Config {
     pub(crate) max_connections: Option<usize>,
     /// Out of descriptors, close the longest-idle reclaimable connections.
     pub(crate) reclaim_idle: bool,
+    /// The server side of `tls://` listeners.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// How long a TLS handshake may take.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_handshake_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -31,6 +37,10 @@ impl Default for Config {
             dial_timeout: Some(Duration::from_secs(10)),
             max_connections: None,
             reclaim_idle: false,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_handshake_timeout: Some(Duration::from_secs(10)),
         }
     }
 }

@@ -338,6 +338,39 @@ impl<C> Conn<'_, C> {
         Ok(ConnId::new(self.lp.index, key))
     }
 
+    /// [`dial`](Conn::dial) that speaks TLS: once connected, the handshake
+    /// runs with `config` and `server_name` (SNI and the name the
+    /// certificate must carry), and `on_opened` fires when it has finished.
+    /// Bytes written before are encrypted and sent after it. (`tls`
+    /// feature.)
+    ///
+    /// # Errors
+    /// As [`dial`](Conn::dial), or `InvalidInput` for a server name that is
+    /// not a valid DNS name or IP address.
+    #[cfg(feature = "tls")]
+    pub fn dial_tls(
+        &mut self,
+        addr: impl ToAddr,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        ctx: C,
+    ) -> io::Result<ConnId> {
+        let addr = addr.to_addr()?;
+        let key = self
+            .table
+            .dial_tls(&addr, server_name, config, ctx)
+            .map_err(|(e, _)| e)?;
+        self.lp.me.count_open();
+        Ok(ConnId::new(self.lp.index, key))
+    }
+
+    /// The TLS session of a TLS connection (SNI, ALPN, version…), `None`
+    /// for a plain one. (`tls` feature.)
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<crate::tls::TlsInfo<'_>> {
+        self.table.tls_info(self.index)
+    }
+
     /// Overrides the server's idle timeout for this connection: it is
     /// closed, with `on_closed` getting a `TimedOut` error, after this long
     /// without reading or writing a byte. `None` disables it.

@@ -138,6 +138,37 @@ impl ServerControl {
     /// is not the handler's `Context` type; `NotConnected` if the server has
     /// stopped; `WouldBlock` on one of the server's own loop threads.
     pub fn dial<C: Send + 'static>(&self, addr: impl ToAddr, ctx: C) -> io::Result<ConnId> {
+        self.dial_with(
+            addr,
+            ctx,
+            #[cfg(feature = "tls")]
+            None,
+        )
+    }
+
+    /// [`dial`](ServerControl::dial) that speaks TLS to `server_name` with
+    /// `config` (see [`Conn::dial_tls`](crate::Conn::dial_tls)). (`tls`
+    /// feature.)
+    ///
+    /// # Errors
+    /// As [`dial`](ServerControl::dial).
+    #[cfg(feature = "tls")]
+    pub fn dial_tls<C: Send + 'static>(
+        &self,
+        addr: impl ToAddr,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        ctx: C,
+    ) -> io::Result<ConnId> {
+        self.dial_with(addr, ctx, Some((config, server_name.to_owned())))
+    }
+
+    fn dial_with<C: Send + 'static>(
+        &self,
+        addr: impl ToAddr,
+        ctx: C,
+        #[cfg(feature = "tls")] tls: Option<(Arc<rustls::ClientConfig>, String)>,
+    ) -> io::Result<ConnId> {
         let addr = addr.to_addr()?;
         self.shared
             .id
@@ -149,6 +180,8 @@ impl ServerControl {
             addr,
             ctx: Box::new(ctx),
             reply,
+            #[cfg(feature = "tls")]
+            tls,
         };
         if !target.send(msg) {
             return Err(stopped());

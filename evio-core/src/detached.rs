@@ -9,23 +9,46 @@ use evio_sys::net;
 
 /// A detached connection: a blocking std stream, now the user's to read,
 /// write and close (dropping it closes the socket).
+///
+/// A TLS connection is handed over with its session, as a blocking rustls
+/// stream: plaintext already decrypted and not yet given to `on_data` is
+/// read first, and what is written is encrypted (`tls` feature).
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum DetachedStream {
     /// A TCP connection.
     Tcp(TcpStream),
     /// A unix stream connection.
     Unix(UnixStream),
+    /// An accepted TLS connection.
+    #[cfg(feature = "tls")]
+    TlsServer(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+    /// A dialed TLS connection.
+    #[cfg(feature = "tls")]
+    TlsClient(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+/// What the table hands over when a connection detaches.
+pub(crate) struct Handover {
+    pub(crate) fd: OwnedFd,
+    pub(crate) unix: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Box<crate::tls::TlsSession>>,
 }
 
 impl DetachedStream {
     /// Switches the socket back to blocking mode and wraps it.
-    pub(crate) fn new(fd: OwnedFd, unix: bool) -> io::Result<DetachedStream> {
-        net::set_nonblocking(&fd, false)?;
-        Ok(if unix {
-            DetachedStream::Unix(UnixStream::from(fd))
-        } else {
-            DetachedStream::Tcp(TcpStream::from(fd))
-        })
+    pub(crate) fn new(h: Handover) -> io::Result<DetachedStream> {
+        net::set_nonblocking(&h.fd, false)?;
+        if h.unix {
+            return Ok(DetachedStream::Unix(UnixStream::from(h.fd)));
+        }
+        let tcp = TcpStream::from(h.fd);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = h.tls {
+            return Ok(tls.into_stream(tcp));
+        }
+        Ok(DetachedStream::Tcp(tcp))
     }
 }
 
@@ -34,6 +57,10 @@ impl AsFd for DetachedStream {
         match self {
             DetachedStream::Tcp(s) => s.as_fd(),
             DetachedStream::Unix(s) => s.as_fd(),
+            #[cfg(feature = "tls")]
+            DetachedStream::TlsServer(s) => s.sock.as_fd(),
+            #[cfg(feature = "tls")]
+            DetachedStream::TlsClient(s) => s.sock.as_fd(),
         }
     }
 }
@@ -43,6 +70,10 @@ impl Read for DetachedStream {
         match self {
             DetachedStream::Tcp(s) => s.read(buf),
             DetachedStream::Unix(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            DetachedStream::TlsServer(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            DetachedStream::TlsClient(s) => s.read(buf),
         }
     }
 }
@@ -52,10 +83,20 @@ impl Write for DetachedStream {
         match self {
             DetachedStream::Tcp(s) => s.write(buf),
             DetachedStream::Unix(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            DetachedStream::TlsServer(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            DetachedStream::TlsClient(s) => s.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            #[cfg(feature = "tls")]
+            DetachedStream::TlsServer(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            DetachedStream::TlsClient(s) => s.flush(),
+            _ => Ok(()),
+        }
     }
 }

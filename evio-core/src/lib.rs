@@ -53,7 +53,9 @@ mod server;
 mod shared;
 mod socket; //        what all loops of a server share
 mod stream; //        InputStream
-mod table; //         the connection table and its state machine //        serve, Builder, ServerHandle
+mod table;
+#[cfg(feature = "tls")]
+mod tls; //         the connection table and its state machine //        serve, Builder, ServerHandle
 
 pub use addr::ToAddr;
 pub use balance::LoadBalance;
@@ -71,3 +73,5 @@ pub use receipt::WriteReceipt;
 pub use server::{serve, Builder, ServerHandle};
 pub use socket::SocketOptions;
 pub use stream::InputStream;
+#[cfg(feature = "tls")]
+pub use tls::TlsInfo;

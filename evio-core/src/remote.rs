@@ -41,6 +41,9 @@ pub(crate) enum Msg {
         addr: Addr,
         ctx: Box<dyn Any + Send>,
         reply: Sender<io::Result<ConnId>>,
+        /// Speak TLS: the client config and the server's name.
+        #[cfg(feature = "tls")]
+        tls: Option<(std::sync::Arc<rustls::ClientConfig>, String)>,
     },
     /// The server is out of descriptors: close up to this many of this
     /// loop's reclaimable connections.
@@ -58,6 +61,9 @@ pub(crate) struct Accepted {
     pub(crate) unix: bool,
     /// `TCP_NODELAY` is already on (inherited from the listener).
     pub(crate) nodelay: bool,
+    /// Accepted on a `tls://` listener.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) tls: bool,
 }
 
 /// The parts of a loop other threads can reach.

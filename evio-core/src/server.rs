@@ -177,6 +177,35 @@ impl<P: Poller + 'static> Builder<P> {
         self
     }
 
+    /// The TLS configuration of `tls://` (`tls4://`, `tls6://`) addresses:
+    /// certificates, protocol versions, ALPN, client authentication… built
+    /// with rustls and the crypto provider of your choice. Needed if any
+    /// address is a TLS one. (`tls` feature.)
+    ///
+    /// ```no_run
+    /// # fn config() -> std::sync::Arc<rustls::ServerConfig> { unimplemented!() }
+    /// # #[derive(Clone)] struct Echo;
+    /// # impl evio_core::EventHandler for Echo { type Context = (); }
+    /// evio_core::Builder::new()
+    ///     .tls_config(config()) // e.g. from rustls::ServerConfig::builder()
+    ///     .serve(Echo, &["tcp://:8080", "tls://:8443"])?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.config.tls = Some(config);
+        self
+    }
+
+    /// How long a TLS handshake may take before the connection is closed
+    /// (`on_closed` gets `TimedOut`); default 10 s, `None` for no limit.
+    /// Counted from accept (or from connect, for a dial). (`tls` feature.)
+    #[cfg(feature = "tls")]
+    pub fn tls_handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.tls_handshake_timeout = timeout;
+        self
+    }
+
     /// Uses another poller backend: `factory(loop_index)` makes each
     /// loop's poller, on the thread that starts the server. Any [`Poller`]
     /// works — a built-in one, or a configured instance of your own (a
@@ -292,6 +321,13 @@ impl<P: Poller + 'static> Builder<P> {
             .iter()
             .map(|a| addr::parse(a.as_ref()))
             .collect::<io::Result<Vec<_>>>()?;
+        #[cfg(feature = "tls")]
+        if let (Some(s), None) = (specs.iter().find(|s| s.tls), &self.config.tls) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{:?} is a TLS address: give the server a rustls config with Builder::tls_config", s.original),
+            ));
+        }
         let n = self.loop_count();
         let copies = if self.per_loop_listeners { n } else { 1 };
         // Bound in order; on a failure, what was bound is dropped again (and

@@ -144,8 +144,11 @@ impl Floor {
     /// One accepted, non-blocking socket.
     fn accept_one(&self) -> nix::Result<RawFd> {
         if self.nodelay_inherited {
-            return accept4(&self.listener, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC)
-                .map(IntoRawFd::into_raw_fd);
+            return accept4(
+                &self.listener,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            )
+            .map(IntoRawFd::into_raw_fd);
         }
         // Not inherited here: TCP_NODELAY and O_NONBLOCK per connection.
         let errno = |e: io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(0));

@@ -160,7 +160,8 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             match net::accept(&*l.fd) {
                 Ok((fd, remote)) => {
                     let remote = canonical(remote);
-                    let (unix, index, local) = (l.unix_path.is_some(), l.index, l.local);
+                    let (unix, index, local, tls) =
+                        (l.unix_path.is_some(), l.index, l.local, l.tls);
                     let nodelay = !unix && self.accept.nodelay_inherited(i, &fd);
                     if self.over_capacity() {
                         // Shed it now: the peer sees a close instead of a
@@ -176,6 +177,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                         listener: index,
                         unix,
                         nodelay,
+                        tls,
                     };
                     if local {
                         self.ctx.me.count_open();

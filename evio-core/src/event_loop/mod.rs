@@ -9,6 +9,8 @@
 //! was queued (writes to other connections, from other threads).
 
 mod accept;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::io;
 
@@ -59,6 +61,10 @@ pub(crate) struct EventLoop<P: Poller, H: EventHandler> {
     next_tick: Option<Instant>,
     /// `on_loop_tick` (every loop).
     next_loop_tick: Option<Instant>,
+    /// Plaintext out of TLS sessions, for `on_data` (allocated with the
+    /// first TLS connection).
+    #[cfg(feature = "tls")]
+    plain: Option<Box<[u8]>>,
 }
 
 impl<P: Poller, H: EventHandler> EventLoop<P, H> {
@@ -92,6 +98,8 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             dirty: Vec::new(),
             next_tick: None,
             next_loop_tick: None,
+            #[cfg(feature = "tls")]
+            plain: None,
         }
     }
 
@@ -214,6 +222,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             let why = match kind {
                 TimerKind::Connect => "connect timed out",
                 TimerKind::Idle => "idle timeout",
+                TimerKind::Handshake => "TLS handshake timed out",
                 TimerKind::User => {
                     let action = self.handler.on_timer(view!(self, index));
                     self.after(index, action);
@@ -271,6 +280,10 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// the connection stops reading. `to_eof`: the peer closed its side, so
     /// read on past short reads to reach EOF now.
     fn read(&mut self, index: usize, to_eof: bool) {
+        #[cfg(feature = "tls")]
+        if self.table.is_tls(index) {
+            return self.read_tls(index, to_eof);
+        }
         // A FIN reported while reading was paused or cut short by the
         // fairness cap is not reported again: remember it, or a half-closed
         // peer would wait for our close forever.
@@ -418,11 +431,11 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     }
 
     fn detach(&mut self, index: usize) {
-        let Some((fd, unix)) = self.table.take_for_detach(index, &mut self.poller) else {
+        let Some(handover) = self.table.take_for_detach(index, &mut self.poller) else {
             return;
         };
         self.ctx.me.count_closed();
-        let action = match DetachedStream::new(fd, unix) {
+        let action = match DetachedStream::new(handover) {
             Ok(stream) => self.handler.on_detached(view!(self, index), stream),
             Err(e) => self.handler.on_closed(view!(self, index), Some(e)),
         };
@@ -489,7 +502,19 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                         self.after(key.index(), Action::None);
                     }
                 }
-                Msg::Dial { addr, ctx, reply } => self.dial(addr, ctx, reply),
+                Msg::Dial {
+                    addr,
+                    ctx,
+                    reply,
+                    #[cfg(feature = "tls")]
+                    tls,
+                } => self.dial(
+                    addr,
+                    ctx,
+                    reply,
+                    #[cfg(feature = "tls")]
+                    tls,
+                ),
                 Msg::Reclaim(count) => {
                     self.reclaim(count);
                 }
@@ -507,14 +532,24 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             self.ctx.me.count_closed();
             return;
         }
-        let index = self.table.insert_accepted(accepted);
+        let index = match self.table.insert_accepted(accepted) {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::warn!(error = %e, "evio: a TLS session could not start; closing");
+                self.ctx.me.count_closed();
+                return;
+            }
+        };
         if let Err(e) = self.table.register(index, &mut self.poller) {
             tracing::warn!(error = %e, "evio: registering a connection failed; closing it");
             self.table.remove(index);
             self.ctx.me.count_closed();
             return;
         }
-        self.open(index);
+        // A TLS connection opens when its handshake finishes.
+        if !self.table.is_tls(index) {
+            self.open(index);
+        }
     }
 
     /// Fires `on_opened`, applies its options and action.
@@ -542,7 +577,12 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             return;
         }
         tracing::debug!(remote = %self.table.remote(index), "evio: dialed");
-        self.open(index);
+        if self.table.is_tls(index) {
+            // The ClientHello goes out now; it opens after the handshake.
+            self.flush(index);
+        } else {
+            self.open(index);
+        }
         if self.table.read_fd(index).is_some() {
             self.read(index, false);
         }
@@ -555,6 +595,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         addr: crate::Addr,
         ctx: Box<dyn std::any::Any + Send>,
         reply: crossbeam_channel::Sender<io::Result<ConnId>>,
+        #[cfg(feature = "tls")] tls: Option<(Arc<rustls::ClientConfig>, String)>,
     ) {
         let ctx = match ctx.downcast::<H::Context>() {
             Ok(ctx) => *ctx,
@@ -570,7 +611,14 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             }
         };
         self.ctx.me.count_open();
-        match self.table.dial(&addr, ctx) {
+        #[cfg(feature = "tls")]
+        let dialed = match tls {
+            Some((config, name)) => self.table.dial_tls(&addr, &name, config, ctx),
+            None => self.table.dial(&addr, ctx),
+        };
+        #[cfg(not(feature = "tls"))]
+        let dialed = self.table.dial(&addr, ctx);
+        match dialed {
             Ok(key) => {
                 let _ = reply.send(Ok(ConnId::new(self.ctx.index, key)));
                 self.register_dialed();

@@ -57,6 +57,60 @@ impl OutputRef<'_> {
     }
 }
 
+/// Writes queued output until done or the socket is full: plaintext to
+/// the socket, or through the TLS session (encrypted, then its records).
+/// Counts plaintext in `c.written`. Returns the bytes that left and how many
+/// records still wait inside the TLS session (0 or 1: it says only whether).
+pub(super) fn write_out<C>(c: &mut ConnState<C>) -> io::Result<(usize, usize)> {
+    let Some(fd) = c.fd.as_ref().map(|fd| fd.as_fd()) else {
+        return Ok((0, 0));
+    };
+    #[cfg(feature = "tls")]
+    if let Some(tls) = c.tls.as_deref_mut() {
+        let encrypted = c.out.feed_to(|bytes| tls.encrypt(bytes));
+        c.written += encrypted as u64;
+        let done_writing = c.phase == Phase::Closing || c.flags.has(Flags::SHUT_WRITE);
+        if done_writing && c.out.pending() == 0 && !tls.is_handshaking() {
+            tls.close_notify();
+        }
+        let wrote = tls.write_to(fd)?;
+        return Ok((wrote, usize::from(tls.wants_write())));
+    }
+    let mut wrote = 0;
+    while c.out.pending() > 0 {
+        match c.out.write_to(fd) {
+            Ok(n) => wrote += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    c.written += wrote as u64;
+    Ok((wrote, 0))
+}
+
+/// Whether the connection speaks TLS (its plaintext must be encrypted).
+fn is_tls<C>(c: &ConnState<C>) -> bool {
+    #[cfg(feature = "tls")]
+    return c.tls.is_some();
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = c;
+        false
+    }
+}
+
+/// Whether the handler has seen the connection open (a TLS connection
+/// opens when its handshake finishes), so `on_drained` may fire.
+fn opened<C>(c: &ConnState<C>) -> bool {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = c.tls.as_deref() {
+        return tls.is_open();
+    }
+    let _ = c;
+    true
+}
+
 /// Interest from two booleans: with neither, only errors and hang-ups.
 fn interest(read: bool, write: bool) -> Interest {
     match (read, write) {
@@ -106,7 +160,8 @@ impl<C> ConnTable<C> {
         }
         let direct = c.out.pending() == 0
             && !c.flags.has(Flags::CONNECTING)
-            && !matches!(c.origin, Origin::Udp(_));
+            && !matches!(c.origin, Origin::Udp(_))
+            && !is_tls(c);
         let mut skip = 0;
         if let (true, Some(fd)) = (direct, &c.fd) {
             if let Ok(n) = net::writev(fd.as_fd(), bufs) {
@@ -321,23 +376,19 @@ impl<C> ConnTable<C> {
         if c.flags.has(Flags::CONNECTING) || matches!(c.origin, Origin::Udp(_)) {
             return Flushed::Pending;
         }
-        let Some(fd) = &c.fd else {
+        if c.fd.is_none() {
             return Flushed::Pending;
-        };
-        let mut wrote = 0;
-        while c.out.pending() > 0 {
-            match c.out.write_to(fd.as_fd()) {
-                Ok(n) => wrote += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Flushed::Close(Some(e)),
-            }
         }
+        let (wrote, backlog) = match write_out(c) {
+            Ok(r) => r,
+            Err(e) => return Flushed::Close(Some(e)),
+        };
         if wrote > 0 {
             c.idle.last_active = self.timers.now_ms();
-            c.written += wrote as u64;
         }
-        if !c.receipts.is_empty() {
+        let is_open = opened(c);
+        // Over TLS, a write is done once its records are on the socket.
+        if !c.receipts.is_empty() && backlog == 0 {
             let written = c.written;
             let done = c
                 .receipts
@@ -348,7 +399,7 @@ impl<C> ConnTable<C> {
                 r.complete(Ok(()));
             }
         }
-        let pending = c.out.pending();
+        let pending = c.out.pending() + backlog;
         c.out.settle(&mut self.pool);
         if pending == 0 {
             c.flags.clear(Flags::PEER_FED);
@@ -363,7 +414,10 @@ impl<C> ConnTable<C> {
                     // Both directions are done.
                     return Flushed::Close(None);
                 }
-                if let Err(e) = net::shutdown(fd, net::Shutdown::Write) {
+                let shut =
+                    c.fd.as_ref()
+                        .map(|fd| net::shutdown(fd, net::Shutdown::Write));
+                if let Some(Err(e)) = shut {
                     return Flushed::Close(Some(e));
                 }
             }
@@ -379,7 +433,7 @@ impl<C> ConnTable<C> {
         } else if pending > self.high_water && !c.flags.has(Flags::PEER_FED) {
             c.flags.set(Flags::OWN_PAUSED);
         }
-        if wrote > 0 && pending == 0 {
+        if wrote > 0 && pending == 0 && is_open {
             return Flushed::Drained;
         }
         if !P::EDGE_TRIGGERED {

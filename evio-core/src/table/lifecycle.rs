@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 use evio_sys::{net, Poller};
@@ -12,6 +12,7 @@ use super::state::{Flags, Phase};
 use super::timers::TimerKind;
 use super::ConnTable;
 use crate::config::duration_ms;
+use crate::detached::Handover;
 use crate::receipt::WriteError;
 use crate::Addr;
 
@@ -54,6 +55,17 @@ impl<C> ConnTable<C> {
     /// Whether the connection reads now (not paused, not at EOF, open).
     pub(crate) fn reads_now(&self, index: usize) -> bool {
         self.slab[index].reading()
+    }
+
+    /// Whether reading is only paused (backpressure or the handler), not
+    /// ended: input read meanwhile must be kept.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn reads_paused(&self, index: usize) -> bool {
+        let c = &self.slab[index];
+        c.phase == Phase::Open
+            && !c.flags.has(Flags::READ_EOF)
+            && c.flags
+                .has(Flags::OWN_PAUSED | Flags::PEER_PAUSED | Flags::USER_PAUSED)
     }
 
     /// The socket's pending error (`SO_ERROR`), taken.
@@ -125,20 +137,27 @@ impl<C> ConnTable<C> {
         &mut self,
         index: usize,
         poller: &mut P,
-    ) -> Option<(OwnedFd, bool)> {
+    ) -> Option<Handover> {
         let c = self.slab.get_mut(index)?;
         let fd = c.fd.take()?;
         if !c.flags.has(Flags::HUNG_UP) {
             let _ = poller.deregister(fd.as_raw_fd());
         }
-        Some((fd, c.flags.has(Flags::UNIX)))
+        Some(Handover {
+            fd,
+            unix: c.flags.has(Flags::UNIX),
+            #[cfg(feature = "tls")]
+            tls: c.tls.take(),
+        })
     }
 
     /// Shutdown: one last non-blocking attempt to deliver pending output.
+    /// (Over TLS: what fits, then `close_notify`.)
     pub(crate) fn write_remaining(&mut self, index: usize) {
-        if let Some(c) = self.slab.get(index) {
-            if let (Some(fd), true) = (&c.fd, c.out.pending() > 0) {
-                let _ = net::write(fd.as_fd(), c.out.first());
+        if let Some(c) = self.slab.get_mut(index) {
+            if !c.flags.has(Flags::CONNECTING) {
+                c.phase = Phase::Closing;
+                let _ = super::flush::write_out(c);
             }
         }
     }
@@ -271,6 +290,14 @@ impl<C> ConnTable<C> {
                         return Some((key.index(), kind));
                     }
                 }
+                #[cfg(feature = "tls")]
+                TimerKind::Handshake => {
+                    if c.tls.as_deref().is_some_and(|t| !t.is_open()) {
+                        return Some((key.index(), kind));
+                    }
+                }
+                #[cfg(not(feature = "tls"))]
+                TimerKind::Handshake => {}
                 TimerKind::User => {
                     if due == c.idle.user_due {
                         c.idle.user_due = 0;

@@ -14,6 +14,8 @@ mod lifecycle;
 mod output;
 mod state;
 mod timers;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -68,6 +70,11 @@ pub(crate) struct ConnTable<C> {
     /// Keep the clock current for activity stamps even without timers
     /// (reclaiming the longest-idle connections needs them).
     track_activity: bool,
+    /// The server side of TLS listeners, and how long a handshake may take.
+    #[cfg(feature = "tls")]
+    tls_config: Option<std::sync::Arc<rustls::ServerConfig>>,
+    #[cfg(feature = "tls")]
+    handshake_ms: u32,
     high_water: usize,
     low_water: usize,
 }
@@ -86,6 +93,10 @@ impl<C> ConnTable<C> {
             idle_default_ms: duration_ms(config.idle_timeout),
             dial_timeout_ms: duration_ms(config.dial_timeout),
             track_activity: config.reclaim_idle,
+            #[cfg(feature = "tls")]
+            tls_config: config.tls.clone(),
+            #[cfg(feature = "tls")]
+            handshake_ms: duration_ms(config.tls_handshake_timeout),
             high_water: config.high_water,
             low_water: config.low_water,
         }
@@ -165,6 +176,13 @@ impl<C> ConnTable<C> {
         matches!(self.slab[index].origin, Origin::Udp(_))
     }
 
+    /// Whether connection `index` speaks TLS (never, without the `tls`
+    /// feature).
+    #[cfg(not(feature = "tls"))]
+    pub(crate) fn is_tls(&self, _index: usize) -> bool {
+        false
+    }
+
     pub(crate) fn is_unix(&self, index: usize) -> bool {
         self.slab[index].flags.has(Flags::UNIX)
     }
@@ -204,12 +222,14 @@ impl<C> ConnTable<C> {
             waiters: SmallVec::new(),
             receipts: Vec::new(),
             written: 0,
+            #[cfg(feature = "tls")]
+            tls: None,
             ctx,
         }
     }
 
     /// Adds an accepted connection; register it next.
-    pub(crate) fn insert_accepted(&mut self, a: Accepted) -> usize
+    pub(crate) fn insert_accepted(&mut self, a: Accepted) -> io::Result<usize>
     where
         C: Default,
     {
@@ -221,8 +241,23 @@ impl<C> ConnTable<C> {
             flags.set(Flags::NODELAY);
         }
         let origin = Origin::Listener(a.listener as u32);
-        let state = self.new_state(Some(a.fd), origin, flags, a.remote, C::default());
-        self.slab.insert(state)
+        #[allow(unused_mut)]
+        let mut state = self.new_state(Some(a.fd), origin, flags, a.remote, C::default());
+        #[cfg(feature = "tls")]
+        if a.tls {
+            let session = self
+                .tls_config
+                .as_ref()
+                .map(crate::tls::TlsSession::server)
+                .ok_or_else(|| io::Error::other("TLS listener without a config"))?;
+            state.tls = Some(Box::new(session?));
+        }
+        let index = self.slab.insert(state);
+        #[cfg(feature = "tls")]
+        if a.tls {
+            self.arm_handshake_timer(index);
+        }
+        Ok(index)
     }
 
     /// Sets `TCP_NODELAY` as `Options` asks, unless it already is so.

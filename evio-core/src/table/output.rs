@@ -131,6 +131,26 @@ impl Output {
         Ok(n)
     }
 
+    /// Offers the queued bytes, in order, to `take`, which returns how many
+    /// it took; stops when it takes less than offered. Returns the total
+    /// taken (a TLS session encrypting the queue).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn feed_to(&mut self, mut take: impl FnMut(&[u8]) -> usize) -> usize {
+        let mut total = 0;
+        while self.pending > 0 {
+            let (n, offered) = {
+                let first = self.first();
+                (take(first), first.len())
+            };
+            self.consume(n);
+            total += n;
+            if n < offered {
+                break;
+            }
+        }
+        total
+    }
+
     /// Marks `n` more bytes as written.
     fn consume(&mut self, mut n: usize) {
         self.pending -= n;

@@ -133,6 +133,10 @@ pub(super) struct ConnState<C> {
     pub(super) receipts: Vec<(u64, PendingReceipt)>,
     /// Bytes written to the socket so far (for receipts).
     pub(super) written: u64,
+    /// The TLS session of a TLS connection (boxed: plain connections pay
+    /// one pointer).
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<Box<crate::tls::TlsSession>>,
     pub(super) ctx: C,
 }
 

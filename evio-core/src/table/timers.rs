@@ -21,6 +21,9 @@ pub(crate) enum TimerKind {
     Connect,
     /// The handler's own timer (`Conn::set_timer`).
     User,
+    /// A TLS handshake that has not finished in time.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Handshake,
 }
 
 /// Deadlines in ms on the loop clock, earliest first.

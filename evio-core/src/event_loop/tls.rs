@@ -1,0 +1,162 @@
+//! Reading a TLS connection (the `tls` feature): ciphertext from the socket
+//! into the loop's read buffer, through the connection's session, plaintext
+//! to `on_data` — with the handshake, `close_notify` and truncation on the
+//! way.
+
+use std::io;
+
+use evio_sys::{net, Poller};
+
+use super::{view, EventLoop, MAX_READS_PER_EVENT, READ_BUFFER};
+use crate::conn::Conn;
+use crate::handler::{Action, EventHandler};
+use crate::tls::Plain;
+
+impl<P: Poller, H: EventHandler> EventLoop<P, H> {
+    /// As [`read`](EventLoop::read), for a TLS connection.
+    pub(super) fn read_tls(&mut self, index: usize, to_eof: bool) {
+        let to_eof = to_eof || self.table.peer_eof(index);
+        // Ciphertext kept from when reading paused (or plaintext still in
+        // the session) goes first.
+        let stash = self.table.tls_take_stash(index);
+        let n = stash.len().min(self.buf.len());
+        self.buf[..n].copy_from_slice(&stash[..n]);
+        if !self.tls_deliver(index, n) {
+            return;
+        }
+        for _ in 0..MAX_READS_PER_EVENT {
+            let Some(fd) = self.table.read_fd(index) else {
+                return;
+            };
+            match net::read(fd, &mut self.buf) {
+                Ok(0) => {
+                    // What came before the EOF is delivered, then a clean
+                    // end (close_notify came) or a truncation.
+                    self.table.tls_feed_eof(index);
+                    self.tls_deliver(index, 0);
+                    return;
+                }
+                Ok(n) => {
+                    self.table.touch(index);
+                    if !self.tls_deliver(index, n) {
+                        return;
+                    }
+                    if n < self.buf.len() && !to_eof {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.close(index, Some(e));
+                    return;
+                }
+            }
+        }
+        if P::EDGE_TRIGGERED && self.table.contains(index) {
+            let key = self.table.key(index);
+            self.table.read_again_later(key);
+        }
+    }
+
+    /// Feeds `self.buf[..n]` to the session, opens the connection when its
+    /// handshake finishes, gives plaintext to the handler, and writes what
+    /// the session and the handler queued. `false` when reading should not
+    /// go on (closed, closing, paused: unfed ciphertext is kept).
+    fn tls_deliver(&mut self, index: usize, n: usize) -> bool {
+        let mut pos = 0;
+        loop {
+            let before = pos;
+            if pos < n {
+                let mut input = &self.buf[pos..n];
+                let r = self.table.tls_feed(index, &mut input);
+                pos = n - input.len();
+                if let Err(e) = r {
+                    self.tls_failed(index, e);
+                    return false;
+                }
+            }
+            if self.table.tls_take_opened(index) {
+                self.open(index);
+                if !self.table.contains(index) {
+                    return false;
+                }
+            }
+            let (delivered, go_on) = self.tls_plaintext(index);
+            if !go_on {
+                if pos < n && self.table.contains(index) && self.table.reads_paused(index) {
+                    self.table.tls_stash(index, &self.buf[pos..n]);
+                }
+                return false;
+            }
+            if pos >= n || (pos == before && !delivered) {
+                break;
+            }
+        }
+        // Handshake records, alerts, tickets and replies, written now.
+        self.table.tls_mark_dirty(index);
+        if self.table.clear_dirty(index) {
+            self.handler.on_pre_write();
+            self.flush(index);
+        }
+        self.table.contains(index) && self.table.reads_now(index)
+    }
+
+    /// Gives the session's plaintext to `on_data`. Returns whether any was
+    /// delivered and whether reading may go on.
+    fn tls_plaintext(&mut self, index: usize) -> (bool, bool) {
+        // The plaintext buffer, taken out while callbacks borrow the loop
+        // (allocated with the first TLS connection).
+        let mut plain = self
+            .plain
+            .take()
+            .unwrap_or_else(|| vec![0u8; READ_BUFFER].into_boxed_slice());
+        let r = self.tls_plaintext_into(index, &mut plain);
+        self.plain = Some(plain);
+        r
+    }
+
+    fn tls_plaintext_into(&mut self, index: usize, plain: &mut [u8]) -> (bool, bool) {
+        let mut delivered = false;
+        loop {
+            if !self.table.reads_now(index) {
+                return (delivered, false);
+            }
+            match self.table.tls_read_plain(index, plain) {
+                Plain::Data(m) => {
+                    delivered = true;
+                    self.table.touch(index);
+                    let action = self.handler.on_data(view!(self, index), &plain[..m]);
+                    self.after(index, action);
+                    if !self.table.contains(index) {
+                        return (true, false);
+                    }
+                }
+                Plain::Empty => return (delivered, true),
+                Plain::Closed => {
+                    // close_notify: a clean end of the peer's data.
+                    let write_done = self.table.note_read_eof(index);
+                    let action = self.handler.on_eof(view!(self, index));
+                    if write_done && action != Action::Shutdown {
+                        self.close(index, None);
+                    } else {
+                        self.after(index, action);
+                    }
+                    return (delivered, false);
+                }
+                Plain::Truncated(e) => {
+                    self.close(index, Some(e));
+                    return (delivered, false);
+                }
+            }
+        }
+    }
+
+    /// A TLS error: the alert rustls queued goes out, then the connection
+    /// closes with the error.
+    fn tls_failed(&mut self, index: usize, e: io::Error) {
+        tracing::debug!(error = %e, "evio: TLS error");
+        self.flush(index);
+        self.close(index, Some(e));
+    }
+}
