@@ -52,10 +52,11 @@ mod remote; //        cross-thread messages and a loop's channel
 mod server;
 mod shared;
 mod socket; //        what all loops of a server share
-mod stream; //        InputStream
+mod stream;
 mod table;
 #[cfg(feature = "tls")]
-mod tls; //         the connection table and its state machine //        serve, Builder, ServerHandle
+mod tls;
+mod warn; //        InputStream //         the connection table and its state machine //        serve, Builder, ServerHandle
 
 pub use addr::ToAddr;
 pub use balance::LoadBalance;

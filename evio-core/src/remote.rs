@@ -7,12 +7,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crossbeam_channel::Sender;
 use evio_sys::Waker;
 
 use crate::key::{ConnId, ConnKey};
 use crate::receipt::PendingReceipt;
+use crate::warn::RateLimited;
 use crate::Addr;
 
 /// What other threads send a loop.
@@ -73,6 +75,8 @@ pub(crate) struct LoopRemote {
     /// Open connections (counted when dispatched, so LeastConnections sees
     /// connections still in flight to the loop).
     conns: AtomicUsize,
+    /// Wake failures (any thread), logged at most once a second.
+    warned: Mutex<RateLimited>,
 }
 
 impl LoopRemote {
@@ -81,6 +85,7 @@ impl LoopRemote {
             tx,
             waker,
             conns: AtomicUsize::new(0),
+            warned: Mutex::new(RateLimited::default()),
         }
     }
 
@@ -90,7 +95,10 @@ impl LoopRemote {
             return false;
         }
         if let Err(e) = self.waker.wake() {
-            tracing::warn!(error = %e, "evio: waking a loop failed");
+            let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            warned.warn(
+                |held| tracing::warn!(error = %e, suppressed = held, "evio: waking a loop failed"),
+            );
         }
         true
     }

@@ -17,6 +17,7 @@ use crate::handler::{Action, EventHandler};
 use crate::key::{ConnKey, Token};
 use crate::receipt::{PendingReceipt, WriteError};
 use crate::remote::{Accepted, Msg};
+use crate::warn::RateLimited;
 use crate::Addr;
 
 /// Accepts (or datagrams) per listener per event before others get a turn.
@@ -41,6 +42,8 @@ pub(super) struct Acceptor {
     paused: bool,
     /// Shedding connections over `max_connections` (warned once per episode).
     shedding: bool,
+    /// Accept failures, logged at most once a second.
+    warned: RateLimited,
     /// Per listener: whether accepted sockets inherit its `TCP_NODELAY`
     /// (learned from the first one accepted; Linux and the BSDs copy it).
     nodelay: Vec<Option<bool>>,
@@ -56,6 +59,7 @@ impl Acceptor {
             paused: false,
             shedding: false,
             nodelay: Vec::new(),
+            warned: RateLimited::default(),
         }
     }
 
@@ -144,7 +148,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         if self.accept.paused {
             self.accept.paused = false;
             if let Err(e) = self.register_listeners() {
-                tracing::warn!(error = %e, "evio: re-registering listeners failed");
+                self.accept.warned.warn(|held| {
+                    tracing::warn!(error = %e, suppressed = held, "evio: re-registering listeners failed")
+                });
                 self.pause_accepting();
                 return;
             }
@@ -198,7 +204,13 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                     if self.make_room(&e) {
                         continue;
                     }
-                    tracing::warn!(error = %e, "evio: accept failed; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.accept.warned.warn(|held| {
+                        tracing::warn!(
+                            error = %e,
+                            suppressed = held,
+                            "evio: accept failed; pausing accepts for {ACCEPT_BACKOFF:?}"
+                        )
+                    });
                     self.pause_accepting();
                     return;
                 }

@@ -30,6 +30,7 @@ use crate::key::{ConnId, ConnKey, Token};
 use crate::remote::{Accepted, Msg};
 use crate::shared::Shared;
 use crate::table::{ConnTable, Flushed, TimerKind};
+use crate::warn::RateLimited;
 
 /// Reads of one connection per event before others get a turn.
 const MAX_READS_PER_EVENT: usize = 16;
@@ -61,6 +62,9 @@ pub(crate) struct EventLoop<P: Poller, H: EventHandler> {
     next_tick: Option<Instant>,
     /// `on_loop_tick` (every loop).
     next_loop_tick: Option<Instant>,
+    /// Per-connection failures (registration, TLS setup), logged at most
+    /// once a second.
+    warned: RateLimited,
     /// Plaintext out of TLS sessions, for `on_data` (allocated with the
     /// first TLS connection).
     #[cfg(feature = "tls")]
@@ -98,6 +102,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             dirty: Vec::new(),
             next_tick: None,
             next_loop_tick: None,
+            warned: RateLimited::default(),
             #[cfg(feature = "tls")]
             plain: None,
         }
@@ -535,13 +540,16 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         let index = match self.table.insert_accepted(accepted) {
             Ok(index) => index,
             Err(e) => {
-                tracing::warn!(error = %e, "evio: a TLS session could not start; closing");
+                self.warned
+                    .warn(|held| tracing::warn!(error = %e, suppressed = held, "evio: a TLS session could not start; closing"));
                 self.ctx.me.count_closed();
                 return;
             }
         };
         if let Err(e) = self.table.register(index, &mut self.poller) {
-            tracing::warn!(error = %e, "evio: registering a connection failed; closing it");
+            self.warned.warn(|held| {
+                tracing::warn!(error = %e, suppressed = held, "evio: registering a connection failed; closing it")
+            });
             self.table.remove(index);
             self.ctx.me.count_closed();
             return;
@@ -641,7 +649,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         while let Some(index) = self.table.take_to_register() {
             if self.table.contains(index) {
                 if let Err(e) = self.table.register(index, &mut self.poller) {
-                    tracing::warn!(error = %e, "evio: registering a dialed connection failed");
+                    self.warned.warn(|held| {
+                        tracing::warn!(error = %e, suppressed = held, "evio: registering a dialed connection failed")
+                    });
                     self.close(index, Some(e));
                 }
             }
