@@ -249,6 +249,11 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         let index = key.index();
         let broken = ev.is_error() || ev.is_hangup();
         if self.table.is_connecting(index) {
+            // The peer may have answered and shut down before this event
+            // (edge-triggered pollers report that FIN once, here).
+            if ev.is_read_closed() {
+                self.table.note_peer_eof(index);
+            }
             if ev.is_writable() || broken {
                 self.finish_connect(index);
             }

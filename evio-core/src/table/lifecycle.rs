@@ -85,7 +85,9 @@ impl<C> ConnTable<C> {
         let c = &mut self.slab[index];
         if let (Some(fd), false) = (&c.fd, c.flags.has(Flags::HUNG_UP)) {
             let _ = poller.deregister(fd.as_raw_fd());
-            c.flags.set(Flags::HUNG_UP);
+            // Gone both ways: once reading resumes, read on to the EOF,
+            // since no event will come for it.
+            c.flags.set(Flags::HUNG_UP | Flags::PEER_EOF);
         }
     }
 
