@@ -35,12 +35,9 @@ impl EventHandler for RedisServer {
     type Context = Session;
 
     fn on_data(&mut self, conn: &mut Conn<'_, Session>, input: &[u8]) -> Action {
-        // The engine needs the session and the connection's output at once:
-        // move the (small) session out of the connection for the call.
-        let mut session = std::mem::take(conn.context_mut());
-        let action = self.engine.feed(&mut session, input, conn);
-        *conn.context_mut() = session;
-        action
+        // The engine needs the session and the connection's output at once.
+        let (session, mut out) = conn.split();
+        self.engine.feed(session, input, &mut out)
     }
 
     // ---- output bound: resume held requests once the output drained ----
@@ -48,10 +45,8 @@ impl EventHandler for RedisServer {
         if !conn.context().is_held() {
             return Action::None;
         }
-        let mut session = std::mem::take(conn.context_mut());
-        let action = self.engine.feed(&mut session, &[], conn);
-        *conn.context_mut() = session;
-        action
+        let (session, mut out) = conn.split();
+        self.engine.feed(session, &[], &mut out)
     }
 
     fn on_tick(&mut self) -> (Option<Duration>, Action) {
