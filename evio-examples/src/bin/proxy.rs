@@ -19,6 +19,9 @@ const SPEC: Spec = Spec {
     default_port: 7000,
     udp: false,
     backend: true,
+    idle_timeout: 60,
+    header_timeout: None,
+    connect_timeout: Some(5),
 };
 
 fn main() -> ExitCode {
