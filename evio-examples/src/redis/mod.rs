@@ -100,6 +100,8 @@ pub struct Session {
     /// Execution stopped at the output high-water mark with input held:
     /// feed the session again (with no new input) once output has drained.
     held: bool,
+    /// The server's: the peer finished sending while requests were held.
+    peer_eof: bool,
 }
 
 impl Session {
@@ -113,6 +115,13 @@ impl Session {
     /// yet because the output is above the high-water mark.
     pub fn held_input(&self) -> usize {
         self.input.len()
+    }
+
+    /// Whether no request is in progress: no partial request and none
+    /// waiting for the output to drain. Such a connection may be closed to
+    /// make room (`Conn::set_reclaimable`) without losing anything.
+    pub fn is_idle(&self) -> bool {
+        self.input.is_empty() && !self.held
     }
 }
 

@@ -1,14 +1,23 @@
-//! The Redis server: the engine behind evio-core's callbacks.
+//! The Redis server: the engine behind evio-core's callbacks, with a
+//! peer's FIN behind held requests and reclaiming idle connections.
 
 use std::time::Duration;
 
-use evio_core::{Action, Conn, EventHandler};
+use evio_core::{Action, Conn, EventHandler, Options};
 
 use super::{Config, Engine, Session};
 use crate::store::Store;
 
 /// The Redis server: an [`Engine`] per loop, sweeping expired keys on loop
 /// 0's tick.
+///
+/// A client that shuts down its write side (a FIN) while requests wait for
+/// the output to drain still gets every reply: the requests are executed
+/// from `on_drained` as before, and the connection closes once none is
+/// left. A connection is marked reclaimable (`Conn::set_reclaimable`)
+/// exactly while no request is in progress ([`Session::is_idle`]), so that
+/// a server out of file descriptors closes idle clients, never one in
+/// mid-request.
 #[derive(Debug, Clone)]
 pub struct RedisServer {
     engine: Engine,
@@ -29,15 +38,51 @@ impl RedisServer {
             sweep_interval: config.sweep_interval,
         }
     }
+
+    /// After the engine: the close a held FIN waited for, and whether the
+    /// connection may be reclaimed.
+    fn settle(conn: &mut Conn<'_, Session>, action: Action) -> Action {
+        if action != Action::None {
+            return action;
+        }
+        let s = conn.context();
+        if s.peer_eof && !s.held {
+            // Everything the peer sent before its FIN is answered.
+            return Action::Close;
+        }
+        let idle = s.is_idle();
+        conn.set_reclaimable(idle);
+        Action::None
+    }
 }
 
 impl EventHandler for RedisServer {
     type Context = Session;
 
+    fn on_opened(&mut self, conn: &mut Conn<'_, Session>) -> (Options, Action) {
+        // Waiting for its first request: nothing to lose.
+        conn.set_reclaimable(true);
+        (Options::default(), Action::None)
+    }
+
     fn on_data(&mut self, conn: &mut Conn<'_, Session>, input: &[u8]) -> Action {
         // The engine needs the session and the connection's output at once.
         let (session, mut out) = conn.split();
-        self.engine.feed(session, input, &mut out)
+        let action = self.engine.feed(session, input, &mut out);
+        Self::settle(conn, action)
+    }
+
+    /// The peer finished sending. With requests held for the output to
+    /// drain, they are still executed (`on_drained`), then the connection
+    /// closes; otherwise it closes now, after what is queued (a partial
+    /// request can never complete).
+    fn on_eof(&mut self, conn: &mut Conn<'_, Session>) -> Action {
+        let s = conn.context_mut();
+        if s.held {
+            s.peer_eof = true;
+            return Action::None;
+        }
+        Action::Close
     }
 
     // ---- output bound: resume held requests once the output drained ----
@@ -46,7 +91,8 @@ impl EventHandler for RedisServer {
             return Action::None;
         }
         let (session, mut out) = conn.split();
-        self.engine.feed(session, &[], &mut out)
+        let action = self.engine.feed(session, &[], &mut out);
+        Self::settle(conn, action)
     }
 
     fn on_tick(&mut self) -> (Option<Duration>, Action) {
