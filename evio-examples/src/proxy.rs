@@ -1,5 +1,6 @@
 //! An L4 (TCP) proxy: every client connection gets its own connection to
-//! one backend, and bytes flow both ways until either side closes.
+//! one backend, and bytes flow both ways until both directions have ended
+//! (or either side fails).
 //!
 //! Everything happens inside the loop that accepted the client, with no
 //! extra thread and no channel on the hot path:
@@ -14,18 +15,31 @@
 //!   sender stops being read until the peer drains, so a slow reader on
 //!   either side throttles the fast writer on the other instead of growing
 //!   the proxy's memory.
+//! - `on_eof` (either side, the peer sent its FIN): forward it with
+//!   [`Conn::shutdown_write_conn`], which shuts down the other side's write
+//!   side once the bytes queued for it are written, and keep the other
+//!   direction open (a half-close, as HAProxy in TCP mode does). A backend
+//!   that is still connecting when the client's FIN arrives gets it once
+//!   it connects. A side closes by itself once both of its directions are
+//!   done, so a pair ends when both directions have ended.
 //! - `on_closed` (either side): [`Conn::close_conn`] the peer, which closes
 //!   it once the bytes already queued for it are written. A backend that
-//!   cannot be reached (refused, timed out) closes its client the same way.
+//!   cannot be reached (refused, timed out) closes its client the same way;
+//!   so does a side closed by an error or the idle timeout.
 //!
 //! Warnings (a failed dial) go to stderr through a shared
 //! [`Warnings`] limiter: with the backend down, every client connection
 //! fails, and one line per failure would let anyone fill the disk. The first
 //! is printed, then at most one line a second plus a count of the others.
 //!
-//! Half-closes are not forwarded: a FIN from one side closes both once the
-//! other side's pending bytes are delivered (as most L4 proxies do by
-//! default).
+//! Timeouts are the [`Builder`](evio_core::Builder)'s: the idle timeout
+//! applies to both sides (the `proxy` binary's `--idle-timeout`, 60 s), so
+//! a pair whose peers both stall — a backend that never reads, a client
+//! that left — is released with its queued bytes; the dial timeout
+//! (`--connect-timeout`, 5 s) bounds connecting to the backend. A proxied
+//! connection is never "between requests", so it is never marked
+//! reclaimable (`Conn::set_reclaimable`): running out of descriptors never
+//! cuts a pair.
 
 use std::io;
 use std::net::SocketAddr;
@@ -117,6 +131,17 @@ impl EventHandler for Proxy {
         match peer {
             Some(peer) if conn.write_to(peer, input) => Action::None,
             // The other half is gone or closing: nowhere to forward to.
+            _ => Action::Close,
+        }
+    }
+
+    /// This side sent its FIN: forward it to the other side, after the
+    /// bytes queued for it, and keep forwarding the other way.
+    fn on_eof(&mut self, conn: &mut Conn<'_, Side>) -> Action {
+        let peer = conn.context().peer;
+        match peer {
+            Some(peer) if conn.shutdown_write_conn(peer) => Action::None,
+            // The other half is gone or closing: nothing left to do.
             _ => Action::Close,
         }
     }
