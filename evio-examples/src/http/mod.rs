@@ -102,7 +102,30 @@ pub struct Config {
     /// `max_header_bytes`; past that requests run regardless and evio-core's
     /// own mark applies).
     pub output_high_water: usize,
+    /// How long a request head may take, from its first byte to its end;
+    /// also how long a new connection may wait before sending its first
+    /// request (nginx's `client_header_timeout`, [`HEADER_TIMEOUT`] by
+    /// default). Past it the connection is closed. `None`: no limit.
+    /// Timeouts over 24 days count as 24 days. Applied by [`HttpServer`].
+    pub header_timeout: Option<Duration>,
+    /// Lingering close: after a response that ends the connection while
+    /// the client may still be sending, the server shuts down its write
+    /// side and reads (discarding) until the client closes, this long
+    /// without a byte at most (nginx's `lingering_timeout`,
+    /// [`LINGERING_TIMEOUT`]). See [`HttpServer`].
+    pub lingering_timeout: Duration,
+    /// The longest a lingering close lasts in all (nginx's
+    /// `lingering_time`, [`LINGERING_TIME`]).
+    pub lingering_time: Duration,
 }
+
+/// The default [`Config::header_timeout`], 60 s (nginx's
+/// `client_header_timeout`).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default [`Config::lingering_timeout`], 5 s (nginx's).
+pub const LINGERING_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default [`Config::lingering_time`], 30 s (nginx's).
+pub const LINGERING_TIME: Duration = Duration::from_secs(30);
 
 impl Default for Config {
     fn default() -> Config {
@@ -110,14 +133,17 @@ impl Default for Config {
             max_header_bytes: MAX_HEADER_BYTES,
             max_body_bytes: MAX_BODY_BYTES,
             output_high_water: OUTPUT_HIGH_WATER,
+            header_timeout: Some(HEADER_TIMEOUT),
+            lingering_timeout: LINGERING_TIMEOUT,
+            lingering_time: LINGERING_TIME,
         }
     }
 }
 
 /// Per-connection state: a partial request head (or requests not executed
-/// yet) held over from earlier reads, where the body being skipped is, and
-/// the response that waits for the body's end. 64 bytes, no heap memory
-/// while the connection is idle.
+/// yet) held over from earlier reads, where the body being skipped is, the
+/// response that waits for the body's end, and the server's timing of the
+/// connection. 64 bytes, no heap memory while the connection is idle.
 #[derive(Debug, Default)]
 pub struct Session {
     input: InputStream,
@@ -126,21 +152,85 @@ pub struct Session {
     /// none), and its `PENDING_*` flags.
     pending: u16,
     pending_flags: u8,
-    /// Execution stopped at the output high-water mark with input held.
-    held: bool,
+    /// The engine's `HELD` and `LINGER` bits and the server's `PEER_EOF`,
+    /// `TIMER`, `HEAD_CLOCK` and `LINGERING` bits.
+    state: u8,
+    /// The server's clock (ms, wrapping) when the head being timed began.
+    head_since: u32,
 }
+
+/// Execution stopped at the output high-water mark with input held.
+const HELD: u8 = 1;
+/// The engine closed while the client may still be sending: close with a
+/// lingering close.
+const LINGER: u8 = 2;
+/// The server's: the peer finished sending while requests were held.
+const PEER_EOF: u8 = 4;
+/// The server's: the connection's timer is set.
+const TIMER: u8 = 8;
+/// The server's: a request head is being timed (`head_since`).
+const HEAD_CLOCK: u8 = 16;
+/// The server's: in a lingering close.
+const LINGERING: u8 = 32;
 
 impl Session {
     /// Whether requests are waiting for the output to drain: the server
     /// then feeds the session again, with no new input, from `on_drained`.
     pub fn is_held(&self) -> bool {
-        self.held
+        self.has(HELD)
     }
 
     /// Bytes of input held: an unfinished request head, or requests not
     /// executed yet because the output is above the high-water mark.
     pub fn held_input(&self) -> usize {
         self.input.len()
+    }
+
+    /// After [`Engine::feed`] returned `Close`: whether the client may
+    /// still be sending — the close follows an error response (the rest of
+    /// a refused body, pipelined requests may be on their way), or input
+    /// was left unread after the last response — so that closing at once
+    /// would make the kernel answer with a reset that can destroy the
+    /// response. The server then closes with a lingering close.
+    pub fn lingers(&self) -> bool {
+        self.has(LINGER)
+    }
+
+    /// Whether no request is in progress: no input held (no partial head,
+    /// no requests waiting), no body being read, no response waiting for
+    /// one. Such a connection may be closed to make room
+    /// (`Conn::set_reclaimable`) without losing anything.
+    pub fn is_idle(&self) -> bool {
+        self.input.is_empty() && !self.body.active() && self.pending == 0 && !self.is_held()
+    }
+
+    /// Whether the input held is the start of a request head still being
+    /// received (not requests waiting for the output to drain).
+    fn has_partial_head(&self) -> bool {
+        !self.input.is_empty() && !self.body.active() && !self.is_held()
+    }
+
+    fn has(&self, bit: u8) -> bool {
+        self.state & bit != 0
+    }
+
+    fn set(&mut self, bit: u8, on: bool) {
+        if on {
+            self.state |= bit;
+        } else {
+            self.state &= !bit;
+        }
+    }
+
+    /// The engine is done with the connection: drop what it holds; `linger`
+    /// says whether the client may still be sending.
+    fn finish(&mut self, linger: bool) {
+        self.input.clear();
+        self.body = BodyState::default();
+        self.pending = 0;
+        self.pending_flags = 0;
+        self.set(HELD, false);
+        self.set(LINGER, linger);
     }
 }
 
@@ -173,7 +263,8 @@ impl Engine {
     }
 
     /// Handles one read of input for `session`, writing responses to `out`.
-    /// Returns `Close` when the connection must close after them.
+    /// Returns `Close` when the connection must close after them; then
+    /// [`Session::lingers`] tells whether the client may still be sending.
     ///
     /// Requests are executed while `out.output_len()` is at most the output
     /// high-water mark; the rest of the input is kept, and
@@ -192,7 +283,7 @@ impl Engine {
         // regardless (evio-core then pauses reading on its own mark).
         let cap = high.max(HELD_INPUT_MIN).saturating_add(limit);
         let held = session.input.len();
-        if session.held {
+        if session.is_held() {
             if out.output_len() > high && held + packet.len() <= cap {
                 let _ = session.input.begin(packet);
                 session.input.end(packet, 0);
@@ -209,14 +300,17 @@ impl Engine {
             return Action::None;
         }
         if held == 0 && packet.is_empty() {
-            session.held = false;
+            session.state &= !HELD;
             return Action::None;
         }
         self.date.refresh();
         let data = session.input.begin(packet);
         let mut pos = 0;
         let mut action = Action::None;
-        session.held = false;
+        // Whether the client may still be sending when we close: after an
+        // error, or with input left after the last response.
+        let mut linger = true;
+        session.state &= !HELD;
         loop {
             if session.body.active() {
                 // Skip the body: what has arrived now, the rest as it comes.
@@ -243,6 +337,7 @@ impl Engine {
                     self.respond(&request, out);
                     if !request.keep_alive {
                         action = Action::Close;
+                        linger = pos < data.len();
                         break;
                     }
                 }
@@ -254,7 +349,7 @@ impl Engine {
             // Past the mark, stop executing: unless the input waiting has
             // itself grown past the cap (evio-core was told to read on).
             if out.output_len() > high && data.len() - pos <= cap {
-                session.held = true;
+                session.state |= HELD;
                 break;
             }
             // Parse no more than the limit: a head that is not complete
@@ -273,10 +368,13 @@ impl Engine {
                 }
             };
             pos += len;
+            // A head is complete: the server's header clock stops.
+            session.state &= !HEAD_CLOCK;
             if request.body == BodyKind::None {
                 self.respond(&request, out);
                 if !request.keep_alive {
                     action = Action::Close;
+                    linger = pos < data.len();
                     break;
                 }
                 continue;
@@ -296,7 +394,7 @@ impl Engine {
                 };
         }
         if action != Action::None {
-            *session = Session::default();
+            session.finish(linger);
             return action;
         }
         session.input.end(packet, pos);
@@ -325,7 +423,8 @@ impl Engine {
         }
     }
 
-    /// Answers a request that cannot be served with `status`, and closes.
+    /// Answers a request that cannot be served with `status`, and closes
+    /// (the session then [`lingers`](Session::lingers)).
     fn error<O: Sink + ?Sized>(&self, status: &'static Status, out: &mut O) -> Action {
         let request = Request {
             status,
@@ -336,12 +435,9 @@ impl Engine {
             expect_continue: false,
         };
         self.respond(&request, out);
-        // TODO(lingering): the client may still be sending (the rest of a
-        // body, pipelined requests); closing with unread input makes the
-        // kernel send RST, which can destroy this response before the client
-        // reads it. Once evio-core has a half-close API, shut down the write
-        // side here and drain input for a bounded time (nginx's
-        // lingering_close) instead of closing at once.
+        // The client may still be sending (the rest of a body, pipelined
+        // requests): the server closes with a lingering close
+        // (`Session::lingers`), not at once.
         Action::Close
     }
 }
