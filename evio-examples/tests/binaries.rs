@@ -8,54 +8,17 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A running binary and the port its startup line names.
-struct Server {
-    child: Child,
-    line: String,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(bin: &str, args: &[&str]) -> Server {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().unwrap();
-    let line = within("the startup line", move || {
-        let mut line = String::new();
-        BufReader::new(stderr).read_line(&mut line).unwrap();
-        line
-    });
-    let port = line
-        .split("on port ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    Server { child, line, port }
-}
-
-fn signal(server: &Server, sig: Signal) {
+fn signal(server: &Bin, sig: Signal) {
     // Our own child, not reaped yet: the pid is still its.
     kill(Pid::from_raw(server.child.id() as i32), sig).unwrap();
 }
 
-fn wait_exit(server: &mut Server) -> ExitStatus {
+fn wait_exit(server: &mut Bin) -> ExitStatus {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {

@@ -4,8 +4,9 @@
 
 #![allow(dead_code)]
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use evio_core::{Addr, Builder, EventHandler, LoadBalance, ServerHandle};
@@ -126,4 +127,85 @@ pub fn rss() -> usize {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+/// A running example binary, killed when dropped.
+pub struct Bin {
+    pub child: Child,
+    /// Its startup line.
+    pub line: String,
+    /// The port the startup line names.
+    pub port: u16,
+}
+
+impl Drop for Bin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Bin {
+    /// The process id (the binary's own, also when started through
+    /// `prlimit`, which execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The loopback address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+}
+
+/// Starts `cmd` (an example binary, or `prlimit ... -- binary`) with
+/// stderr piped, and waits for its startup line.
+pub fn spawn_bin(mut cmd: Command) -> Bin {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().unwrap();
+    let line = within("the startup line", move || {
+        let mut r = BufReader::new(stderr);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        // Keep draining stderr, so that warnings never block the server.
+        std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::sink()));
+        line
+    });
+    let port = line
+        .split("on port ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    Bin { child, line, port }
+}
+
+/// `spawn_bin` of `bin` with `args`.
+pub fn spawn(bin: &str, args: &[&str]) -> Bin {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    spawn_bin(cmd)
+}
+
+/// How many file descriptors process `pid` has open (Linux `/proc`).
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+}
+
+/// Whether `program` can be run (found on `PATH`).
+pub fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
 }
