@@ -44,7 +44,7 @@
 
 use std::time::Duration;
 
-use evio_core::{Action, InputStream};
+use evio_core::Action;
 
 use crate::Sink;
 
@@ -52,11 +52,14 @@ mod body;
 mod head;
 mod response;
 mod server;
+mod session;
 
-use body::{BodyKind, BodyState};
+use body::BodyKind;
 use head::{parse_head, Head, Request};
 use response::{routed_status, DateCache, Status, CLOSE, CONTINUE, HEADERS_TOO_LARGE, KEEP_ALIVE};
 pub use server::{HttpServer, Stats};
+pub use session::Session;
+use session::{HEAD_CLOCK, HELD, PENDING_HEAD, PENDING_HTTP10, PENDING_KEEP_ALIVE};
 
 /// The default limit of a request head (request line and headers together):
 /// 8 KiB. (nginx's default allows 8 KiB per line.)
@@ -139,104 +142,6 @@ impl Default for Config {
         }
     }
 }
-
-/// Per-connection state: a partial request head (or requests not executed
-/// yet) held over from earlier reads, where the body being skipped is, the
-/// response that waits for the body's end, and the server's timing of the
-/// connection. 64 bytes, no heap memory while the connection is idle.
-#[derive(Debug, Default)]
-pub struct Session {
-    input: InputStream,
-    body: BodyState,
-    /// The status code of the response to send when the body ends (0:
-    /// none), and its `PENDING_*` flags.
-    pending: u16,
-    pending_flags: u8,
-    /// The engine's `HELD` and `LINGER` bits and the server's `PEER_EOF`,
-    /// `TIMER`, `HEAD_CLOCK` and `LINGERING` bits.
-    state: u8,
-    /// The server's clock (ms, wrapping) when the head being timed began.
-    head_since: u32,
-}
-
-/// Execution stopped at the output high-water mark with input held.
-const HELD: u8 = 1;
-/// The engine closed while the client may still be sending: close with a
-/// lingering close.
-const LINGER: u8 = 2;
-/// The server's: the peer finished sending while requests were held.
-const PEER_EOF: u8 = 4;
-/// The server's: the connection's timer is set.
-const TIMER: u8 = 8;
-/// The server's: a request head is being timed (`head_since`).
-const HEAD_CLOCK: u8 = 16;
-/// The server's: in a lingering close.
-const LINGERING: u8 = 32;
-
-impl Session {
-    /// Whether requests are waiting for the output to drain: the server
-    /// then feeds the session again, with no new input, from `on_drained`.
-    pub fn is_held(&self) -> bool {
-        self.has(HELD)
-    }
-
-    /// Bytes of input held: an unfinished request head, or requests not
-    /// executed yet because the output is above the high-water mark.
-    pub fn held_input(&self) -> usize {
-        self.input.len()
-    }
-
-    /// After [`Engine::feed`] returned `Close`: whether the client may
-    /// still be sending — the close follows an error response (the rest of
-    /// a refused body, pipelined requests may be on their way), or input
-    /// was left unread after the last response — so that closing at once
-    /// would make the kernel answer with a reset that can destroy the
-    /// response. The server then closes with a lingering close.
-    pub fn lingers(&self) -> bool {
-        self.has(LINGER)
-    }
-
-    /// Whether no request is in progress: no input held (no partial head,
-    /// no requests waiting), no body being read, no response waiting for
-    /// one. Such a connection may be closed to make room
-    /// (`Conn::set_reclaimable`) without losing anything.
-    pub fn is_idle(&self) -> bool {
-        self.input.is_empty() && !self.body.active() && self.pending == 0 && !self.is_held()
-    }
-
-    /// Whether the input held is the start of a request head still being
-    /// received (not requests waiting for the output to drain).
-    fn has_partial_head(&self) -> bool {
-        !self.input.is_empty() && !self.body.active() && !self.is_held()
-    }
-
-    fn has(&self, bit: u8) -> bool {
-        self.state & bit != 0
-    }
-
-    fn set(&mut self, bit: u8, on: bool) {
-        if on {
-            self.state |= bit;
-        } else {
-            self.state &= !bit;
-        }
-    }
-
-    /// The engine is done with the connection: drop what it holds; `linger`
-    /// says whether the client may still be sending.
-    fn finish(&mut self, linger: bool) {
-        self.input.clear();
-        self.body = BodyState::default();
-        self.pending = 0;
-        self.pending_flags = 0;
-        self.set(HELD, false);
-        self.set(LINGER, linger);
-    }
-}
-
-const PENDING_HEAD: u8 = 1;
-const PENDING_HTTP10: u8 = 2;
-const PENDING_KEEP_ALIVE: u8 = 4;
 
 /// The protocol engine of one event loop. It writes responses to a
 /// [`Sink`], so it runs the same over a connection ([`evio_core::Writer`]), in tests, fuzzers and
@@ -465,11 +370,6 @@ mod testing {
 mod tests {
     use super::testing::{run, statuses};
     use super::*;
-
-    #[test]
-    fn idle_connection_state_is_small() {
-        assert!(std::mem::size_of::<Session>() <= 64);
-    }
 
     #[test]
     fn hello_and_keep_alive() {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use evio_core::{Action, Conn, EventHandler, Options};
 
-use super::{Config, Engine, Session, HEAD_CLOCK, LINGERING, PEER_EOF, TIMER};
+use super::session::{HEAD_CLOCK, LINGERING, PEER_EOF, TIMER};
+use super::{Config, Engine, Session};
 
 /// Server-wide counters, shared by all loops.
 #[derive(Debug, Default)]

@@ -32,7 +32,7 @@
 
 use std::time::Duration;
 
-use evio_core::{Action, InputStream};
+use evio_core::Action;
 
 use crate::resp::{self, Argv, Limits, Parsed, Parser};
 use crate::store::{SetCond, Store};
@@ -40,9 +40,11 @@ use crate::Sink;
 
 mod commands;
 mod server;
+mod session;
 
 use commands::{client, command, config, incr, is_one_of, set, shutdown, unknown_command};
 pub use server::RedisServer;
+pub use session::Session;
 
 /// The default output high-water mark of a connection, 1 MiB: evio-core's
 /// default high-water mark, so that reading a connection pauses (in
@@ -84,44 +86,6 @@ impl Default for Config {
             sweep_interval: Duration::from_secs(1),
             output_high_water: OUTPUT_HIGH_WATER,
         }
-    }
-}
-
-/// Per-connection state: input held over from earlier reads. 48 bytes, no
-/// heap memory while the connection is idle.
-#[derive(Debug, Default)]
-pub struct Session {
-    input: InputStream,
-    /// Don't parse again until the held input reaches this many bytes.
-    need: usize,
-    /// The next element of a streamed `MGET` (the request at the front of
-    /// `input`); 0 when none is in progress.
-    cursor: u32,
-    /// Execution stopped at the output high-water mark with input held:
-    /// feed the session again (with no new input) once output has drained.
-    held: bool,
-    /// The server's: the peer finished sending while requests were held.
-    peer_eof: bool,
-}
-
-impl Session {
-    /// Whether requests are waiting for the output to drain: the server
-    /// then feeds the session again, with no new input, from `on_drained`.
-    pub fn is_held(&self) -> bool {
-        self.held
-    }
-
-    /// Bytes of input held: an unfinished request, or requests not executed
-    /// yet because the output is above the high-water mark.
-    pub fn held_input(&self) -> usize {
-        self.input.len()
-    }
-
-    /// Whether no request is in progress: no partial request and none
-    /// waiting for the output to drain. Such a connection may be closed to
-    /// make room (`Conn::set_reclaimable`) without losing anything.
-    pub fn is_idle(&self) -> bool {
-        self.input.is_empty() && !self.held
     }
 }
 
@@ -451,11 +415,6 @@ mod testing {
 mod tests {
     use super::testing::{engine, reply, run};
     use super::*;
-
-    #[test]
-    fn idle_connection_state_is_small() {
-        assert!(std::mem::size_of::<Session>() <= 48);
-    }
 
     #[test]
     fn basic_commands() {
