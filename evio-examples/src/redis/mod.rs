@@ -12,7 +12,7 @@
 //! The hot path allocates nothing but the stored data itself: requests are
 //! parsed in place from the loop's read buffer ([`resp::Parser`]), replies
 //! are static strings or formatted on the stack, and input is copied into
-//! the connection's [`InputStream`] only when a request is split across
+//! the connection's [`InputStream`](evio_core::InputStream) only when a request is split across
 //! reads.
 //!
 //! # Output is bounded
