@@ -32,7 +32,18 @@
 //! - `Transfer-Encoding` other than `chunked`: `501`; with
 //!   `Content-Length` too, or on HTTP/1.0: `400` (as nginx).
 //!
-//! Error responses close the connection.
+//! Error responses close the connection — with a lingering close, so that
+//! a client still sending reads the response instead of a reset.
+//!
+//! # Connections
+//!
+//! [`HttpServer`] times connections as nginx does: a header timeout
+//! (60 s, from a head's first byte and from accept to the first request),
+//! a lingering close after closing responses (5 s between reads, 30 s in
+//! all), requests held for the output still answered after the client's
+//! FIN, and connections marked reclaimable only while no request is in
+//! progress. The idle timeout is the `Builder`'s (the binary's
+//! `--idle-timeout`, 75 s).
 //!
 //! # Output is bounded
 //!
@@ -144,8 +155,8 @@ impl Default for Config {
 }
 
 /// The protocol engine of one event loop. It writes responses to a
-/// [`Sink`], so it runs the same over a connection ([`evio_core::Writer`]), in tests, fuzzers and
-/// benchmarks.
+/// [`Sink`], so it runs the same over a connection ([`evio_core::Writer`]),
+/// in tests, fuzzers and benchmarks.
 #[derive(Clone, Debug)]
 pub struct Engine {
     config: Config,

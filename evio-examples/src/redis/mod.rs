@@ -12,8 +12,8 @@
 //! The hot path allocates nothing but the stored data itself: requests are
 //! parsed in place from the loop's read buffer ([`resp::Parser`]), replies
 //! are static strings or formatted on the stack, and input is copied into
-//! the connection's [`InputStream`](evio_core::InputStream) only when a request is split across
-//! reads.
+//! the connection's [`InputStream`](evio_core::InputStream) only when a
+//! request is split across reads.
 //!
 //! # Output is bounded
 //!
@@ -29,6 +29,9 @@
 //! held for a connection stays within the high-water mark plus one value.
 //! (The price: an `MGET` whose reply is larger than the mark is not atomic;
 //! other clients' writes may land between its pieces.)
+//!
+//! A client that shuts down its write side while requests are held still
+//! gets every reply before the connection closes; see [`RedisServer`].
 
 use std::time::Duration;
 
