@@ -265,19 +265,16 @@ fn proxy_releases_a_stalled_pair() {
 /// back, and so does its close (as HAProxy in TCP mode does).
 #[test]
 fn proxy_forwards_a_half_close_to_a_real_redis_server() {
-    if !have("redis-server") || !nc_has_n() {
-        eprintln!("redis-server or netcat-openbsd (nc -N) not found: skipped");
+    if !nc_has_n() {
+        eprintln!("netcat-openbsd (nc -N) not found: skipped");
         return;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let redis = spawn_real_redis(port);
+    let Some(redis) = real_redis() else {
+        return;
+    };
     let proxy = spawn(
         PROXY,
-        &["--port", "0", "--backend", &format!("127.0.0.1:{port}")],
+        &["--port", "0", "--backend", &redis.addr.to_string()],
     );
     for _ in 0..3 {
         let mut nc = Command::new("timeout")
@@ -307,31 +304,4 @@ fn nc_has_n() -> bool {
         .arg("-h")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&[o.stdout, o.stderr].concat()).contains("-N"))
-}
-
-/// A real redis-server on `port` (no persistence), killed when dropped.
-fn spawn_real_redis(port: u16) -> KillOnDrop {
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .args(["--dir", &std::env::temp_dir().display().to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server");
-    let guard = KillOnDrop(child);
-    eventually("redis-server to listen", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    guard
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

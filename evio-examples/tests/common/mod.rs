@@ -209,3 +209,69 @@ pub fn have(program: &str) -> bool {
         .status()
         .is_ok()
 }
+
+/// A real `redis-server` (no persistence), killed when dropped.
+pub struct RealRedis {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for RealRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a real `redis-server` on a free loopback port; `None` (with a
+/// message) if there is no `redis-server` on `PATH`. The port is found by
+/// binding port 0 and letting it go, so another socket may take it first
+/// (even a client's ephemeral port, which can connect to itself): a server
+/// that exits, or a port that does not answer `PING` with `+PONG`, is
+/// retried on another port.
+pub fn real_redis() -> Option<RealRedis> {
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--dir", &std::env::temp_dir().display().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            eprintln!("redis-server not found on PATH: skipped");
+            return None;
+        };
+        let mut real = RealRedis {
+            child,
+            addr: ([127, 0, 0, 1], port).into(),
+        };
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if real.child.try_wait().ok().flatten().is_some() {
+                break; // it could not listen there: another port
+            }
+            if answers_ping(real.addr) {
+                return Some(real);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("redis-server did not start");
+}
+
+/// Whether `addr` answers `PING` with `+PONG` within a second.
+fn answers_ping(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
