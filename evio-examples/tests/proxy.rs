@@ -71,7 +71,12 @@ impl Pattern {
         let mut off = 0u64;
         while off < limit {
             let want = (limit - off).min(PERIOD as u64) as usize;
-            let n = s.read(&mut buf[..want])?;
+            let n = match s.read(&mut buf[..want]) {
+                // A signal (or the machine pausing the process) interrupts
+                // reads that have a timeout: not an error.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => r?,
+            };
             if n == 0 {
                 return Ok(off);
             }

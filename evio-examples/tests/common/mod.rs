@@ -73,6 +73,7 @@ pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
             Ok(0) => return out,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return out,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => panic!(
                 "waiting for the server to close: {e} (got {:?})",
                 String::from_utf8_lossy(&out)
