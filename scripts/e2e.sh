@@ -57,6 +57,11 @@ if command -v curl >/dev/null; then
   check "curl keep-alive (two requests, one connection)" sh -c \
     "timeout 10 curl -sv http://127.0.0.1:18080/ http://127.0.0.1:18080/ 2>&1 | grep -q 'Re-using existing connection'"
   check "curl 404 for other paths" test "$(timeout 10 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18080/nope)" = 404
+  # A 2 MiB upload over the 1 MiB body limit, sent without waiting for 100
+  # Continue: the lingering close lets curl read the 413 instead of a reset.
+  head -c 2097152 /dev/zero > target/e2e-upload.bin
+  check "curl upload over the body limit gets 413, not a reset (lingering close)" test \
+    "$(timeout 20 curl -s -o /dev/null -w '%{http_code}' -H 'Expect:' --data-binary @target/e2e-upload.bin http://127.0.0.1:18080/)" = 413
 else
   echo "skip: curl not installed"
 fi
@@ -67,6 +72,23 @@ if command -v wrk >/dev/null; then
     sh -c "echo \"\$0\" | grep -q 'Requests/sec' && ! echo \"\$0\" | grep -qE 'Socket errors|Non-2xx'" "$out"
 else
   echo "skip: wrk not installed"
+fi
+
+# A silent connection is closed by the header timeout (1 s here).
+start http-server 18081 --header-timeout 1
+silent_closed() { # port: connect, send nothing, wait for the server's close
+  exec 3<>"/dev/tcp/127.0.0.1/$1" && timeout 5 cat <&3 >/dev/null; local rc=$?; exec 3<&-; return $rc
+}
+check "http-server --header-timeout 1 closes a silent connection" silent_closed 18081
+
+# --- proxy: half-closes forwarded (nc -N) ------------------------------------------
+if command -v nc >/dev/null && nc -h 2>&1 | grep -q -- '-N'; then
+  start redis-server 16381
+  start proxy 17001 --backend 127.0.0.1:16381
+  check "printf PING | nc -N through the proxy gets +PONG" test \
+    "$(printf 'PING\r\n' | timeout 10 nc -N 127.0.0.1 17001 | tr -d '\r')" = "+PONG"
+else
+  echo "skip: netcat-openbsd (nc -N) not installed"
 fi
 
 # --- echo-server over TCP with the benches' verifying load generator ----------

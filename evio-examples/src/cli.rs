@@ -27,6 +27,14 @@ pub struct Spec {
     pub udp: bool,
     /// Whether `--backend HOST:PORT` is accepted (and then required).
     pub backend: bool,
+    /// The default `--idle-timeout`, in seconds (0: none).
+    pub idle_timeout: u64,
+    /// The default `--header-timeout` in seconds, for a binary that takes
+    /// the flag (the HTTP server); `None`: the flag is refused.
+    pub header_timeout: Option<u64>,
+    /// The default `--connect-timeout` in seconds, for a binary that takes
+    /// the flag (the proxy); `None`: the flag is refused.
+    pub connect_timeout: Option<u64>,
 }
 
 /// Parsed flags.
@@ -40,12 +48,38 @@ pub struct Opts {
     pub balance: LoadBalance,
     /// `--reuseport`: set `SO_REUSEPORT` on the listener.
     pub reuseport: bool,
+    /// `--per-loop-listeners`: every loop gets its own `SO_REUSEPORT`
+    /// listener and accepts by itself ([`Builder::per_loop_listeners`]).
+    pub per_loop_listeners: bool,
     /// `--unix PATH`: also listen on this unix socket.
     pub unix: Option<PathBuf>,
     /// `--udp`: serve UDP on the port instead of TCP.
     pub udp: bool,
     /// `--backend HOST:PORT`, resolved (the proxy's upstream).
     pub backend: Option<SocketAddr>,
+    /// `--idle-timeout SECS`: close connections without a byte read or
+    /// written for this long ([`Builder::idle_timeout`]); `None` for 0.
+    pub idle_timeout: Option<Duration>,
+    /// `--header-timeout SECS` (HTTP): close a connection whose request
+    /// head is not complete this long after its first byte, or that sends
+    /// nothing this long after it opened; `None` for 0.
+    pub header_timeout: Option<Duration>,
+    /// `--connect-timeout SECS` (proxy): how long dialing the backend may
+    /// take ([`Builder::dial_timeout`]); `None` for 0 (the OS's limit).
+    pub connect_timeout: Option<Duration>,
+}
+
+/// `secs` seconds, `None` for 0 (disabled).
+fn secs(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// A `SECS` flag value: a non-negative number of seconds (fractions
+/// allowed), `Ok(None)` for 0 (disabled).
+fn parse_secs(v: &str) -> Option<Option<Duration>> {
+    let s: f64 = v.parse().ok()?;
+    let d = Duration::try_from_secs_f64(s).ok()?;
+    Some((!d.is_zero()).then_some(d))
 }
 
 impl Opts {
@@ -56,9 +90,13 @@ impl Opts {
             loops: 0,
             balance: LoadBalance::Random,
             reuseport: false,
+            per_loop_listeners: false,
             unix: None,
             udp: false,
             backend: None,
+            idle_timeout: secs(spec.idle_timeout),
+            header_timeout: spec.header_timeout.and_then(secs),
+            connect_timeout: spec.connect_timeout.and_then(secs),
         }
     }
 
@@ -78,11 +116,24 @@ impl Opts {
         addrs
     }
 
-    /// A builder with `--loops` and `--balance` applied.
+    /// A builder with the flags applied: `--loops`, `--balance`,
+    /// `--per-loop-listeners`, `--idle-timeout`, and for the proxy
+    /// `--connect-timeout`. Idle connections are reclaimed when the process
+    /// runs out of file descriptors ([`Builder::reclaim_idle`]); which
+    /// connections are idle is each handler's call
+    /// (`Conn::set_reclaimable`).
     pub fn builder(&self) -> Builder {
-        Builder::new()
+        let builder = Builder::new()
             .num_loops(self.loops)
             .load_balance(self.balance)
+            .per_loop_listeners(self.per_loop_listeners)
+            .idle_timeout(self.idle_timeout)
+            .reclaim_idle(true);
+        if self.backend.is_some() {
+            builder.dial_timeout(self.connect_timeout)
+        } else {
+            builder
+        }
     }
 }
 
@@ -97,33 +148,71 @@ pub enum CliError {
 
 /// The usage text for `spec`.
 pub fn usage(spec: &Spec) -> String {
-    let udp = if spec.udp { " [--udp]" } else { "" };
-    let udp_help = if spec.udp {
-        "  --udp            serve UDP on the port instead of TCP\n"
-    } else {
-        ""
-    };
+    let mut extra = String::new();
+    if spec.udp {
+        extra.push_str("  --udp                   serve UDP on the port instead of TCP\n");
+    }
+    if let Some(d) = spec.header_timeout {
+        extra.push_str(&format!(
+            "  --header-timeout SECS   close a connection whose request head is not complete\n\
+             \x20                         SECS after its first byte, or that sends nothing for SECS\n\
+             \x20                         after it opened (nginx's client_header_timeout);\n\
+             \x20                         0 = never (default {d})\n"
+        ));
+    }
+    if let Some(d) = spec.connect_timeout {
+        extra.push_str(&format!(
+            "  --connect-timeout SECS  give up connecting to the backend after SECS; 0 = the OS's\n\
+             \x20                         limit (default {d})\n"
+        ));
+    }
     let (backend, backend_help) = if spec.backend {
         (
             " --backend HOST:PORT",
-            "  --backend HOST:PORT  where to forward connections (required)\n",
+            "  --backend HOST:PORT     where to forward connections (required)\n",
         )
     } else {
         ("", "")
     };
+    let flags = [
+        (spec.udp, " [--udp]"),
+        (spec.header_timeout.is_some(), " [--header-timeout SECS]"),
+        (spec.connect_timeout.is_some(), " [--connect-timeout SECS]"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, f)| *f)
+    .collect::<String>();
     format!(
-        "usage: {bin}{backend} [--port N] [--loops N] [--balance POLICY] [--reuseport] [--unix PATH]{udp}\n\
+        "usage: {bin}{backend} [--port N] [--loops N] [--balance POLICY] [--reuseport]\n\
+         \x20      [--per-loop-listeners] [--unix PATH] [--idle-timeout SECS]{flags}\n\
          \n\
          {backend_help}\
-         \x20 --port N         port to listen on, all interfaces (default {port}; 0 picks one)\n\
-         \x20 --loops N        event loops: 0 or 1 = one, -1 = one per core (default 0)\n\
-         \x20 --balance POLICY random, round-robin or least-connections (default random)\n\
-         \x20 --reuseport      set SO_REUSEPORT on the listener\n\
-         \x20 --unix PATH      also listen on the unix socket PATH\n\
-         {udp_help}\
-         \x20 -h, --help       print this help\n",
+         \x20 --port N                port to listen on, all interfaces (default {port}; 0 picks one)\n\
+         \x20 --loops N               event loops: 0 or 1 = one, -1 = one per core (default 0)\n\
+         \x20 --balance POLICY        random, round-robin or least-connections (default random)\n\
+         \x20 --reuseport             set SO_REUSEPORT on the listener\n\
+         \x20 --per-loop-listeners    every loop gets its own SO_REUSEPORT listener and accepts\n\
+         \x20                         by itself (the kernel spreads connections; --balance\n\
+         \x20                         does not apply)\n\
+         \x20 --unix PATH             also listen on the unix socket PATH\n\
+         \x20 --idle-timeout SECS     close connections without a byte read or written for\n\
+         \x20                         SECS; 0 = never (default {idle})\n\
+         {extra}\
+         \x20 -h, --help              print this help\n\
+         \n\
+         SECS may have a fraction (0.5). {reclaim}\n",
         bin = spec.bin,
+        reclaim = if spec.backend {
+            "The idle timeout applies to both sides of a pair.\n\
+             A proxied connection is never between requests, so none is closed to make\n\
+             room when the process runs out of file descriptors."
+        } else {
+            "When the process runs out of file descriptors, the\n\
+             longest-idle connections between requests are closed to make room."
+        },
         port = spec.default_port,
+        idle = spec.idle_timeout,
     )
 }
 
@@ -179,10 +268,23 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
                 let resolved = v.to_socket_addrs().ok().and_then(|mut a| a.next());
                 opts.backend = Some(resolved.ok_or_else(|| bad_value("--backend", &v))?);
             }
-            "--reuseport" | "--udp" if inline.is_some() => {
+            "--idle-timeout" => {
+                let v = value("seconds")?;
+                opts.idle_timeout = parse_secs(&v).ok_or_else(|| bad_value(&flag, &v))?;
+            }
+            "--header-timeout" if spec.header_timeout.is_some() => {
+                let v = value("seconds")?;
+                opts.header_timeout = parse_secs(&v).ok_or_else(|| bad_value(&flag, &v))?;
+            }
+            "--connect-timeout" if spec.connect_timeout.is_some() => {
+                let v = value("seconds")?;
+                opts.connect_timeout = parse_secs(&v).ok_or_else(|| bad_value(&flag, &v))?;
+            }
+            "--reuseport" | "--per-loop-listeners" | "--udp" if inline.is_some() => {
                 return Err(CliError::Bad(format!("{flag} takes no value")));
             }
             "--reuseport" => opts.reuseport = true,
+            "--per-loop-listeners" => opts.per_loop_listeners = true,
             "--udp" if spec.udp => opts.udp = true,
             _ => return Err(CliError::Bad(format!("unknown flag {flag:?}"))),
         }
@@ -282,6 +384,9 @@ mod tests {
         default_port: 5000,
         udp: true,
         backend: false,
+        idle_timeout: 60,
+        header_timeout: None,
+        connect_timeout: None,
     };
 
     fn p(args: &[&str]) -> Result<Opts, CliError> {
@@ -309,6 +414,48 @@ mod tests {
         assert_eq!(o.loops, -1);
         assert_eq!(o.balance, LoadBalance::LeastConnections);
         assert_eq!(o.addrs(), ["udp://:1?reuseport=true", "unix:///tmp/s"]);
+    }
+
+    #[test]
+    fn timeouts_and_listeners() {
+        let o = p(&[]).unwrap();
+        assert_eq!(o.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!((o.header_timeout, o.connect_timeout), (None, None));
+        assert!(!o.per_loop_listeners);
+        let o = p(&["--idle-timeout", "0", "--per-loop-listeners"]).unwrap();
+        assert_eq!(o.idle_timeout, None);
+        assert!(o.per_loop_listeners);
+        let o = p(&["--idle-timeout=0.25"]).unwrap();
+        assert_eq!(o.idle_timeout, Some(Duration::from_millis(250)));
+        for bad in [
+            &["--idle-timeout"][..],
+            &["--idle-timeout", "-1"],
+            &["--idle-timeout", "x"],
+            &["--idle-timeout", "inf"],
+            &["--idle-timeout", "NaN"],
+            &["--per-loop-listeners=yes"],
+            // Only the HTTP server and the proxy take these.
+            &["--header-timeout", "1"],
+            &["--connect-timeout", "1"],
+        ] {
+            assert!(matches!(p(bad), Err(CliError::Bad(_))), "{bad:?}");
+        }
+        let http = Spec {
+            header_timeout: Some(60),
+            udp: false,
+            ..SPEC
+        };
+        let o = parse(&http, []).unwrap();
+        assert_eq!(o.header_timeout, Some(Duration::from_secs(60)));
+        let o = parse(&http, ["--header-timeout", "0"].map(OsString::from)).unwrap();
+        assert_eq!(o.header_timeout, None);
+        let o = parse(&http, ["--header-timeout", "1.5"].map(OsString::from)).unwrap();
+        assert_eq!(o.header_timeout, Some(Duration::from_millis(1500)));
+        let text = usage(&http);
+        assert!(text.contains("--header-timeout SECS") && text.contains("(default 60)"));
+        assert!(!usage(&SPEC).contains("--header-timeout"));
+        assert!(usage(&SPEC).contains("--per-loop-listeners"));
+        assert!(usage(&SPEC).contains("--idle-timeout SECS"));
     }
 
     #[test]
@@ -341,6 +488,9 @@ mod tests {
             default_port: 7000,
             udp: false,
             backend: true,
+            idle_timeout: 60,
+            header_timeout: None,
+            connect_timeout: Some(5),
         };
         let pp = |args: &[&str]| parse(&proxy, args.iter().map(OsString::from));
         let o = pp(&["--backend", "127.0.0.1:6379", "--port", "0"]).unwrap();
@@ -359,6 +509,10 @@ mod tests {
             assert!(matches!(pp(bad), Err(CliError::Bad(_))), "{bad:?}");
         }
         assert!(usage(&proxy).contains("--backend HOST:PORT"));
+        assert!(usage(&proxy).contains("--connect-timeout SECS"));
+        assert_eq!(o.connect_timeout, Some(Duration::from_secs(5)));
+        let o = pp(&["--backend=localhost:80", "--connect-timeout", "0"]).unwrap();
+        assert_eq!(o.connect_timeout, None);
         assert!(!usage(&SPEC).contains("--backend"));
     }
 }

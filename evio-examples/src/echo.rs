@@ -5,8 +5,12 @@
 //! read buffer, so `conn.write` is the only copy, into the connection's
 //! output queue. For UDP each `on_data` is one datagram and whatever it
 //! writes goes back to the sender as one datagram.
+//!
+//! An echo connection never holds part of a request, so it is always
+//! reclaimable (`Conn::set_reclaimable`): a server out of file descriptors
+//! may close its longest-idle connections to serve new ones.
 
-use evio_core::{Action, Conn, EventHandler};
+use evio_core::{Action, Conn, EventHandler, Options};
 
 /// The echo handler. `Clone` because every loop gets its own copy.
 #[derive(Clone, Copy, Debug, Default)]
@@ -14,6 +18,12 @@ pub struct Echo;
 
 impl EventHandler for Echo {
     type Context = ();
+
+    fn on_opened(&mut self, conn: &mut Conn<'_, ()>) -> (Options, Action) {
+        // Nothing is ever held: always between requests.
+        conn.set_reclaimable(true);
+        (Options::default(), Action::None)
+    }
 
     fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
         // An empty input comes from a wake-up, not from the peer.

@@ -10,10 +10,12 @@
 //! - [`proxy`]: an L4 TCP proxy, both directions forwarded inside one loop.
 //! - [`cli`]: the flags they all share, and the run-until-signal loop.
 //!
-//! Engines write their replies to a [`Sink`]: a [`Conn`] in the servers, a
-//! `Vec<u8>` in tests, fuzzers and benchmarks. A sink also tells how much
-//! output is queued ([`Sink::output_len`]), so that an engine stops executing
-//! pipelined requests while a client is not reading its replies (see
+//! Engines write their replies to a [`Sink`]: in the servers a [`Writer`],
+//! the connection's output borrowed beside its context (the engine's
+//! session) with [`Conn::split`]; a `Vec<u8>` in tests, fuzzers and
+//! benchmarks. A sink also tells how much output is queued
+//! ([`Sink::output_len`]), so that an engine stops executing pipelined
+//! requests while a client is not reading its replies (see
 //! [`redis::Engine::feed`] and [`http::Engine::feed`]).
 //!
 //! [`ratelimit`] keeps repeated warnings (the proxy's failed dials) from
@@ -22,7 +24,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use evio_core::Conn;
+use evio_core::{Conn, Writer};
 
 pub mod cli;
 pub mod echo;
@@ -56,6 +58,21 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// The servers' sink: a connection's output, borrowed apart from its
+/// context (the engine's session) with [`Conn::split`].
+impl Sink for Writer<'_> {
+    fn write(&mut self, data: &[u8]) {
+        // The inherent `Writer::write`: queue the bytes for the socket.
+        Writer::write(self, data);
+    }
+
+    fn output_len(&self) -> usize {
+        Writer::output_len(self)
+    }
+}
+
+/// A whole connection as a sink, for handlers that keep their state
+/// elsewhere than in the connection's context.
 impl<C> Sink for Conn<'_, C> {
     fn write(&mut self, data: &[u8]) {
         // The inherent `Conn::write`: queue the bytes for the socket.

@@ -8,54 +8,17 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A running binary and the port its startup line names.
-struct Server {
-    child: Child,
-    line: String,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(bin: &str, args: &[&str]) -> Server {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().unwrap();
-    let line = within("the startup line", move || {
-        let mut line = String::new();
-        BufReader::new(stderr).read_line(&mut line).unwrap();
-        line
-    });
-    let port = line
-        .split("on port ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    Server { child, line, port }
-}
-
-fn signal(server: &Server, sig: Signal) {
+fn signal(server: &Bin, sig: Signal) {
     // Our own child, not reaped yet: the pid is still its.
     kill(Pid::from_raw(server.child.id() as i32), sig).unwrap();
 }
 
-fn wait_exit(server: &mut Server) -> ExitStatus {
+fn wait_exit(server: &mut Bin) -> ExitStatus {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -170,6 +133,46 @@ fn http_server_serves_and_exits_0() {
     assert_eq!(wait_exit(&mut server).code(), Some(0));
 }
 
+/// Listening TCP sockets on `port` (Linux `/proc/net/tcp{,6}`).
+fn listeners(port: u16) -> usize {
+    let port = format!(":{port:04X} ");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|s| s.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 3
+                && format!("{} ", &cols[1][cols[1].len() - 5..]) == port
+                && cols[3] == "0A"
+        })
+        .count()
+}
+
+/// `--per-loop-listeners`: every loop accepts on its own `SO_REUSEPORT`
+/// listener; every connection is served, and SIGTERM still exits 0.
+#[test]
+fn per_loop_listeners_serve() {
+    for bin in [
+        env!("CARGO_BIN_EXE_echo-server"),
+        env!("CARGO_BIN_EXE_redis-server"),
+    ] {
+        let mut server = spawn(
+            bin,
+            &["--port", "0", "--loops", "3", "--per-loop-listeners"],
+        );
+        assert_eq!(listeners(server.port), 3, "{bin}: one listener per loop");
+        let conns: Vec<TcpStream> = (0..30).map(|_| tcp(server.port)).collect();
+        for mut c in conns {
+            c.write_all(b"PING\r\n").unwrap();
+            let echo = bin.ends_with("echo-server");
+            expect(&mut c, if echo { b"PING\r\n" } else { b"+PONG\r\n" });
+        }
+        signal(&server, Signal::SIGTERM);
+        assert_eq!(wait_exit(&mut server).code(), Some(0), "{bin}");
+    }
+}
+
 #[test]
 fn bad_flags_exit_2_with_usage() {
     let cases: &[(&str, &[&str])] = &[
@@ -178,6 +181,19 @@ fn bad_flags_exit_2_with_usage() {
         (env!("CARGO_BIN_EXE_http-server"), &["--udp"]),
         (env!("CARGO_BIN_EXE_http-server"), &["--balance", "fair"]),
         (env!("CARGO_BIN_EXE_echo-server"), &["--loops"]),
+        (env!("CARGO_BIN_EXE_echo-server"), &["--idle-timeout", "-1"]),
+        (
+            env!("CARGO_BIN_EXE_echo-server"),
+            &["--header-timeout", "1"],
+        ),
+        (
+            env!("CARGO_BIN_EXE_redis-server"),
+            &["--connect-timeout", "1"],
+        ),
+        (
+            env!("CARGO_BIN_EXE_http-server"),
+            &["--header-timeout", "soon"],
+        ),
     ];
     for (bin, args) in cases {
         let out = Command::new(bin)
@@ -194,7 +210,17 @@ fn bad_flags_exit_2_with_usage() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--udp"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--udp"));
+    assert!(help.contains("--idle-timeout SECS") && help.contains("(default 60)"));
+    assert!(help.contains("--per-loop-listeners"));
+    let out = Command::new(env!("CARGO_BIN_EXE_http-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--header-timeout SECS"), "{help}");
+    assert!(help.contains("(default 75)") && help.contains("(default 60)"));
 }
 
 #[test]

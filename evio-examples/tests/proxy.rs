@@ -71,7 +71,12 @@ impl Pattern {
         let mut off = 0u64;
         while off < limit {
             let want = (limit - off).min(PERIOD as u64) as usize;
-            let n = s.read(&mut buf[..want])?;
+            let n = match s.read(&mut buf[..want]) {
+                // A signal (or the machine pausing the process) interrupts
+                // reads that have a timeout: not an error.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => r?,
+            };
             if n == 0 {
                 return Ok(off);
             }
@@ -218,8 +223,10 @@ fn ended(rx: &mpsc::Receiver<Ended>) -> Ended {
 
 // ----- tests -------------------------------------------------------------------------
 
-/// 100 MiB through the proxy to an echo backend and back, byte-exact; the
-/// client's close then reaches the backend as EOF after every byte.
+/// 100 MiB through the proxy to an echo backend and back, byte-exact. The
+/// client then shuts down its write side: the FIN reaches the backend after
+/// every byte, the backend's own close comes back, and the client reads
+/// exactly 100 MiB, then EOF.
 fn forwards_100_mib_both_ways<P: MakePoller>() {
     const TOTAL: u64 = 100 * MIB;
     let (backend, ends) = echo_backend();
@@ -229,16 +236,136 @@ fn forwards_100_mib_both_ways<P: MakePoller>() {
     let sent = Arc::new(AtomicU64::new(0));
     let writer = {
         let (pat, sent, mut w) = (pat.clone(), sent.clone(), c.try_clone().unwrap());
-        thread::spawn(move || pat.send(&mut w, TOTAL, &sent))
+        thread::spawn(move || {
+            pat.send(&mut w, TOTAL, &sent)?;
+            w.shutdown(Shutdown::Write)
+        })
     };
-    // The proxy does not forward half-closes (a FIN closes both sides once
-    // what is queued is delivered), so read everything before closing.
-    assert_eq!(pat.recv(&mut c, TOTAL).unwrap(), TOTAL);
+    // Half-closes are forwarded: read to EOF while the FIN travels.
+    assert_eq!(pat.recv_to_eof(&mut c).unwrap(), TOTAL);
     writer.join().unwrap().unwrap();
-    drop(c);
     let e = ended(&ends);
     e.result.unwrap();
     assert_eq!(e.bytes, TOTAL, "the backend saw every byte, then EOF");
+    eventually("the pair to close", || server.connections() == 0);
+    server.shutdown().unwrap();
+}
+
+/// The client half-closes: bytes it sent before reach the backend, then
+/// EOF; the backend, having seen the EOF, still answers through the proxy
+/// (the other direction stays open), then closes, and the client gets the
+/// answer, then EOF.
+fn client_half_close_keeps_the_backend_direction<P: MakePoller>() {
+    let (backend, ends) = backend(|mut s| {
+        let mut got = Vec::new();
+        let res = s.read_to_end(&mut got).and_then(|_| {
+            // After the client's FIN: answer with what came, reversed, and
+            // a large tail.
+            got.reverse();
+            s.write_all(&got)?;
+            s.write_all(&vec![b'z'; 4 << 20])
+        });
+        Ended {
+            bytes: got.len() as u64,
+            result: res,
+        }
+    });
+    let (server, addr) = start_proxy::<P>(backend, 1);
+    let mut c = connect(addr);
+    c.write_all(b"hello, backend").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let got = read_to_close(&mut c);
+    let e = ended(&ends);
+    e.result.unwrap();
+    assert_eq!(e.bytes, 14);
+    assert_eq!(got.len(), 14 + (4 << 20));
+    assert_eq!(&got[..14], b"dnekcab ,olleh");
+    assert!(got[14..].iter().all(|&b| b == b'z'));
+    eventually("the pair to close", || server.connections() == 0);
+    server.shutdown().unwrap();
+}
+
+/// The backend half-closes: its bytes reach the client, then EOF; the
+/// client, having seen the EOF, still sends through the proxy, and the
+/// backend gets it all, then the client's EOF.
+fn backend_half_close_keeps_the_client_direction<P: MakePoller>() {
+    let (backend, ends) = backend(|mut s| {
+        let res = s
+            .write_all(b"greeting from the backend")
+            .and_then(|()| s.shutdown(Shutdown::Write));
+        if let Err(e) = res {
+            return Ended {
+                bytes: 0,
+                result: Err(e),
+            };
+        }
+        let mut got = Vec::new();
+        let result = s.read_to_end(&mut got).map(|_| ());
+        let ok = got.len() == (4 << 20) + 5 && got.ends_with(b"bye!\n");
+        Ended {
+            bytes: got.len() as u64,
+            result: result.and_then(|()| {
+                ok.then_some(())
+                    .ok_or_else(|| io::Error::other("wrong bytes"))
+            }),
+        }
+    });
+    let (server, addr) = start_proxy::<P>(backend, 1);
+    let mut c = connect(addr);
+    let mut greeting = Vec::new();
+    c.read_to_end(&mut greeting)
+        .expect("the backend's bytes, then EOF");
+    assert_eq!(greeting, b"greeting from the backend");
+    // Our direction is still open.
+    c.write_all(&vec![b'y'; 4 << 20]).unwrap();
+    c.write_all(b"bye!\n").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let e = ended(&ends);
+    e.result.unwrap();
+    assert_eq!(e.bytes, (4 << 20) + 5);
+    assert_eq!(read_to_close(&mut c), b"");
+    eventually("the pair to close", || server.connections() == 0);
+    server.shutdown().unwrap();
+}
+
+/// The client's FIN arrives while the proxy is still connecting to the
+/// backend (its accept queue is full, so the kernel drops the proxy's SYN
+/// until a retry about a second later): the backend gets the client's
+/// bytes and then the FIN once it is connected.
+fn fin_before_the_backend_connects<P: MakePoller>() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = l.local_addr().unwrap();
+    // A backlog of 0: one queued connection fills the accept queue.
+    nix::sys::socket::listen(&l, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+    let filler = connect(backend);
+    let (server, addr) = start_proxy::<P>(backend, 1);
+    let mut c = connect(addr);
+    c.write_all(b"early bytes").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let fin_sent = Instant::now();
+    // Still connecting: free the queue (the proxy's SYN is retried later).
+    thread::sleep(Duration::from_millis(200));
+    let (first, _) = l.accept().unwrap();
+    drop((first, filler));
+    let (mut b, _) = l.accept().unwrap();
+    let connected_after = fin_sent.elapsed();
+    // The premise: the proxy's dial was still pending at the FIN (the
+    // kernel retries a dropped SYN after its initial RTO, 1 s).
+    assert!(
+        connected_after >= Duration::from_millis(500),
+        "connected {connected_after:?} after the FIN"
+    );
+    b.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut got = Vec::new();
+    b.read_to_end(&mut got)
+        .expect("the client's bytes, then EOF");
+    assert_eq!(got, b"early bytes");
+    eprintln!("backend connected {connected_after:?} after the client's FIN");
+    // The other direction still works.
+    b.write_all(b"late reply").unwrap();
+    drop(b);
+    assert_eq!(read_to_close(&mut c), b"late reply");
+    eventually("the pair to close", || server.connections() == 0);
     server.shutdown().unwrap();
 }
 
@@ -479,6 +606,9 @@ macro_rules! on_both_pollers {
 
 on_both_pollers!(
     forwards_100_mib_both_ways,
+    client_half_close_keeps_the_backend_direction,
+    backend_half_close_keeps_the_client_direction,
+    fin_before_the_backend_connects,
     client_close_reaches_backend_after_all_bytes,
     backend_close_reaches_client_after_all_bytes,
     backpressure_toward_a_slow_client,

@@ -1,61 +1,16 @@
 //! The Redis example against a real `redis-server`: the same commands sent
 //! to both, every reply compared byte for byte. The real server is started
-//! by the test on a free loopback port (no persistence); without a
-//! `redis-server` binary on `PATH` the test says so and passes.
+//! by the test on a free loopback port (no persistence; `common::real_redis`);
+//! without a `redis-server` binary on `PATH` the test says so and passes.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use common::*;
 use evio_examples::redis::{Config, RedisServer};
-
-/// A real redis-server, killed when dropped.
-struct Real {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Real {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn real_redis() -> Option<Real> {
-    // A free port: bind, note it, let it go (the race is harmless here).
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .args(["--dir", &std::env::temp_dir().display().to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(child) = child else {
-        eprintln!("redis-server not found on PATH: comparison skipped");
-        return None;
-    };
-    let real = Real {
-        child,
-        addr: ([127, 0, 0, 1], port).into(),
-    };
-    let deadline = Instant::now() + TIMEOUT;
-    while TcpStream::connect(real.addr).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(real)
-}
 
 /// Sends `args` as a RESP multibulk.
 fn send(s: &mut TcpStream, args: &[&str]) {

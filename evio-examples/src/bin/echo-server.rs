@@ -17,6 +17,9 @@ const SPEC: Spec = Spec {
     default_port: 5000,
     udp: true,
     backend: false,
+    idle_timeout: 60,
+    header_timeout: None,
+    connect_timeout: None,
 };
 
 fn main() -> ExitCode {

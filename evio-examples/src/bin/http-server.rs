@@ -17,8 +17,16 @@ const SPEC: Spec = Spec {
     default_port: 8080,
     udp: false,
     backend: false,
+    idle_timeout: 75,
+    header_timeout: Some(60),
+    connect_timeout: None,
 };
 
 fn main() -> ExitCode {
-    cli::main(&SPEC, |_| HttpServer::new(Config::default()))
+    cli::main(&SPEC, |opts| {
+        HttpServer::new(Config {
+            header_timeout: opts.header_timeout,
+            ..Config::default()
+        })
+    })
 }

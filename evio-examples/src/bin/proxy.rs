@@ -1,6 +1,8 @@
 //! `proxy`: an L4 TCP proxy. Each client connection gets its own connection
 //! to the backend, dialed into the same event loop; bytes are forwarded both
-//! ways with backpressure, and either side's close closes the other once its
+//! ways with backpressure, half-closes are forwarded (a FIN from one side
+//! reaches the other after the bytes queued for it, and the other direction
+//! stays open), and a side that fails or times out closes the other once its
 //! pending bytes are delivered.
 //!
 //! ```text
@@ -19,6 +21,9 @@ const SPEC: Spec = Spec {
     default_port: 7000,
     udp: false,
     backend: true,
+    idle_timeout: 60,
+    header_timeout: None,
+    connect_timeout: Some(5),
 };
 
 fn main() -> ExitCode {

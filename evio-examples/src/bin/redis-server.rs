@@ -16,6 +16,9 @@ const SPEC: Spec = Spec {
     default_port: 6380,
     udp: false,
     backend: false,
+    idle_timeout: 300,
+    header_timeout: None,
+    connect_timeout: None,
 };
 
 fn main() -> ExitCode {

@@ -12,8 +12,8 @@
 //! The hot path allocates nothing but the stored data itself: requests are
 //! parsed in place from the loop's read buffer ([`resp::Parser`]), replies
 //! are static strings or formatted on the stack, and input is copied into
-//! the connection's [`InputStream`] only when a request is split across
-//! reads.
+//! the connection's [`InputStream`](evio_core::InputStream) only when a
+//! request is split across reads.
 //!
 //! # Output is bounded
 //!
@@ -29,14 +29,25 @@
 //! held for a connection stays within the high-water mark plus one value.
 //! (The price: an `MGET` whose reply is larger than the mark is not atomic;
 //! other clients' writes may land between its pieces.)
+//!
+//! A client that shuts down its write side while requests are held still
+//! gets every reply before the connection closes; see [`RedisServer`].
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use evio_core::{Action, Conn, EventHandler, InputStream};
+use evio_core::Action;
 
 use crate::resp::{self, Argv, Limits, Parsed, Parser};
-use crate::store::{IncrError, SetCond, Store, Ttl};
+use crate::store::{SetCond, Store};
 use crate::Sink;
+
+mod commands;
+mod server;
+mod session;
+
+use commands::{client, command, config, incr, is_one_of, set, shutdown, unknown_command};
+pub use server::RedisServer;
+pub use session::Session;
 
 /// The default output high-water mark of a connection, 1 MiB: evio-core's
 /// default high-water mark, so that reading a connection pauses (in
@@ -81,38 +92,9 @@ impl Default for Config {
     }
 }
 
-/// Per-connection state: input held over from earlier reads. 48 bytes, no
-/// heap memory while the connection is idle.
-#[derive(Debug, Default)]
-pub struct Session {
-    input: InputStream,
-    /// Don't parse again until the held input reaches this many bytes.
-    need: usize,
-    /// The next element of a streamed `MGET` (the request at the front of
-    /// `input`); 0 when none is in progress.
-    cursor: u32,
-    /// Execution stopped at the output high-water mark with input held:
-    /// feed the session again (with no new input) once output has drained.
-    held: bool,
-}
-
-impl Session {
-    /// Whether requests are waiting for the output to drain: the server
-    /// then feeds the session again, with no new input, from `on_drained`.
-    pub fn is_held(&self) -> bool {
-        self.held
-    }
-
-    /// Bytes of input held: an unfinished request, or requests not executed
-    /// yet because the output is above the high-water mark.
-    pub fn held_input(&self) -> usize {
-        self.input.len()
-    }
-}
-
 /// The protocol engine of one event loop: parser, store and limits. It
 /// turns input into replies written to a [`Sink`], so it runs the same over
-/// a [`Conn`], in tests, fuzzers and benchmarks.
+/// a connection ([`evio_core::Writer`]), in tests, fuzzers and benchmarks.
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Store,
@@ -410,343 +392,32 @@ fn execute<O: Sink + ?Sized>(
     Some(Action::None)
 }
 
-/// `SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]`, with Redis 7's checks.
-/// There is nothing to save, so the server stops at once (no reply: the
-/// connection closes as it stops). `ABORT` finds no shutdown in progress.
-fn shutdown<O: Sink + ?Sized>(argv: Argv<'_>, out: &mut O) -> Action {
-    let (mut nosave, mut save, mut flags, mut abort) = (false, false, false, false);
-    for arg in argv.iter_from(1) {
-        if arg.eq_ignore_ascii_case(b"nosave") {
-            nosave = true;
-        } else if arg.eq_ignore_ascii_case(b"save") {
-            save = true;
-        } else if is_one_of(arg, &[b"now", b"force"]) {
-            flags = true;
-        } else if arg.eq_ignore_ascii_case(b"abort") {
-            abort = true;
-        } else {
-            resp::write_error(out, "ERR syntax error");
-            return Action::None;
-        }
-    }
-    if (abort && (nosave || save || flags)) || (nosave && save) {
-        resp::write_error(out, "ERR syntax error");
-        return Action::None;
-    }
-    if abort {
-        resp::write_error(out, "ERR No shutdown in progress.");
-        return Action::None;
-    }
-    Action::Shutdown
-}
-
-/// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT unix-s | PXAT
-/// unix-ms | KEEPTTL]`, parsed as Redis 7's `parseExtendedStringArguments`
-/// does: options in any order, a repeated option allowed (the last
-/// expiry wins), conflicting ones a syntax error. All options are read
-/// before the expiry's value is checked, so a syntax error anywhere wins
-/// over a bad number.
-fn set<O: Sink + ?Sized>(store: &mut Store, argv: Argv<'_>, out: &mut O) {
-    const NX: u8 = 1;
-    const XX: u8 = 2;
-    const GET: u8 = 4;
-    const KEEPTTL: u8 = 8;
-    const EX: u8 = 16;
-    const PX: u8 = 32;
-    const EXAT: u8 = 64;
-    const PXAT: u8 = 128;
-    let mut flags = 0u8;
-    let mut expire: Option<&[u8]> = None;
-    let mut j = 3;
-    while j < argv.len() {
-        let opt = argv.get(j);
-        let next = j + 1 < argv.len();
-        let is = |name: &[u8]| opt.eq_ignore_ascii_case(name);
-        // Each expiry excludes the other kinds (and KEEPTTL), not itself.
-        let expiry = |own: u8| flags & (KEEPTTL | EX | PX | EXAT | PXAT) & !own == 0 && next;
-        let flag = if is(b"nx") && flags & XX == 0 {
-            NX
-        } else if is(b"xx") && flags & NX == 0 {
-            XX
-        } else if is(b"get") {
-            GET
-        } else if is(b"keepttl") && flags & (EX | PX | EXAT | PXAT) == 0 {
-            KEEPTTL
-        } else if is(b"ex") && expiry(EX) {
-            EX
-        } else if is(b"px") && expiry(PX) {
-            PX
-        } else if is(b"exat") && expiry(EXAT) {
-            EXAT
-        } else if is(b"pxat") && expiry(PXAT) {
-            PXAT
-        } else {
-            return resp::write_error(out, "ERR syntax error");
-        };
-        flags |= flag;
-        if flag & (EX | PX | EXAT | PXAT) != 0 {
-            expire = Some(argv.get(j + 1));
-            j += 1;
-        }
-        j += 1;
-    }
-    let ttl = match expire {
-        None if flags & KEEPTTL != 0 => Ttl::Keep,
-        None => Ttl::Persist,
-        Some(v) => {
-            let Some(n) = resp::parse_i64(v) else {
-                return resp::write_error(out, "ERR value is not an integer or out of range");
-            };
-            match expire_at(n, flags & (EX | EXAT) != 0, flags & (EXAT | PXAT) != 0) {
-                Some(t) => Ttl::At(t),
-                None => return resp::write_error(out, "ERR invalid expire time in 'set' command"),
-            }
-        }
-    };
-    let cond = match flags & (NX | XX) {
-        NX => SetCond::IfAbsent,
-        XX => SetCond::IfPresent,
-        _ => SetCond::Always,
-    };
-    let get = flags & GET != 0;
-    let (key, value) = (argv.get(1), argv.get(2));
-    let done = store.with(key, |db| {
-        if get {
-            // The old value is the reply, whether or not the key is set.
-            db.read(key, |v| match v {
-                Some(v) => resp::write_bulk(out, v),
-                None => out.write(resp::NIL),
-            });
-        }
-        db.set_ttl(key, value, ttl, cond)
-    });
-    if !get {
-        out.write(if done { resp::OK } else { resp::NIL });
-    }
-}
-
-/// The instant an expiry of `n` seconds (`secs`) or milliseconds, relative
-/// or Unix time (`absolute`), stands for; `None` where Redis answers
-/// `invalid expire time`: `n <= 0`, or a time past `i64::MAX` milliseconds
-/// since the epoch. A time in the past is now (the key expires at once).
-fn expire_at(n: i64, secs: bool, absolute: bool) -> Option<Instant> {
-    if n <= 0 || (secs && n > i64::MAX / 1000) {
-        return None;
-    }
-    let ms = if secs { n * 1000 } else { n };
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    // Redis works in Unix milliseconds: a relative time is added to now.
-    let unix_ms = if absolute {
-        ms
-    } else {
-        ms.checked_add(now_ms)?
-    };
-    let ahead = Duration::from_millis(unix_ms.saturating_sub(now_ms).max(0) as u64);
-    // Beyond what `Instant` can hold is never, for any practical purpose.
-    let now = Instant::now();
-    Some(
-        now.checked_add(ahead)
-            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400)),
-    )
-}
-
-fn incr<O: Sink + ?Sized>(store: &mut Store, key: &[u8], delta: i64, out: &mut O) {
-    match store.with(key, |db| db.incr_by(key, delta)) {
-        Ok(n) => resp::write_int(out, n),
-        Err(IncrError::NotAnInteger) => {
-            resp::write_error(out, "ERR value is not an integer or out of range")
-        }
-        Err(IncrError::Overflow) => {
-            resp::write_error(out, "ERR increment or decrement would overflow")
-        }
-    }
-}
-
-/// `COMMAND`, `COMMAND DOCS`, `COMMAND COUNT`: empty answers, which is all
-/// `redis-cli` needs (it uses them for hints).
-fn command<O: Sink + ?Sized>(argv: Argv<'_>, out: &mut O) {
-    if argv.len() == 1 {
-        return out.write(resp::EMPTY_ARRAY);
-    }
-    let sub = argv.get(1);
-    if is_one_of(sub, &[b"docs", b"info", b"list"]) {
-        out.write(resp::EMPTY_ARRAY);
-    } else if sub.eq_ignore_ascii_case(b"count") {
-        resp::write_int(out, 0);
-    } else {
-        unknown_subcommand(sub, "COMMAND", out);
-    }
-}
-
-/// The configuration `CONFIG GET` reports (`redis-benchmark` asks for `save`
-/// and `appendonly`).
-const CONFIG: &[(&str, &str)] = &[
-    ("save", ""),
-    ("appendonly", "no"),
-    ("databases", "1"),
-    ("maxmemory", "0"),
-    ("proto-max-bulk-len", "536870912"),
-];
-
-/// `CONFIG GET param...`; `CONFIG SET` and `RESETSTAT` are accepted and
-/// ignored.
-fn config<O: Sink + ?Sized>(argv: Argv<'_>, out: &mut O) {
-    let sub = argv.get(1);
-    if sub.eq_ignore_ascii_case(b"get") {
-        if argv.len() < 3 {
-            return resp::write_error(
-                out,
-                "ERR wrong number of arguments for 'config|get' command",
-            );
-        }
-        let wanted = |name: &str| {
-            argv.iter_from(2)
-                .any(|p| p == b"*" || p.eq_ignore_ascii_case(name.as_bytes()))
-        };
-        let hits = CONFIG.iter().filter(|(name, _)| wanted(name));
-        resp::write_array(out, hits.clone().count() * 2);
-        for (name, value) in hits {
-            resp::write_bulk(out, name.as_bytes());
-            resp::write_bulk(out, value.as_bytes());
-        }
-    } else if is_one_of(sub, &[b"set", b"resetstat"]) {
-        out.write(resp::OK);
-    } else {
-        unknown_subcommand(sub, "CONFIG", out);
-    }
-}
-
-/// `CLIENT SETNAME` / `SETINFO` (sent by client libraries): accepted and
-/// ignored.
-fn client<O: Sink + ?Sized>(argv: Argv<'_>, out: &mut O) {
-    let sub = argv.get(1);
-    if is_one_of(sub, &[b"setname", b"setinfo"]) {
-        out.write(resp::OK);
-    } else if sub.eq_ignore_ascii_case(b"getname") {
-        out.write(resp::NIL);
-    } else {
-        unknown_subcommand(sub, "CLIENT", out);
-    }
-}
-
-fn is_one_of(arg: &[u8], names: &[&[u8]]) -> bool {
-    names.iter().any(|n| arg.eq_ignore_ascii_case(n))
-}
-
-/// Appends `s` cut to `max` bytes, with CR and LF turned into spaces so that
-/// the error stays one line (as Redis does).
-fn push_sanitized(msg: &mut Vec<u8>, s: &[u8], max: usize) {
-    msg.extend(
-        s[..s.len().min(max)]
-            .iter()
-            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-    );
-}
-
-fn unknown_subcommand<O: Sink + ?Sized>(sub: &[u8], cmd: &str, out: &mut O) {
-    let mut msg = b"-ERR unknown subcommand '".to_vec();
-    push_sanitized(&mut msg, sub, 128);
-    msg.extend_from_slice(format!("'. Try {cmd} HELP.\r\n").as_bytes());
-    out.write(&msg);
-}
-
-/// Redis 7's text: `ERR unknown command 'foo', with args beginning with:
-/// 'a' 'b' `, arguments quoted until 128 bytes of them are shown.
-fn unknown_command<O: Sink + ?Sized>(argv: Argv<'_>, out: &mut O) {
-    let mut msg = b"-ERR unknown command '".to_vec();
-    push_sanitized(&mut msg, argv.get(0), 128);
-    msg.extend_from_slice(b"', with args beginning with: ");
-    let start = msg.len();
-    for arg in argv.iter_from(1) {
-        let shown = msg.len() - start;
-        if shown >= 128 {
-            break;
-        }
-        msg.push(b'\'');
-        push_sanitized(&mut msg, arg, 128 - shown);
-        msg.extend_from_slice(b"' ");
-    }
-    msg.extend_from_slice(b"\r\n");
-    out.write(&msg);
-}
-
-/// The Redis server: an [`Engine`] per loop, sweeping expired keys on loop
-/// 0's tick.
-#[derive(Debug, Clone)]
-pub struct RedisServer {
-    engine: Engine,
-    sweep_interval: Duration,
-}
-
-impl RedisServer {
-    /// A server for `config`: its store is local for one loop and sharded
-    /// for several.
-    pub fn new(config: Config) -> RedisServer {
-        let loops = match config.loops {
-            n if n < 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n as usize,
-        };
-        RedisServer {
-            engine: Engine::new(Store::for_loops(loops), config.limits)
-                .with_output_high_water(config.output_high_water),
-            sweep_interval: config.sweep_interval,
-        }
-    }
-}
-
-impl EventHandler for RedisServer {
-    type Context = Session;
-
-    fn on_data(&mut self, conn: &mut Conn<'_, Session>, input: &[u8]) -> Action {
-        // The engine needs the session and the connection's output at once:
-        // move the (small) session out of the connection for the call.
-        let mut session = std::mem::take(conn.context_mut());
-        let action = self.engine.feed(&mut session, input, conn);
-        *conn.context_mut() = session;
-        action
-    }
-
-    // ---- output bound: resume held requests once the output drained ----
-    fn on_drained(&mut self, conn: &mut Conn<'_, Session>) -> Action {
-        if !conn.context().is_held() {
-            return Action::None;
-        }
-        let mut session = std::mem::take(conn.context_mut());
-        let action = self.engine.feed(&mut session, &[], conn);
-        *conn.context_mut() = session;
-        action
-    }
-
-    fn on_tick(&mut self) -> (Option<Duration>, Action) {
-        self.engine.store().sweep();
-        (Some(self.sweep_interval), Action::None)
-    }
-}
-
 #[cfg(test)]
-mod tests {
+mod testing {
     use super::*;
 
-    fn engine() -> Engine {
+    /// An engine over a fresh one-loop store.
+    pub(super) fn engine() -> Engine {
         Engine::new(Store::for_loops(1), Limits::default())
     }
 
-    fn run(e: &mut Engine, input: &[u8]) -> (String, Action) {
+    /// All of `input` through `e` with a new session.
+    pub(super) fn run(e: &mut Engine, input: &[u8]) -> (String, Action) {
         let mut out = Vec::new();
         let a = e.feed(&mut Session::default(), input, &mut out);
         (String::from_utf8_lossy(&out).into_owned(), a)
     }
 
-    fn reply(e: &mut Engine, input: &str) -> String {
+    /// The replies to `input`.
+    pub(super) fn reply(e: &mut Engine, input: &str) -> String {
         run(e, input.as_bytes()).0
     }
+}
 
-    #[test]
-    fn idle_connection_state_is_small() {
-        assert!(std::mem::size_of::<Session>() <= 48);
-    }
+#[cfg(test)]
+mod tests {
+    use super::testing::{engine, reply, run};
+    use super::*;
 
     #[test]
     fn basic_commands() {
@@ -781,176 +452,10 @@ mod tests {
     }
 
     #[test]
-    fn set_options() {
-        let mut e = engine();
-        assert_eq!(
-            reply(&mut e, "SET k v NX\r\nSET k w NX\r\nGET k\r\n"),
-            "+OK\r\n$-1\r\n$1\r\nv\r\n"
-        );
-        assert_eq!(
-            reply(&mut e, "SET x v XX\r\nSET k w XX\r\nGET k\r\n"),
-            "$-1\r\n+OK\r\n$1\r\nw\r\n"
-        );
-        let err = |cmd: &str| reply(&mut engine(), cmd);
-        assert_eq!(err("SET k v NX XX\r\n"), "-ERR syntax error\r\n");
-        assert_eq!(err("SET k v EX 1 PX 1\r\n"), "-ERR syntax error\r\n");
-        assert_eq!(err("SET k v EX\r\n"), "-ERR syntax error\r\n");
-        assert_eq!(err("SET k v FOO\r\n"), "-ERR syntax error\r\n");
-        assert_eq!(
-            err("SET k v EX x\r\n"),
-            "-ERR value is not an integer or out of range\r\n"
-        );
-        assert_eq!(
-            err("SET k v EX 0\r\n"),
-            "-ERR invalid expire time in 'set' command\r\n"
-        );
-        assert_eq!(
-            err("SET k v EX 9223372036854775807\r\n"),
-            "-ERR invalid expire time in 'set' command\r\n"
-        );
-        let mut e = engine();
-        assert_eq!(
-            reply(&mut e, "SET k v PX 30\r\nGET k\r\n"),
-            "+OK\r\n$1\r\nv\r\n"
-        );
-        std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(reply(&mut e, "GET k\r\nDBSIZE\r\n"), "$-1\r\n:0\r\n");
-    }
-
-    #[test]
-    fn errors_keep_the_connection() {
-        let mut e = engine();
-        let (out, action) = run(
-            &mut e,
-            b"foo a b\r\nGET\r\nINCR\r\nSET s x\r\nINCR s\r\nPING\r\n",
-        );
-        assert_eq!(
-            out,
-            "-ERR unknown command 'foo', with args beginning with: 'a' 'b' \r\n\
-             -ERR wrong number of arguments for 'get' command\r\n\
-             -ERR wrong number of arguments for 'incr' command\r\n\
-             +OK\r\n-ERR value is not an integer or out of range\r\n+PONG\r\n"
-        );
-        assert_eq!(action, Action::None);
-        assert_eq!(
-            reply(&mut e, "NOSUCHCOMMANDATALLXYZ\r\n"),
-            "-ERR unknown command 'NOSUCHCOMMANDATALLXYZ', with args beginning with: \r\n"
-        );
-        assert_eq!(
-            reply(&mut e, "MSET a\r\n"),
-            "-ERR wrong number of arguments for 'mset' command\r\n"
-        );
-        assert_eq!(
-            reply(&mut e, "PING a b\r\n"),
-            "-ERR wrong number of arguments for 'ping' command\r\n"
-        );
-        let long = format!("foo {}\r\n", "x".repeat(300));
-        assert_eq!(
-            reply(&mut e, &long),
-            format!(
-                "-ERR unknown command 'foo', with args beginning with: '{}' \r\n",
-                "x".repeat(128)
-            )
-        );
-    }
-
-    #[test]
     fn protocol_error_closes() {
         let (out, action) = run(&mut engine(), b"PING\r\n*1\r\n$x\r\nPING\r\n");
         assert_eq!(out, "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n");
         assert_eq!(action, Action::Close);
-    }
-
-    #[test]
-    fn quit_and_shutdown() {
-        assert_eq!(
-            run(&mut engine(), b"QUIT\r\nPING\r\n"),
-            ("+OK\r\n".into(), Action::Close)
-        );
-        assert_eq!(
-            run(&mut engine(), b"SHUTDOWN\r\nPING\r\n"),
-            (String::new(), Action::Shutdown)
-        );
-        for ok in [
-            "SHUTDOWN NOSAVE",
-            "shutdown save now force",
-            "SHUTDOWN NOW NOW",
-        ] {
-            assert_eq!(
-                run(&mut engine(), format!("{ok}\r\nPING\r\n").as_bytes()),
-                (String::new(), Action::Shutdown),
-                "{ok}"
-            );
-        }
-        // Refused: the server keeps running and the connection stays open.
-        for (cmd, err) in [
-            ("SHUTDOWN ABORT", "-ERR No shutdown in progress.\r\n"),
-            ("SHUTDOWN foo", "-ERR syntax error\r\n"),
-            ("SHUTDOWN ABORT NOW", "-ERR syntax error\r\n"),
-            ("SHUTDOWN SAVE NOSAVE", "-ERR syntax error\r\n"),
-        ] {
-            assert_eq!(
-                run(&mut engine(), format!("{cmd}\r\nPING\r\n").as_bytes()),
-                (format!("{err}+PONG\r\n"), Action::None),
-                "{cmd}"
-            );
-        }
-    }
-
-    #[test]
-    fn set_options_as_redis_7() {
-        let mut e = engine();
-        let mut r = |cmd: &str| reply(&mut e, &format!("{cmd}\r\n"));
-        assert_eq!(r("SET k v NX NX"), "+OK\r\n");
-        assert_eq!(r("SET k w XX XX EX 100 EX 200"), "+OK\r\n");
-        assert_eq!(r("SET k x GET"), "$1\r\nw\r\n");
-        assert_eq!(r("SET n x NX GET"), "$-1\r\n");
-        assert_eq!(r("SET n y NX GET"), "$1\r\nx\r\n");
-        assert_eq!(r("GET n"), "$1\r\nx\r\n");
-        assert_eq!(r("SET k v KEEPTTL"), "+OK\r\n");
-        assert_eq!(
-            r("SET k v EXAT 99999999999 PXAT 1"),
-            "-ERR syntax error\r\n"
-        );
-        assert_eq!(r("SET k v KEEPTTL EX 1"), "-ERR syntax error\r\n");
-        assert_eq!(r("SET k v EX 1 KEEPTTL"), "-ERR syntax error\r\n");
-        // Syntax errors win over bad numbers, wherever they are.
-        assert_eq!(r("SET k v EX x FOO"), "-ERR syntax error\r\n");
-        assert_eq!(
-            r("SET k v EX x"),
-            "-ERR value is not an integer or out of range\r\n"
-        );
-        for bad in [
-            "PX 9223372036854775807",
-            "EX 9223372036854775",
-            "EX 9223372036854776",
-            "PX 0",
-            "EXAT -1",
-            "PXAT 0",
-            "EXAT 9223372036854776",
-        ] {
-            assert_eq!(
-                r(&format!("SET k v {bad}")),
-                "-ERR invalid expire time in 'set' command\r\n",
-                "{bad}"
-            );
-        }
-        // An absolute time in the past: set, and gone at once.
-        assert_eq!(r("SET p v PXAT 1000"), "+OK\r\n");
-        assert_eq!(r("GET p"), "$-1\r\n");
-        assert_eq!(r("SET f v PXAT 9223372036854775807"), "+OK\r\n");
-        assert_eq!(r("GET f"), "$1\r\nv\r\n");
-    }
-
-    #[test]
-    fn dbsize_is_exact() {
-        let mut e = engine();
-        assert_eq!(
-            reply(&mut e, "SET a 1 PX 20\r\nSET b 2\r\nDBSIZE\r\n"),
-            "+OK\r\n+OK\r\n:2\r\n"
-        );
-        std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(reply(&mut e, "DBSIZE\r\n"), ":1\r\n");
     }
 
     #[test]
@@ -1002,21 +507,6 @@ mod tests {
         .concat();
         assert_eq!(all, expected.as_bytes());
         assert_eq!(s.held_input(), 0);
-    }
-
-    #[test]
-    fn tooling_commands() {
-        let mut e = engine();
-        assert_eq!(reply(&mut e, "COMMAND DOCS\r\nCOMMAND\r\n"), "*0\r\n*0\r\n");
-        assert_eq!(
-            reply(&mut e, "CONFIG GET save\r\nCONFIG GET appendonly\r\n"),
-            "*2\r\n$4\r\nsave\r\n$0\r\n\r\n*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n"
-        );
-        assert_eq!(reply(&mut e, "CONFIG GET nope\r\n"), "*0\r\n");
-        assert_eq!(
-            reply(&mut e, "CONFIG FOO\r\n"),
-            "-ERR unknown subcommand 'FOO'. Try CONFIG HELP.\r\n"
-        );
     }
 
     #[test]
