@@ -41,7 +41,6 @@
 //! reclaimable (`Conn::set_reclaimable`): running out of descriptors never
 //! cuts a pair.
 
-use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -61,9 +60,6 @@ pub struct Proxy {
     backend: Addr,
     /// Shared by every loop's clone: the limit is per server.
     warnings: Arc<Mutex<Warnings>>,
-    /// This loop's connections whose write side we shut down (their
-    /// peer's FIN forwarded); see the workaround in `on_data`.
-    write_shut: HashSet<ConnId>,
 }
 
 /// Per-connection state: the other half of the pair, if any.
@@ -85,7 +81,6 @@ impl Proxy {
         Proxy {
             backend,
             warnings: Arc::new(Mutex::new(Warnings::new("proxy", WARNING_INTERVAL))),
-            write_shut: HashSet::new(),
         }
     }
 
@@ -109,14 +104,6 @@ impl EventHandler for Proxy {
         // A dialed backend was given its peer when it was dialed.
         if conn.is_dialed() {
             conn.context_mut().connected = true;
-            // Workaround for an evio-core bug (epoll): a backend FIN
-            // reported together with the connect's completion is not
-            // remembered, and the one read after connecting stops at the
-            // data, so `on_eof` would never fire. Pausing and resuming
-            // queues one more read in this loop iteration, which meets the
-            // FIN (`tests/core_reports.rs` has the report).
-            conn.pause_reading();
-            conn.resume_reading();
             return (Options::default(), Action::None);
         }
         let side = Side {
@@ -141,24 +128,11 @@ impl EventHandler for Proxy {
             return Action::None; // a wake-up, not data
         }
         let peer = conn.context().peer;
-        let action = match peer {
+        match peer {
             Some(peer) if conn.write_to(peer, input) => Action::None,
             // The other half is gone or closing: nowhere to forward to.
             _ => Action::Close,
-        };
-        if !self.write_shut.is_empty() && self.write_shut.contains(&conn.id()) {
-            // Workaround for an evio-core bug (poll(2)): a connection
-            // whose write side is shut hangs up when its peer's FIN comes;
-            // if that happens while its reading is paused (backpressure),
-            // it leaves the poller without its EOF being remembered, and
-            // once resumed, reading stops at the first short read, so
-            // `on_eof` would never fire. Pausing and resuming queues one
-            // more read, until the EOF (`tests/core_reports.rs` has the
-            // report). Only half-closed connections pay the extra read.
-            conn.pause_reading();
-            conn.resume_reading();
         }
-        action
     }
 
     /// This side sent its FIN: forward it to the other side, after the
@@ -166,19 +140,13 @@ impl EventHandler for Proxy {
     fn on_eof(&mut self, conn: &mut Conn<'_, Side>) -> Action {
         let peer = conn.context().peer;
         match peer {
-            Some(peer) if conn.shutdown_write_conn(peer) => {
-                self.write_shut.insert(peer);
-                Action::None
-            }
+            Some(peer) if conn.shutdown_write_conn(peer) => Action::None,
             // The other half is gone or closing: nothing left to do.
             _ => Action::Close,
         }
     }
 
     fn on_closed(&mut self, conn: &mut Conn<'_, Side>, err: Option<io::Error>) -> Action {
-        if !self.write_shut.is_empty() {
-            self.write_shut.remove(&conn.id());
-        }
         if let (Some(e), true) = (&err, conn.is_dialed() && !conn.context().connected) {
             // The backend refused, timed out or is unreachable.
             self.warn(format_args!("connecting to {}: {e}", conn.remote_addr()));

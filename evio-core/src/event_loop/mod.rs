@@ -336,7 +336,13 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 }
             }
         }
-        if P::EDGE_TRIGGERED && self.table.contains(index) {
+        self.read_more_later(index);
+    }
+
+    /// The fairness cap cut a read short: come back next iteration where
+    /// no event will say so (edge-triggered pollers, a parked socket).
+    fn read_more_later(&mut self, index: usize) {
+        if self.table.contains(index) && (P::EDGE_TRIGGERED || self.table.is_hung_up(index)) {
             let key = self.table.key(index);
             self.table.read_again_later(key);
         }

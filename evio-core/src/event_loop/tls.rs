@@ -53,10 +53,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 }
             }
         }
-        if P::EDGE_TRIGGERED && self.table.contains(index) {
-            let key = self.table.key(index);
-            self.table.read_again_later(key);
-        }
+        self.read_more_later(index);
     }
 
     /// Feeds `self.buf[..n]` to the session, opens the connection when its

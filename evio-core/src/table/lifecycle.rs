@@ -77,6 +77,12 @@ impl<C> ConnTable<C> {
         }
     }
 
+    /// Whether the socket is parked out of the poller for good (see
+    /// [`park_hung_up`](Self::park_hung_up)): no event will come for it.
+    pub(crate) fn is_hung_up(&self, index: usize) -> bool {
+        self.slab[index].flags.has(Flags::HUNG_UP)
+    }
+
     /// Level-triggered pollers: the socket hung up (both directions are
     /// closed) while nothing reads it. Takes it out of the poller for good,
     /// or the hang-up would be reported on every wait; what it still holds
@@ -249,6 +255,26 @@ impl<C> ConnTable<C> {
             })
             .take(max)
             .collect()
+    }
+
+    /// Drops timer entries that can no longer fire: their connection is
+    /// gone, or they were superseded.
+    pub(super) fn compact_timers(&mut self) {
+        let slab = &self.slab;
+        self.timers.retain(|due, kind, key| {
+            let Some(c) = slab.get(key.index()).filter(|c| c.gen == key.gen()) else {
+                return false;
+            };
+            match kind {
+                TimerKind::Idle => due == c.idle.due,
+                TimerKind::User => due == c.idle.user_due,
+                TimerKind::Connect => c.flags.has(Flags::CONNECTING),
+                #[cfg(feature = "tls")]
+                TimerKind::Handshake => c.tls.as_deref().is_some_and(|t| !t.is_open()),
+                #[cfg(not(feature = "tls"))]
+                TimerKind::Handshake => false,
+            }
+        });
     }
 
     /// Gives a new connection the server's default idle timeout, if any.

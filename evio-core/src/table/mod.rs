@@ -339,6 +339,13 @@ impl<C> ConnTable<C> {
     /// Frees a slot (after `on_closed` / `on_detached`).
     pub(crate) fn remove(&mut self, index: usize) {
         self.slab.try_remove(index);
+        // Timers lapse lazily; under churn the entries of closed
+        // connections would pile up for a whole timeout. Drop them once
+        // they outnumber the live ones (each connection has at most three
+        // live timers), so the heap stays proportional to what is open.
+        if self.timers.len() > 6 * self.slab.len() + 1024 {
+            self.compact_timers();
+        }
     }
 
     /// Adds connection `index` to the poller: edge-triggered pollers watch
@@ -409,5 +416,60 @@ impl<C> ConnTable<C> {
     /// Moves the read-again list into `into` (which must be empty).
     pub(crate) fn take_again(&mut self, into: &mut Vec<ConnKey>) {
         std::mem::swap(&mut self.again, into);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Under churn with a long idle timeout, the timer heap holds the
+    /// entries of open connections, not of every connection of the last
+    /// timeout period.
+    #[test]
+    fn timers_of_closed_connections_do_not_pile_up() {
+        let config = Config {
+            idle_timeout: Some(Duration::from_secs(300)),
+            ..Config::default()
+        };
+        let mut table: ConnTable<()> = ConnTable::new(&config);
+        let mut peers = Vec::new();
+        for round in 0..20_000 {
+            let (a, b) = UnixStream::pair().unwrap();
+            let index = table
+                .insert_accepted(Accepted {
+                    fd: a.into(),
+                    remote: Addr::Unix(None),
+                    listener: 0,
+                    unix: true,
+                    nodelay: false,
+                    tls: false,
+                })
+                .unwrap();
+            table.apply_default_idle(index);
+            table.set_timer(index, Some(Duration::from_secs(60)));
+            // Ten stay open; the rest come and go.
+            if round % 2000 == 0 {
+                peers.push(b);
+            } else {
+                table.remove(index);
+            }
+        }
+        assert_eq!(table.slab.len(), 10);
+        assert!(
+            table.timers.len() <= 6 * 10 + 1024 + 2,
+            "{} timer entries for 10 connections",
+            table.timers.len()
+        );
+        // The live ones still fire.
+        table.compact_timers();
+        assert_eq!(
+            table.timers.len(),
+            20,
+            "an idle timer and a user timer each"
+        );
     }
 }

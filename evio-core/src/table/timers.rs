@@ -57,6 +57,16 @@ impl Timers {
         self.heap.is_empty()
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Keeps only the entries `keep` says are still current.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(u64, TimerKind, ConnKey) -> bool) {
+        self.heap
+            .retain(|Reverse((due, kind, key))| keep(*due, *kind, *key));
+    }
+
     pub(super) fn push(&mut self, due_ms: u64, kind: TimerKind, key: ConnKey) {
         self.heap.push(Reverse((due_ms, kind, key)));
     }
