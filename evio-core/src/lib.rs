@@ -10,7 +10,6 @@
 //! ```no_run
 //! use evio_core::{Action, Conn, EventHandler};
 //!
-//! #[derive(Clone)]
 //! struct Echo;
 //!
 //! impl EventHandler for Echo {
@@ -27,36 +26,49 @@
 //! ```
 //!
 //! Addresses are `scheme://host:port?reuseport=true` with schemes `tcp`
-//! (IPv4 and IPv6), `tcp4`, `tcp6`, `udp`, `udp4`, `udp6` and `unix`
-//! (`unix://path`); `tcp` when no scheme is given. Use [`Builder`] for
-//! several loops, load balancing, or another poller backend.
+//! (IPv4 and IPv6), `tcp4`, `tcp6`, `udp`, `udp4`, `udp6`, `unix`
+//! (`unix://path`) and, with the `tls` feature, `tls`, `tls4`, `tls6`; `tcp`
+//! when no scheme is given.
+//!
+//! Where to go next:
+//! - [`Builder`]: several loops, balancing, per-loop listeners, output
+//!   bounds, timeouts, reclaiming idle connections, TLS, another poller.
+//! - [`Conn`]: what a callback can do with its connection (write, split
+//!   borrow, timers, half-close, flow control, dial, socket options).
+//! - [`ConnHandle`] and [`ServerControl`]: reaching connections and the
+//!   server from other threads.
+//! - [`poller`]: writing a poller backend.
+//!
+//! Features: `tls` (rustls: `tls://` listeners, `dial_tls`), `conformance`
+//! (the poller conformance suite in [`poller`]).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-// Modules, lowest layer first; each imports only from the ones above it.
-mod addr; //          listen addresses: parsing and binding
-mod balance; //       LoadBalance and the acceptor's picker
-mod config; //        server-wide settings
-mod conn; //          Conn, the callbacks' view of the table
-mod control; //       ServerControl
-mod detached; //      DetachedStream
-mod event_loop; //    one loop: poller, handler, table, channel, listeners
-mod handle; //        ConnHandle
+// The module map and which way imports point: docs/architecture.md
+// (tests/layering.rs checks there is no circle).
+mod addr;
+mod balance;
+mod config;
+mod conn;
+mod control;
+mod detached;
+mod event_loop;
+mod handle;
 mod handler;
-mod key; //           connection names and poller tokens
-mod loop_thread; //   which server's loop the current thread runs
-pub mod poller; //       EventHandler, Action, Options, ServerInfo
-mod receipt; //       WriteReceipt
-mod remote; //        cross-thread messages and a loop's channel
+mod key;
+mod loop_thread;
+pub mod poller;
+mod receipt;
+mod remote;
 mod server;
 mod shared;
-mod socket; //        what all loops of a server share
+mod socket;
 mod stream;
 mod table;
 #[cfg(feature = "tls")]
 mod tls;
-mod warn; //        InputStream //         the connection table and its state machine //        serve, Builder, ServerHandle
+mod warn;
 
 pub use addr::ToAddr;
 pub use balance::LoadBalance;
