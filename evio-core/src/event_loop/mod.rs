@@ -9,6 +9,8 @@
 //! was queued (writes to other connections, from other threads).
 
 mod accept;
+mod channel;
+mod open;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -26,8 +28,8 @@ use crate::conn::{Conn, LoopCtx};
 use crate::control::ServerControl;
 use crate::detached::DetachedStream;
 use crate::handler::{Action, EventHandler, ServerInfo};
-use crate::key::{ConnId, ConnKey, Token};
-use crate::remote::{Accepted, Msg};
+use crate::key::{ConnKey, Token};
+use crate::remote::Msg;
 use crate::shared::Shared;
 use crate::table::{ConnTable, Flushed, TimerKind};
 use crate::warn::RateLimited;
@@ -476,195 +478,6 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             let Ok(msg) = self.rx.try_recv() else { break };
             if let Msg::Accepted(_) = msg {
                 self.ctx.me.count_closed();
-            }
-        }
-    }
-
-    // ----- the wake channel ---------------------------------------------
-
-    fn drain_channel(&mut self) {
-        // A bounded batch: threads sending faster than the loop handles
-        // must not keep it here (no I/O, no shutdown). Messages sent later
-        // wake the poller again; for the rest of a long backlog, re-arm
-        // the wake so the next wait does not block.
-        let queued = self.rx.len();
-        if queued > MAX_MESSAGES_PER_ITERATION {
-            self.ctx.me.wake();
-        }
-        for _ in 0..queued.min(MAX_MESSAGES_PER_ITERATION) {
-            let Ok(msg) = self.rx.try_recv() else { break };
-            match msg {
-                Msg::Wake(key) => {
-                    // A closing connection takes no more events; its
-                    // pending output and close stand.
-                    if self.table.takes_events(key) {
-                        let action = self.handler.on_wake(view!(self, key.index()));
-                        self.after(key.index(), action);
-                    }
-                }
-                Msg::Write { key, data, receipt } => {
-                    if self.table.write_with_receipt(key, data, receipt) {
-                        self.after(key.index(), Action::None);
-                    }
-                }
-                Msg::SendTo {
-                    key,
-                    to,
-                    data,
-                    receipt,
-                } => self.send_datagram(key, to, &data, receipt),
-                Msg::Close(key) => {
-                    if self.table.close_later(key) {
-                        self.after(key.index(), Action::None);
-                    }
-                }
-                Msg::Dial {
-                    addr,
-                    ctx,
-                    reply,
-                    #[cfg(feature = "tls")]
-                    tls,
-                } => self.dial(
-                    addr,
-                    ctx,
-                    reply,
-                    #[cfg(feature = "tls")]
-                    tls,
-                ),
-                Msg::Reclaim(count) => {
-                    self.reclaim(count);
-                }
-                Msg::Accepted(accepted) => self.install(accepted),
-            }
-        }
-    }
-
-    // ----- opening and dialing ----------------------------------------------
-
-    /// Serves an accepted connection: into the table, into the poller, then
-    /// `on_opened`.
-    fn install(&mut self, accepted: Accepted) {
-        if self.ctx.shared.is_shutdown() {
-            self.ctx.me.count_closed();
-            return;
-        }
-        let index = match self.table.insert_accepted(accepted) {
-            Ok(index) => index,
-            Err(e) => {
-                self.warned
-                    .warn(|held| tracing::warn!(error = %e, suppressed = held, "evio: a TLS session could not start; closing"));
-                self.ctx.me.count_closed();
-                return;
-            }
-        };
-        if let Err(e) = self.table.register(index, &mut self.poller) {
-            self.warned.warn(|held| {
-                tracing::warn!(error = %e, suppressed = held, "evio: registering a connection failed; closing it")
-            });
-            self.table.remove(index);
-            self.ctx.me.count_closed();
-            return;
-        }
-        // A TLS connection opens when its handshake finishes.
-        if !self.table.is_tls(index) {
-            self.open(index);
-        }
-    }
-
-    /// Fires `on_opened`, applies its options and action.
-    fn open(&mut self, index: usize) {
-        self.table.apply_default_idle(index);
-        let (opts, action) = self.handler.on_opened(view!(self, index));
-        // Usually inherited from the listener: then no system call here.
-        self.table.apply_nodelay(index, opts.tcp_no_delay);
-        if let (Some(fd), false) = (self.table.fd(index), self.table.is_unix(index)) {
-            if let Some(idle) = opts.tcp_keep_alive {
-                if let Err(e) = net::set_keepalive(&fd, Some(idle)) {
-                    tracing::debug!(error = %e, "evio: SO_KEEPALIVE failed");
-                }
-            }
-        }
-        if let Some(idle) = opts.idle_timeout {
-            self.table.set_idle_timeout(index, Some(idle));
-        }
-        self.after(index, action);
-    }
-
-    fn finish_connect(&mut self, index: usize) {
-        if let Err(e) = self.table.finish_connect(index) {
-            self.close(index, Some(e));
-            return;
-        }
-        tracing::debug!(remote = %self.table.remote(index), "evio: dialed");
-        if self.table.is_tls(index) {
-            // The ClientHello goes out now; it opens after the handshake.
-            self.flush(index);
-        } else {
-            self.open(index);
-        }
-        if self.table.read_fd(index).is_some() {
-            self.read(index, false);
-        }
-    }
-
-    /// A dial asked for from another thread: the new connection's id (or
-    /// why there is none) goes back on `reply`.
-    fn dial(
-        &mut self,
-        addr: crate::Addr,
-        ctx: Box<dyn std::any::Any + Send>,
-        reply: crossbeam_channel::Sender<io::Result<ConnId>>,
-        #[cfg(feature = "tls")] tls: Option<(Arc<rustls::ClientConfig>, String)>,
-    ) {
-        let ctx = match ctx.downcast::<H::Context>() {
-            Ok(ctx) => *ctx,
-            Err(_) => {
-                let _ = reply.send(Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "dial: the context is not the handler's Context type ({})",
-                        std::any::type_name::<H::Context>()
-                    ),
-                )));
-                return;
-            }
-        };
-        self.ctx.me.count_open();
-        #[cfg(feature = "tls")]
-        let dialed = match tls {
-            Some((config, name)) => self.table.dial_tls(&addr, &name, config, ctx),
-            None => self.table.dial(&addr, ctx),
-        };
-        #[cfg(not(feature = "tls"))]
-        let dialed = self.table.dial(&addr, ctx);
-        match dialed {
-            Ok(key) => {
-                let _ = reply.send(Ok(ConnId::new(self.ctx.index, key)));
-                self.register_dialed();
-            }
-            Err((e, ctx)) => {
-                // Reported like a connect that fails later: `on_closed`
-                // with the error, no `on_opened`.
-                tracing::debug!(error = %e, addr = %addr, "evio: dial failed");
-                let index = self.table.insert_failed_dial(addr, ctx);
-                let id = ConnId::new(self.ctx.index, self.table.key(index));
-                let _ = reply.send(Ok(id));
-                self.close(index, Some(e));
-            }
-        }
-    }
-
-    /// Registers connections a callback dialed; one that cannot be
-    /// registered is closed with the error.
-    fn register_dialed(&mut self) {
-        while let Some(index) = self.table.take_to_register() {
-            if self.table.contains(index) {
-                if let Err(e) = self.table.register(index, &mut self.poller) {
-                    self.warned.warn(|held| {
-                        tracing::warn!(error = %e, suppressed = held, "evio: registering a dialed connection failed")
-                    });
-                    self.close(index, Some(e));
-                }
             }
         }
     }

@@ -1,0 +1,93 @@
+//! Opening connections: serving an accepted one (table, poller, then
+//! `on_opened`), finishing a dial's connect, registering what callbacks
+//! dialed.
+
+use evio_sys::{net, Poller};
+
+use super::{view, EventLoop};
+use crate::conn::Conn;
+use crate::handler::EventHandler;
+use crate::remote::Accepted;
+
+impl<P: Poller, H: EventHandler> EventLoop<P, H> {
+    /// Serves an accepted connection: into the table, into the poller, then
+    /// `on_opened`.
+    pub(super) fn install(&mut self, accepted: Accepted) {
+        if self.ctx.shared.is_shutdown() {
+            self.ctx.me.count_closed();
+            return;
+        }
+        let index = match self.table.insert_accepted(accepted) {
+            Ok(index) => index,
+            Err(e) => {
+                self.warned
+                    .warn(|held| tracing::warn!(error = %e, suppressed = held, "evio: a TLS session could not start; closing"));
+                self.ctx.me.count_closed();
+                return;
+            }
+        };
+        if let Err(e) = self.table.register(index, &mut self.poller) {
+            self.warned.warn(|held| {
+                tracing::warn!(error = %e, suppressed = held, "evio: registering a connection failed; closing it")
+            });
+            self.table.remove(index);
+            self.ctx.me.count_closed();
+            return;
+        }
+        // A TLS connection opens when its handshake finishes.
+        if !self.table.is_tls(index) {
+            self.open(index);
+        }
+    }
+
+    /// Fires `on_opened`, applies its options and action.
+    pub(super) fn open(&mut self, index: usize) {
+        self.table.apply_default_idle(index);
+        let (opts, action) = self.handler.on_opened(view!(self, index));
+        // Usually inherited from the listener: then no system call here.
+        self.table.apply_nodelay(index, opts.tcp_no_delay);
+        if let (Some(fd), false) = (self.table.fd(index), self.table.is_unix(index)) {
+            if let Some(idle) = opts.tcp_keep_alive {
+                if let Err(e) = net::set_keepalive(&fd, Some(idle)) {
+                    tracing::debug!(error = %e, "evio: SO_KEEPALIVE failed");
+                }
+            }
+        }
+        if let Some(idle) = opts.idle_timeout {
+            self.table.set_idle_timeout(index, Some(idle));
+        }
+        self.after(index, action);
+    }
+
+    pub(super) fn finish_connect(&mut self, index: usize) {
+        if let Err(e) = self.table.finish_connect(index) {
+            self.close(index, Some(e));
+            return;
+        }
+        tracing::debug!(remote = %self.table.remote(index), "evio: dialed");
+        if self.table.is_tls(index) {
+            // The ClientHello goes out now; it opens after the handshake.
+            self.flush(index);
+        } else {
+            self.open(index);
+        }
+        if self.table.read_fd(index).is_some() {
+            self.read(index, false);
+        }
+    }
+
+    /// Registers connections a callback dialed; one that cannot be
+    /// registered is closed with the error.
+    pub(super) fn register_dialed(&mut self) {
+        while let Some(index) = self.table.take_to_register() {
+            if self.table.contains(index) {
+                if let Err(e) = self.table.register(index, &mut self.poller) {
+                    self.warned.warn(|held| {
+                        tracing::warn!(error = %e, suppressed = held, "evio: registering a dialed connection failed")
+                    });
+                    self.close(index, Some(e));
+                }
+            }
+        }
+    }
+}
