@@ -292,39 +292,27 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// the connection stops reading. `to_eof`: the peer closed its side, so
     /// read on past short reads to reach EOF now.
     fn read(&mut self, index: usize, to_eof: bool) {
-        #[cfg(feature = "tls")]
-        if self.table.is_tls(index) {
-            return self.read_tls(index, to_eof);
-        }
         // A FIN reported while reading was paused or cut short by the
         // fairness cap is not reported again: remember it, or a half-closed
         // peer would wait for our close forever.
         let to_eof = to_eof || self.table.peer_eof(index);
+        #[cfg(feature = "tls")]
+        if self.table.is_tls(index) && !self.tls_resume(index) {
+            return;
+        }
         for _ in 0..MAX_READS_PER_EVENT {
             let Some(fd) = self.table.read_fd(index) else {
                 return;
             };
             match net::read(fd, &mut self.buf) {
                 Ok(0) => {
-                    let write_done = self.table.note_read_eof(index);
-                    let action = self.handler.on_eof(view!(self, index));
-                    if write_done && action != Action::Shutdown {
-                        // Our side was already shut down: both are done.
-                        self.close(index, None);
-                    } else {
-                        self.after(index, action);
-                    }
+                    self.at_eof(index);
                     return;
                 }
                 Ok(n) => {
                     self.table.touch(index);
-                    let action = self.handler.on_data(view!(self, index), &self.buf[..n]);
-                    self.after(index, action);
-                    // Write the reply now, while the connection (and its
-                    // kernel socket) is hot in cache, not after the batch.
-                    if self.table.clear_dirty(index) {
-                        self.handler.on_pre_write();
-                        self.flush(index);
+                    if !self.deliver(index, n) {
+                        return;
                     }
                     if n < self.buf.len() && !to_eof {
                         return;
@@ -339,6 +327,50 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             }
         }
         self.read_more_later(index);
+    }
+
+    /// Gives `self.buf[..n]`, just read, to the handler (through the TLS
+    /// session on a TLS connection). `false` when reading should stop.
+    fn deliver(&mut self, index: usize, n: usize) -> bool {
+        #[cfg(feature = "tls")]
+        if self.table.is_tls(index) {
+            return self.tls_deliver(index, n);
+        }
+        let action = self.handler.on_data(view!(self, index), &self.buf[..n]);
+        self.after(index, action);
+        // Write the reply now, while the connection (and its kernel
+        // socket) is hot in cache, not after the batch.
+        if self.table.clear_dirty(index) {
+            self.handler.on_pre_write();
+            self.flush(index);
+        }
+        true
+    }
+
+    /// The socket reached EOF.
+    fn at_eof(&mut self, index: usize) {
+        #[cfg(feature = "tls")]
+        if self.table.is_tls(index) {
+            // What came before the EOF is delivered, then a clean end
+            // (close_notify came) or a truncation.
+            self.table.tls_feed_eof(index);
+            self.tls_deliver(index, 0);
+            return;
+        }
+        self.peer_finished(index);
+    }
+
+    /// The peer finished sending (EOF, or TLS `close_notify`): `on_eof`,
+    /// then close if our side is done too.
+    fn peer_finished(&mut self, index: usize) {
+        let write_done = self.table.note_read_eof(index);
+        let action = self.handler.on_eof(view!(self, index));
+        if write_done && action != Action::Shutdown {
+            // Our side was already shut down: both are done.
+            self.close(index, None);
+        } else {
+            self.after(index, action);
+        }
     }
 
     /// The fairness cap cut a read short: come back next iteration where

@@ -5,62 +5,29 @@
 
 use std::io;
 
-use evio_sys::{net, Poller};
+use evio_sys::Poller;
 
-use super::{view, EventLoop, MAX_READS_PER_EVENT, READ_BUFFER};
+use super::{view, EventLoop, READ_BUFFER};
 use crate::conn::Conn;
-use crate::handler::{Action, EventHandler};
+use crate::handler::EventHandler;
 use crate::tls::Plain;
 
 impl<P: Poller, H: EventHandler> EventLoop<P, H> {
-    /// As [`read`](EventLoop::read), for a TLS connection.
-    pub(super) fn read_tls(&mut self, index: usize, to_eof: bool) {
-        let to_eof = to_eof || self.table.peer_eof(index);
-        // Ciphertext kept from when reading paused (or plaintext still in
-        // the session) goes first.
+    /// Before a TLS connection's socket is read: ciphertext kept from when
+    /// reading paused (and plaintext still in the session) goes first.
+    /// `false` when reading should stop.
+    pub(super) fn tls_resume(&mut self, index: usize) -> bool {
         let stash = self.table.tls_take_stash(index);
         let n = stash.len().min(self.buf.len());
         self.buf[..n].copy_from_slice(&stash[..n]);
-        if !self.tls_deliver(index, n) {
-            return;
-        }
-        for _ in 0..MAX_READS_PER_EVENT {
-            let Some(fd) = self.table.read_fd(index) else {
-                return;
-            };
-            match net::read(fd, &mut self.buf) {
-                Ok(0) => {
-                    // What came before the EOF is delivered, then a clean
-                    // end (close_notify came) or a truncation.
-                    self.table.tls_feed_eof(index);
-                    self.tls_deliver(index, 0);
-                    return;
-                }
-                Ok(n) => {
-                    self.table.touch(index);
-                    if !self.tls_deliver(index, n) {
-                        return;
-                    }
-                    if n < self.buf.len() && !to_eof {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.close(index, Some(e));
-                    return;
-                }
-            }
-        }
-        self.read_more_later(index);
+        self.tls_deliver(index, n)
     }
 
     /// Feeds `self.buf[..n]` to the session, opens the connection when its
     /// handshake finishes, gives plaintext to the handler, and writes what
     /// the session and the handler queued. `false` when reading should not
     /// go on (closed, closing, paused: unfed ciphertext is kept).
-    fn tls_deliver(&mut self, index: usize, n: usize) -> bool {
+    pub(super) fn tls_deliver(&mut self, index: usize, n: usize) -> bool {
         let mut pos = 0;
         loop {
             let before = pos;
@@ -132,13 +99,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 Plain::Empty => return (delivered, true),
                 Plain::Closed => {
                     // close_notify: a clean end of the peer's data.
-                    let write_done = self.table.note_read_eof(index);
-                    let action = self.handler.on_eof(view!(self, index));
-                    if write_done && action != Action::Shutdown {
-                        self.close(index, None);
-                    } else {
-                        self.after(index, action);
-                    }
+                    self.peer_finished(index);
                     return (delivered, false);
                 }
                 Plain::Truncated(e) => {

@@ -269,11 +269,7 @@ impl<C> ConnTable<C> {
     /// Closes `key` once its output is written. `false` if it is gone or
     /// already detaching (a detach is never turned into a close).
     pub(crate) fn close_later(&mut self, key: ConnKey) -> bool {
-        let Some(c) = self
-            .slab
-            .get_mut(key.index())
-            .filter(|c| c.gen == key.gen())
-        else {
+        let Some((c, dirty)) = self.get_mut_and_dirty(key) else {
             return false;
         };
         match c.phase {
@@ -281,7 +277,7 @@ impl<C> ConnTable<C> {
             Phase::Closing => true,
             Phase::Open => {
                 c.phase = Phase::Closing;
-                Self::mark_dirty(&mut self.dirty, key.index(), c);
+                Self::mark_dirty(dirty, key.index(), c);
                 true
             }
         }
@@ -290,18 +286,14 @@ impl<C> ConnTable<C> {
     /// Shuts down the write side of `key` once its output is written (the
     /// peer reads EOF); reading goes on. `false` if it is gone or not open.
     pub(crate) fn shutdown_write_later(&mut self, key: ConnKey) -> bool {
-        let Some(c) = self
-            .slab
-            .get_mut(key.index())
-            .filter(|c| c.gen == key.gen())
-        else {
+        let Some((c, dirty)) = self.get_mut_and_dirty(key) else {
             return false;
         };
         if c.phase != Phase::Open || matches!(c.origin, Origin::Udp(_)) {
             return false;
         }
         c.flags.set(Flags::SHUT_WRITE);
-        Self::mark_dirty(&mut self.dirty, key.index(), c);
+        Self::mark_dirty(dirty, key.index(), c);
         true
     }
 

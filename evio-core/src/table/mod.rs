@@ -116,6 +116,16 @@ impl<C> ConnTable<C> {
             .filter(|c| c.gen == key.gen())
     }
 
+    /// A live connection and the dirty list, borrowed apart (to queue it
+    /// for a flush).
+    fn get_mut_and_dirty(&mut self, key: ConnKey) -> Option<(&mut ConnState<C>, &mut Vec<usize>)> {
+        let c = self
+            .slab
+            .get_mut(key.index())
+            .filter(|c| c.gen == key.gen())?;
+        Some((c, &mut self.dirty))
+    }
+
     /// Whether `key` names a connection that is still in the table.
     pub(crate) fn is_live(&self, key: ConnKey) -> bool {
         self.get(key).is_some()
