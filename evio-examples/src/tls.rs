@@ -184,7 +184,8 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-/// Reads a PEM certificate chain (the server's certificate first).
+/// Reads the PEM certificates in `path` (a server's chain, its own
+/// certificate first, or CA certificates).
 ///
 /// # Errors
 /// A file that cannot be read, is not PEM, or holds no certificate; the
@@ -192,7 +193,7 @@ fn invalid(msg: String) -> io::Error {
 pub fn load_certs(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
     let what = |e: &dyn fmt::Display| {
         invalid(format!(
-            "cannot read the TLS certificates {}: {e}",
+            "cannot read the TLS certificates in {}: {e}",
             path.display()
         ))
     };
@@ -220,7 +221,7 @@ pub fn load_key(path: &Path) -> io::Result<PrivateKeyDer<'static>> {
             e => e.to_string(),
         };
         invalid(format!(
-            "cannot read the TLS private key {}: {e}",
+            "cannot read the TLS private key in {}: {e}",
             path.display()
         ))
     })
@@ -247,11 +248,16 @@ pub fn server_config(
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
         .map_err(|e| {
-            invalid(format!(
-                "TLS certificate {} with key {}: {e}",
-                cert.display(),
-                key.display()
-            ))
+            let (cert, key) = (cert.display(), key.display());
+            invalid(match e {
+                rustls::Error::InconsistentKeys(_) => {
+                    format!("the TLS key in {key} is not the key of the certificate in {cert}")
+                }
+                rustls::Error::InvalidCertificate(e) => {
+                    format!("the TLS certificate in {cert} is not a valid certificate: {e:?}")
+                }
+                e => format!("TLS certificate {cert} with key {key}: {e}"),
+            })
         })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
@@ -268,7 +274,7 @@ pub fn client_config(ca: &Path, params: &Params) -> io::Result<Arc<ClientConfig>
     for cert in load_certs(ca)? {
         roots.add(cert).map_err(|e| {
             invalid(format!(
-                "TLS CA certificates {}: cannot trust one: {e}",
+                "a TLS CA certificate in {} cannot be used: {e}",
                 ca.display()
             ))
         })?;
