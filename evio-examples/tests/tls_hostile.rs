@@ -153,7 +153,7 @@ fn a_handshake_a_byte_at_a_time_completes() {
 }
 
 /// Peers that go away without close_notify: after the handshake (idle, or
-/// with data the server is writing back), and in the middle of it. Each is
+/// with 256 KiB the server is echoing back), and in the middle of it. Each is
 /// closed by the server (descriptors come back), which goes on serving.
 #[test]
 fn peers_closing_without_close_notify_are_cleaned_up() {
@@ -167,9 +167,9 @@ fn peers_closing_without_close_notify_are_cleaned_up() {
         c.write_all(b"x\n").unwrap();
         expect(&mut c, b"x\n");
         c.sock.shutdown(Shutdown::Both).unwrap();
-        // With 1 MiB on its way back: the TCP close may come as a reset.
+        // With 256 KiB on its way back: the TCP close may come as a reset.
         let mut c = tls_connect(addr, &pki.client);
-        c.write_all(&vec![b'y'; 1 << 20]).unwrap();
+        c.write_all(&vec![b'y'; 256 << 10]).unwrap();
         drop(c);
         // In the middle of the handshake: a ClientHello, then gone.
         let name = ServerName::try_from("localhost").unwrap();
