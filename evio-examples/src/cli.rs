@@ -145,7 +145,8 @@ impl Opts {
     /// `--connect-timeout`. Idle connections are reclaimed when the process
     /// runs out of file descriptors ([`Builder::reclaim_idle`]); which
     /// connections are idle is each handler's call
-    /// (`Conn::set_reclaimable`).
+    /// (`Conn::set_reclaimable`). The TLS config is not in it: [`run`] adds
+    /// it after reading the files ([`Opts::server_tls_config`]).
     pub fn builder(&self) -> Builder {
         let builder = Builder::new()
             .num_loops(self.loops)
