@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end checks of the example servers with real clients: redis-cli,
-# redis-benchmark, wrk and curl (apt: redis-tools wrk curl), then the
+# redis-benchmark, wrk and curl (apt: redis-tools wrk curl), the same over
+# TLS (and openssl s_client) on the binaries' --tls-port, then the
 # benchmark runner in smoke mode. Every run is bounded in time and talks to
 # 127.0.0.1 only. Skips (with a message) what a tool is missing for.
 set -euo pipefail
@@ -22,6 +23,24 @@ start() { # name port args...
     sleep 0.05
   done
   echo "FAIL: $name did not start"; cat "target/e2e-$name.log"; return 1
+}
+
+# Starts a server on free ports (--port 0, and --tls-port 0 in its TLS
+# flags) and reads them from its startup line into $port and $tls_port, so
+# that a port taken by another program cannot be mistaken for ours.
+start_free() { # name log-tag args...
+  local name=$1 log="target/e2e-$2.log"; shift 2
+  "$bin/$name" --port 0 "$@" 2>"$log" &
+  pids+=($!)
+  for _ in $(seq 200); do
+    if grep -q 'started on port' "$log" 2>/dev/null; then
+      port=$(grep -o 'started on port [0-9]*' "$log" | grep -o '[0-9]*$')
+      tls_port=$(grep -o 'TLS port [0-9]*' "$log" | grep -o '[0-9]*$' || true)
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "FAIL: $name did not start"; cat "$log"; return 1
 }
 
 passed=0; failed=0
@@ -89,6 +108,69 @@ if command -v nc >/dev/null && nc -h 2>&1 | grep -q -- '-N'; then
     "$(printf 'PING\r\n' | timeout 10 nc -N 127.0.0.1 17001 | tr -d '\r')" = "+PONG"
 else
   echo "skip: netcat-openbsd (nc -N) not installed"
+fi
+
+# --- TLS: the same binaries with --tls-port, real TLS clients ----------------------
+# A throwaway self-signed certificate for localhost and 127.0.0.1 (deleted
+# on exit). CA:FALSE because the proxy's --backend-tls (rustls) refuses a
+# server certificate marked as a CA, which `openssl req -x509` does by
+# default; OpenSSL clients take it either way.
+if command -v openssl >/dev/null; then
+  tlsdir=$(mktemp -d)
+  trap 'cleanup; rm -rf "$tlsdir"' EXIT
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$tlsdir/key.pem" -out "$tlsdir/cert.pem" 2>/dev/null
+  ca=$tlsdir/cert.pem
+  tls=(--tls-port 0 --tls-cert "$tlsdir/cert.pem" --tls-key "$tlsdir/key.pem")
+  req='GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'
+
+  start_free http-server http-tls "${tls[@]}"; https_port=$tls_port
+  if command -v curl >/dev/null; then
+    https() { timeout 10 curl -sS --cacert "$ca" --resolve "localhost:$https_port:127.0.0.1" "$@"; }
+    url=https://localhost:$https_port/
+    check "curl https GET /" test "$(https "$url" | tr -d '\r')" = "Hello World!"
+    out=$(https -v "$url" "$url" 2>&1 || true)
+    check "curl https: ALPN http/1.1, two requests on one connection" sh -c \
+      "echo \"\$0\" | grep -q 'ALPN: server accepted http/1.1' && echo \"\$0\" | grep -q 'Re-using existing connection'" "$out"
+  fi
+  for v in 1_2 1_3; do
+    out=$(printf "$req" | timeout 10 openssl s_client -connect "127.0.0.1:$https_port" -CAfile "$ca" \
+          -verify_return_error -ign_eof "-tls$v" 2>&1 || true)
+    check "openssl s_client -tls$v: verified, served" sh -c \
+      "echo \"\$0\" | grep -q 'Verify return code: 0 (ok)' && echo \"\$0\" | grep -q 'Hello World!'" "$out"
+  done
+  if command -v wrk >/dev/null; then
+    out=$(timeout 30 wrk -t1 -c50 -d2s "https://127.0.0.1:$https_port/" 2>&1)
+    echo "$out" | grep -E 'Requests/sec|Socket errors|Non-2xx' || true
+    check "wrk https -d 2s: requests served, no socket errors, no non-2xx" \
+      sh -c "echo \"\$0\" | grep -q 'Requests/sec' && ! echo \"\$0\" | grep -qE 'Socket errors|Non-2xx'" "$out"
+  fi
+
+  if command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null; then
+    start_free redis-server redis-tls "${tls[@]}"; rplain=$port; rtls=$tls_port
+    tcli() { timeout 10 redis-cli --tls --cacert "$ca" -p "$1" "${@:2}"; }
+    check "redis-cli --tls PING" test "$(tcli "$rtls" PING)" = PONG
+    check "redis-cli --tls SET" test "$(tcli "$rtls" SET greeting 'hello tls')" = OK
+    check "redis-cli --tls GET" test "$(tcli "$rtls" GET greeting)" = "hello tls"
+    out=$(timeout 120 redis-benchmark --tls --cacert "$ca" -p "$rtls" -t ping_inline,set,get \
+          -n 20000 -c 50 -P 16 -q 2>&1 || true)
+    echo "$out" | tr '\r' '\n' | grep -E 'requests per second' || true
+    check "redis-benchmark --tls -P 16: three tests, no errors" \
+      sh -c "echo \"\$0\" | tr '\r' '\n' | grep -c 'requests per second' | grep -qx 3 && ! echo \"\$0\" | grep -qiE 'error|warning'" "$out"
+    # The proxy terminating TLS in front of the plain port, and dialing the
+    # TLS port for plain clients.
+    start_free proxy proxy-tls "${tls[@]}" --backend "127.0.0.1:$rplain"
+    check "redis-cli --tls through the proxy to a plain backend" test "$(tcli "$tls_port" GET greeting)" = "hello tls"
+    start_free proxy proxy-backend-tls --backend "127.0.0.1:$rtls" --backend-tls --backend-ca "$ca"
+    check "redis-cli through proxy --backend-tls to the TLS port" \
+      test "$(timeout 10 redis-cli -p "$port" GET greeting)" = "hello tls"
+  else
+    echo "skip: redis-cli/redis-benchmark not installed (TLS)"
+  fi
+else
+  echo "skip: openssl not installed (TLS checks)"
 fi
 
 # --- echo-server over TCP with the benches' verifying load generator ----------

@@ -9,6 +9,8 @@
 //!   [`store`] keeps the data.
 //! - [`proxy`]: an L4 TCP proxy, both directions forwarded inside one loop.
 //! - [`cli`]: the flags they all share, and the run-until-signal loop.
+//! - [`tls`]: the rustls configs behind the `--tls-*` flags (every binary
+//!   also serves TLS with `--tls-port`; the proxy dials TLS backends).
 //!
 //! Engines write their replies to a [`Sink`]: in the servers a [`Writer`],
 //! the connection's output borrowed beside its context (the engine's
@@ -34,6 +36,7 @@ pub mod ratelimit;
 pub mod redis;
 pub mod resp;
 pub mod store;
+pub mod tls;
 
 /// Where an engine writes its output.
 pub trait Sink {

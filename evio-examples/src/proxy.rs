@@ -27,6 +27,19 @@
 //!   cannot be reached (refused, timed out) closes its client the same way;
 //!   so does a side closed by an error or the idle timeout.
 //!
+//! **TLS:** the proxy does not care whether a side speaks TLS; evio-core
+//! encrypts and decrypts, and the callbacks see plaintext. A client on a
+//! `tls://` listener reaches `on_opened` after its handshake, so the
+//! backend is dialed only for clients that completed one. With
+//! [`Proxy::with_backend_tls`] the backend is dialed with
+//! [`Conn::dial_tls`]; its `on_opened` fires after that handshake, and
+//! what the client sent meanwhile is queued. A `close_notify` from a TLS
+//! side is its EOF (`on_eof`, forwarded as above) and
+//! `shutdown_write_conn` on a TLS side sends `close_notify` before the FIN;
+//! a TLS side that closes without `close_notify` (a truncation) is an
+//! error, which closes the pair as any error does. Backpressure and
+//! timeouts apply to the plaintext as on plain connections.
+//!
 //! Warnings (a failed dial) go to stderr through a shared
 //! [`Warnings`] limiter: with the backend down, every client connection
 //! fails, and one line per failure would let anyone fill the disk. The first
@@ -47,6 +60,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use evio_core::{Action, Addr, Conn, ConnId, EventHandler, Options};
+use rustls::ClientConfig;
 
 use crate::ratelimit::Warnings;
 
@@ -58,6 +72,8 @@ pub const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct Proxy {
     backend: Addr,
+    /// Dial the backend over TLS with this config and server name.
+    backend_tls: Option<(Arc<ClientConfig>, String)>,
     /// Shared by every loop's clone: the limit is per server.
     warnings: Arc<Mutex<Warnings>>,
 }
@@ -80,8 +96,17 @@ impl Proxy {
     pub fn new(backend: Addr) -> Proxy {
         Proxy {
             backend,
+            backend_tls: None,
             warnings: Arc::new(Mutex::new(Warnings::new("proxy", WARNING_INTERVAL))),
         }
+    }
+
+    /// The same proxy speaking TLS to its backend: dialed with
+    /// [`Conn::dial_tls`], `config` (the CA certificates to trust) and
+    /// `server_name` (sent as SNI; the backend's certificate must carry it).
+    pub fn with_backend_tls(mut self, config: Arc<ClientConfig>, server_name: String) -> Proxy {
+        self.backend_tls = Some((config, server_name));
+        self
     }
 
     /// Prints a warning unless one was printed less than
@@ -110,7 +135,11 @@ impl EventHandler for Proxy {
             peer: Some(conn.id()),
             connected: false,
         };
-        match conn.dial(&self.backend, side) {
+        let dialed = match &self.backend_tls {
+            Some((config, name)) => conn.dial_tls(&self.backend, name, config.clone(), side),
+            None => conn.dial(&self.backend, side),
+        };
+        match dialed {
             Ok(backend) => {
                 conn.context_mut().peer = Some(backend);
                 (Options::default(), Action::None)
@@ -148,7 +177,9 @@ impl EventHandler for Proxy {
 
     fn on_closed(&mut self, conn: &mut Conn<'_, Side>, err: Option<io::Error>) -> Action {
         if let (Some(e), true) = (&err, conn.is_dialed() && !conn.context().connected) {
-            // The backend refused, timed out or is unreachable.
+            // The backend refused, timed out or is unreachable, or (TLS)
+            // its handshake failed: a certificate not trusted or not for
+            // the server name.
             self.warn(format_args!("connecting to {}: {e}", conn.remote_addr()));
         }
         if let Some(peer) = conn.context_mut().peer.take() {

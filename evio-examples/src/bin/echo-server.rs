@@ -4,6 +4,9 @@
 //! ```text
 //! echo-server --port 5000
 //! nc localhost 5000
+//!
+//! echo-server --port 5000 --tls-port 5443 --tls-cert cert.pem --tls-key key.pem
+//! openssl s_client -connect localhost:5443 -CAfile ca.pem
 //! ```
 
 use std::process::ExitCode;
@@ -20,8 +23,9 @@ const SPEC: Spec = Spec {
     idle_timeout: 60,
     header_timeout: None,
     connect_timeout: None,
+    alpn: &[],
 };
 
 fn main() -> ExitCode {
-    cli::main(&SPEC, |_| Echo)
+    cli::main(&SPEC, |_| Ok(Echo))
 }

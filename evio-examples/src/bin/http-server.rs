@@ -4,7 +4,12 @@
 //! ```text
 //! http-server --port 8080 --loops -1
 //! curl -v http://localhost:8080/
+//!
+//! http-server --port 8080 --tls-port 8443 --tls-cert cert.pem --tls-key key.pem
+//! curl --cacert ca.pem https://localhost:8443/
 //! ```
+//!
+//! The TLS port advertises ALPN `http/1.1`.
 
 use std::process::ExitCode;
 
@@ -20,13 +25,14 @@ const SPEC: Spec = Spec {
     idle_timeout: 75,
     header_timeout: Some(60),
     connect_timeout: None,
+    alpn: &[b"http/1.1"],
 };
 
 fn main() -> ExitCode {
     cli::main(&SPEC, |opts| {
-        HttpServer::new(Config {
+        Ok(HttpServer::new(Config {
             header_timeout: opts.header_timeout,
             ..Config::default()
-        })
+        }))
     })
 }

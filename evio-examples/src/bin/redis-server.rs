@@ -3,6 +3,9 @@
 //! ```text
 //! redis-server --port 6380
 //! redis-cli -p 6380 set hello world
+//!
+//! redis-server --port 6380 --tls-port 6381 --tls-cert cert.pem --tls-key key.pem
+//! redis-cli --tls --cacert ca.pem -p 6381 ping
 //! ```
 
 use std::process::ExitCode;
@@ -19,15 +22,16 @@ const SPEC: Spec = Spec {
     idle_timeout: 300,
     header_timeout: None,
     connect_timeout: None,
+    alpn: &[],
 };
 
 fn main() -> ExitCode {
     cli::main(&SPEC, |opts| {
         // The loop count decides the store: unshared for one loop, sharded
         // locks for several.
-        RedisServer::new(Config {
+        Ok(RedisServer::new(Config {
             loops: opts.loops,
             ..Config::default()
-        })
+        }))
     })
 }

@@ -276,3 +276,4 @@ fn answers_ping(addr: SocketAddr) -> bool {
     let mut buf = [0; 7];
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
+pub mod tls;
