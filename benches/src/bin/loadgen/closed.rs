@@ -2,19 +2,21 @@
 //! stream (`--stream`), over connections opened up front.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use evio_benches::pattern::Pattern;
+use evio_benches::tls::{self, Stream};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use rustls::ClientConnection;
 
 use crate::common::{epoll_add, Clock, Tally, READABLE};
 use crate::Opts;
 
 pub(crate) struct Conn {
-    pub(crate) sock: TcpStream,
+    pub(crate) sock: Stream,
     pub(crate) start: usize,
     /// Bytes handed to the send side (closed loop: whole messages).
     pub(crate) issued: u64,
@@ -57,7 +59,7 @@ impl Gen {
         let c = &mut self.conns[i];
         if c.alive {
             c.alive = false;
-            let _ = c.sock.shutdown(std::net::Shutdown::Both);
+            let _ = c.sock.socket().shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -84,10 +86,14 @@ impl Gen {
                 c.issued - c.sent
             };
             if due == 0 {
+                // TLS: records sealed before may still wait for the socket.
+                if let Err(e) = c.sock.flush_tls() {
+                    self.write_failed(i, e);
+                }
                 return;
             }
             let chunk = self.pat.slice(c.start, c.sent, due.min(1 << 16) as usize);
-            match (&c.sock).write(chunk) {
+            match c.sock.write(chunk) {
                 Ok(0) => {
                     self.t.c.errors += 1;
                     self.kill(i);
@@ -96,16 +102,18 @@ impl Gen {
                 Ok(n) => c.sent += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if self.running {
-                        eprintln!("loadgen: conn {i}: write: {e}");
-                        self.t.c.errors += 1;
-                    }
-                    self.kill(i);
-                    return;
-                }
+                Err(e) => return self.write_failed(i, e),
             }
         }
+    }
+
+    /// Counts a failed write (while the load runs) and drops the connection.
+    fn write_failed(&mut self, i: usize, e: io::Error) {
+        if self.running {
+            eprintln!("loadgen: conn {i}: write: {e}");
+            self.t.c.errors += 1;
+        }
+        self.kill(i);
     }
 
     /// Reads until the socket would block, checking every byte.
@@ -116,7 +124,7 @@ impl Gen {
             if !c.alive {
                 return;
             }
-            let n = match (&c.sock).read(&mut self.buf) {
+            let n = match c.sock.read(&mut self.buf) {
                 Ok(0) => {
                     if self.running {
                         eprintln!("loadgen: conn {i}: closed by the server");
@@ -137,7 +145,8 @@ impl Gen {
                     return;
                 }
             };
-            let short_read = n < self.buf.len();
+            // (TLS hands out one record at a time: read until WouldBlock.)
+            let short_read = n < self.buf.len() && !c.sock.is_tls();
             let data = &self.buf[..n];
             if c.recvd + n as u64 > c.sent {
                 eprintln!(
@@ -197,7 +206,7 @@ impl Gen {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .map_err(|e| format!("epoll_create1: {}", io::Error::from(e)))?;
         for (i, c) in self.conns.iter().enumerate() {
-            epoll_add(&epoll, &c.sock, i as u64).map_err(|e| format!("epoll_ctl: {e}"))?;
+            epoll_add(&epoll, c.sock.socket(), i as u64).map_err(|e| format!("epoll_ctl: {e}"))?;
         }
         let o = self.o.clone();
         let mut measure_t0 = clock.t0;
@@ -255,14 +264,33 @@ impl Gen {
     }
 }
 
-/// Opens the connections of the closed loop (or stream) up front.
+/// Opens the connections of the closed loop (or stream) up front, each with
+/// its TLS handshake done under `--tls`.
 pub(crate) fn connect_all(o: &Opts) -> Result<Vec<Conn>, String> {
     let mut conns = Vec::with_capacity(o.conns);
     for i in 0..o.conns {
-        let sock = TcpStream::connect_timeout(&o.addr, Duration::from_secs(5))
+        let mut sock = TcpStream::connect_timeout(&o.addr, Duration::from_secs(5))
             .map_err(|e| format!("connect {} (conn {i}): {e}", o.addr))?;
         sock.set_nodelay(true).map_err(|e| e.to_string())?;
-        sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let sock = match &o.tls {
+            None => {
+                sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+                Stream::Plain(sock)
+            }
+            Some((config, name)) => {
+                let handshake = |sock: &mut TcpStream| -> io::Result<ClientConnection> {
+                    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    sock.set_write_timeout(Some(Duration::from_secs(5)))?;
+                    let mut conn = ClientConnection::new(config.clone(), name.clone())
+                        .map_err(io::Error::other)?;
+                    tls::handshake(&mut conn, sock)?;
+                    Ok(conn)
+                };
+                let conn = handshake(&mut sock)
+                    .map_err(|e| format!("TLS handshake with {} (conn {i}): {e}", o.addr))?;
+                Stream::tls(conn, sock).map_err(|e| e.to_string())?
+            }
+        };
         conns.push(Conn {
             sock,
             start: Pattern::start_for(i),

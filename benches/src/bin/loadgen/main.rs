@@ -18,6 +18,12 @@
 //! `--threads N` splits the connections (or clients) over N threads, each
 //! with its own epoll, for servers with more than one core.
 //!
+//! TLS (`--tls --ca PATH [--sni NAME]`, closed loop and stream): each
+//! connection runs one full handshake (rustls with ring, verifying the
+//! server's certificate against the PEM file `PATH` for `NAME`, default
+//! `localhost`; no session resumption) before the load starts, then sends
+//! and checks the same byte stream as plaintext inside the session.
+//!
 //! Output: one JSON line on stdout, a human line on stderr. With `--marks`,
 //! the lines `#start` and `#end` are printed on stdout when the measured
 //! interval starts and ends (the runner samples server CPU on them).
@@ -29,17 +35,23 @@ mod common;
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use evio_benches::args::Args;
+use evio_benches::tls;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 
 use churn::Churn;
 use closed::{connect_all, Gen};
 use common::{Clock, Tally};
 
 const USAGE: &str = "usage: loadgen --addr HOST:PORT [--conns N] [--size BYTES] [--depth K] \
-[--duration SECS] [--warmup SECS] [--stream] [--window BYTES] [--churn] [--threads N] [--marks]";
+[--duration SECS] [--warmup SECS] [--stream] [--window BYTES] [--churn] [--threads N] [--marks] \
+[--tls --ca PEM [--sni NAME]]";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Opts {
@@ -54,6 +66,8 @@ pub(crate) struct Opts {
     pub(crate) churn: bool,
     pub(crate) threads: usize,
     pub(crate) marks: bool,
+    /// `--tls --ca PEM --sni NAME`: the client config and the server name.
+    pub(crate) tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -80,8 +94,30 @@ fn parse_opts() -> Result<Opts, String> {
         churn: a.flag("--churn"),
         threads: a.value_or("--threads", 1)?,
         marks: a.flag("--marks"),
+        tls: None,
     };
+    let tls = a.flag("--tls");
+    let ca: Option<PathBuf> = a.value("--ca")?;
+    let sni: String = a.value_or("--sni", "localhost".to_string())?;
     a.finish()?;
+    let mut o = o;
+    match (tls, ca) {
+        (true, Some(ca)) if o.churn => {
+            return Err(format!(
+                "--tls is for the closed loop and the stream, not --churn (--ca {})",
+                ca.display()
+            ))
+        }
+        (true, Some(ca)) => {
+            let config = tls::client_config(&ca, false, &[])?;
+            o.tls = Some((config, tls::server_name(&sni)?));
+        }
+        (true, None) => {
+            return Err("--tls needs --ca PEM (the server's certificate or its CA)".into())
+        }
+        (false, Some(_)) => return Err("--ca is for --tls".into()),
+        (false, None) => {}
+    }
     if o.conns == 0 || o.size == 0 || o.depth == 0 || o.window == 0 || o.threads == 0 {
         return Err("--conns, --size, --depth, --window and --threads must be positive".into());
     }
@@ -204,6 +240,7 @@ fn run(o: Opts) -> Result<ExitCode, String> {
         "size": o.size,
         "depth": if o.stream || o.churn { serde_json::Value::Null } else { o.depth.into() },
         "threads": threads,
+        "tls": o.tls.is_some(),
         "messages": c.messages,
         "bytes": c.bytes,
         "secs": secs,
@@ -231,6 +268,11 @@ fn run(o: Opts) -> Result<ExitCode, String> {
             format!("{} conns x {} B x {} in flight", o.conns, o.size, o.depth),
             "msg/s",
         ),
+    };
+    let shape = if o.tls.is_some() {
+        format!("{shape} over TLS")
+    } else {
+        shape
     };
     eprintln!(
         "loadgen: {shape}: {:.0} {unit} ({} in {secs:.2} s, {:.1} MB/s), latency p50 {} us p99 {} us p99.9 {} us, errors {}, verify errors {}, stalled {stalled}",
