@@ -63,7 +63,7 @@ pub enum Load {
         /// Concurrent connections.
         conns: usize,
     },
-    /// The load over TLS (see [`certs`](crate::runner::certs)): `wrk` on
+    /// The load over TLS (see [`crate::runner::certs`]): `wrk` on
     /// `https://`, `redis-benchmark --tls --cacert`, `loadgen --tls --ca`
     /// (echo, closed loop). Every connection starts with a full handshake.
     Tls(Box<Load>),
@@ -382,6 +382,10 @@ fn run_redis_benchmark(
         ..Default::default()
     };
     r.set_cpu(c0, c1, n);
+    if !r.ok {
+        let why = tail(log, 3).replace('\n', " | ");
+        r.note = format!("redis-benchmark: {}: {why}", out.status);
+    }
     Ok(r)
 }
 
@@ -493,6 +497,14 @@ fn run_wrk(
     r.set_cpu(c0, c1, w.requests);
     if w.bad_status > 0 {
         r.note = format!("{} non-2xx/3xx responses", w.bad_status);
+    } else if !r.ok {
+        r.note = format!(
+            "wrk: {}, {} requests, {} socket errors: {}",
+            out.status,
+            w.requests,
+            w.socket_errors,
+            tail(log, 3).replace('\n', " | ")
+        );
     }
     Ok(r)
 }

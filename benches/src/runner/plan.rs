@@ -1,6 +1,6 @@
 //! What runs: the groups (one load against several servers, A B A B) of
 //! each workload, and the ordered list of jobs. The TLS workload's groups
-//! are planned in [`tls`].
+//! are planned in its `tls` submodule (`runner/plan/tls.rs`).
 
 mod tls;
 

@@ -40,7 +40,7 @@ pub enum Setup {
 /// load connects to, `{backend}` the backend's `127.0.0.1:PORT`,
 /// `{aux_port}` a second free port (our servers' plain listener when the
 /// load speaks TLS), `{tls_cert}`, `{tls_key}` and `{tls_pem}` the paths of
-/// the run's certificate (see [`certs`](crate::runner::certs)).
+/// the run's certificate (see [`crate::runner::certs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSpec {
     /// The name in the tables.

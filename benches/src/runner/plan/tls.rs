@@ -2,7 +2,7 @@
 //! request (wrk), Redis over TLS (redis-benchmark `--tls`), a TLS proxy in
 //! front of a plain backend (`loadgen --tls`), and the memory of idle TLS
 //! connections. Every server uses the run's certificate and is pinned to
-//! TLS 1.3 with one cipher suite ([`certs`](crate::runner::certs)).
+//! TLS 1.3 with one cipher suite ([`crate::runner::certs`]).
 
 use super::{Group, Plan};
 use crate::runner::certs::{self, our_tls_flags, OPENSSL_SUITE};
