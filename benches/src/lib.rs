@@ -3,13 +3,14 @@
 //! This crate deliberately does not depend on `evio-core`: the load generator
 //! must not share a bug with the server under test. Everything here is plain
 //! `std` + `nix`'s safe system-call wrappers (plus tokio and mio for the two
-//! peer echo servers, and `evio-sys`, the OS layer, for raising the fd
-//! limit): like everything outside `evio-sys`, it makes no raw system calls
+//! peer echo servers, rustls for the TLS loads, and `evio-sys`, the OS
+//! layer, for raising the fd limit): like everything outside `evio-sys`, it makes no raw system calls
 //! of its own.
 //!
 //! The binaries:
 //! * `loadgen` — epoll echo client (closed loop, stream, or churn: a new
-//!   connection per message; one or more threads), verifying every byte
+//!   connection per message; one or more threads; plain or, with `--tls`,
+//!   over a verified TLS session per connection), verifying every byte
 //!   echoed back;
 //! * `tokio-echo`, `mio-echo` — the peer echo servers of the echo race
 //!   (`tokio-echo --threads N` for the scaling workload);
@@ -31,3 +32,4 @@ pub mod procfs;
 pub mod runner;
 pub mod stats;
 pub mod svg;
+pub mod tls;

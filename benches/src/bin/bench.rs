@@ -60,8 +60,9 @@ fn main() -> ExitCode {
         machine: machine(),
         rows: build_rows(&p.groups, &out.runs, &out.straces),
         memory: build_mem_rows(&s, &p.mem_servers, &out.mems),
+        tls_probes: out.probes,
         settings: s.clone(),
-        notes,
+        notes: notes.into_iter().chain(out.notes).collect(),
         failures: out.failures,
     };
     let md = markdown(&rep);

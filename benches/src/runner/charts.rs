@@ -10,7 +10,7 @@ use crate::svg;
 
 /// Per workload: title, value axis, and whether the bars are rates (else
 /// CPU per request).
-const CHARTS: [(&str, &str, &str, bool); 7] = [
+const CHARTS: [(&str, &str, &str, bool); 8] = [
     (
         "echo",
         "Echo: server CPU per message (lower is better)",
@@ -45,6 +45,12 @@ const CHARTS: [(&str, &str, &str, bool); 7] = [
         "churn",
         "Connection churn: server CPU per connection (lower is better)",
         "µs of CPU per connection (one request each)",
+        false,
+    ),
+    (
+        "tls",
+        "TLS: server CPU per request (lower is better)",
+        "µs of CPU per request (proxy: per message)",
         false,
     ),
     (
@@ -143,17 +149,28 @@ pub fn charts(rep: &Report) -> Vec<(String, String)> {
             out.push((format!("bench-{w}-floor.svg"), svg::render(&chart)));
         }
     }
-    if !rep.memory.is_empty() {
+    for (tls, name, title) in [
+        (false, "bench-memory.svg", "Memory per idle connection"),
+        (
+            true,
+            "bench-tls-memory.svg",
+            "Memory per idle TLS connection",
+        ),
+    ] {
+        let rows: Vec<_> = rep.memory.iter().filter(|r| r.tls == tls).collect();
+        if rows.is_empty() {
+            continue;
+        }
         let chart = svg::Chart {
-            title: "Memory per idle connection (lower is better)".into(),
+            title: format!("{title} (lower is better)"),
             y_label: "bytes of RSS per connection".into(),
-            groups: rep.memory.iter().map(|r| r.server.clone()).collect(),
+            groups: rows.iter().map(|r| r.server.clone()).collect(),
             series: vec![(
                 "bytes per connection".into(),
-                rep.memory.iter().map(|r| r.bytes_per_conn).collect(),
+                rows.iter().map(|r| r.bytes_per_conn).collect(),
             )],
         };
-        out.push(("bench-memory.svg".into(), svg::render(&chart)));
+        out.push((name.into(), svg::render(&chart)));
     }
     out
 }

@@ -172,8 +172,14 @@ pub fn discover(s: &Settings, notes: &mut Vec<String>) -> Servers {
 /// Whether `program` accepts `flag` (a flag it does not know makes it exit
 /// with an error before `--help` is seen).
 pub fn accepts_flag(program: &Path, flag: &str) -> bool {
+    accepts_args(program, &[flag.to_string(), "--help".to_string()])
+}
+
+/// Whether `program args…` exits with status 0 within 5 s (`args` ending
+/// in `--help`: whether it takes the flags before it).
+pub fn accepts_args(program: &Path, args: &[String]) -> bool {
     let Ok(child) = Command::new(program)
-        .args([flag, "--help"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::net::Shutdown;
 
+use crate::runner::certs;
 use crate::runner::load::{run_load, RunResult};
 use crate::runner::markdown::{f, rate_str};
 use crate::runner::memory::{run_memory, MemResult};
 use crate::runner::plan::{Job, Plan};
+use crate::runner::probe::{probe_for, probe_tls, TlsProbe};
 use crate::runner::process::{on_interrupt_clean_up, online_cpus, set_affinity, Cpus};
 use crate::runner::report::{strace_row, StraceRow};
 use crate::runner::server::{start_backend, start_server};
@@ -21,8 +23,9 @@ pub const WANT_FDS: u64 = 65_536;
 
 /// Prepares the runner: raises `RLIMIT_NOFILE` (shrinking the memory
 /// workload if it stays too low), pins itself to the load's core, arms the
-/// clean-up on SIGINT/SIGTERM, creates the scratch directory; every
-/// compromise becomes a note.
+/// clean-up on SIGINT/SIGTERM, creates the scratch directory and, for the
+/// TLS workload, the run's certificate in it; every compromise becomes a
+/// note.
 pub fn prepare(s: &mut Settings, notes: &mut Vec<String>) -> Result<(), String> {
     let limit = evio_sys::net::raise_fd_limit(WANT_FDS).unwrap_or(0);
     let need = s.mem_conns as u64 + 256;
@@ -61,7 +64,14 @@ pub fn prepare(s: &mut Settings, notes: &mut Vec<String>) -> Result<(), String> 
             s.bin_dir.display()
         ));
     }
-    fs::create_dir_all(&s.tmp).map_err(|e| format!("{}: {e}", s.tmp.display()))
+    fs::create_dir_all(&s.tmp).map_err(|e| format!("{}: {e}", s.tmp.display()))?;
+    if s.runs("tls") {
+        if let Err(e) = certs::make_cert(&certs::files(s)) {
+            notes.push(format!("tls: no certificate ({e}); TLS workload skipped"));
+            s.workloads.retain(|w| w != "tls");
+        }
+    }
+    Ok(())
 }
 
 /// What the jobs produced.
@@ -73,6 +83,10 @@ pub struct Outcome {
     pub straces: BTreeMap<(usize, usize), StraceRow>,
     /// Per memory server: every round.
     pub mems: BTreeMap<usize, Vec<MemResult>>,
+    /// The TLS probes, in run order.
+    pub probes: Vec<TlsProbe>,
+    /// Remarks from the runs (a server that resumes TLS sessions).
+    pub notes: Vec<String>,
     /// What failed, one line each.
     pub failures: Vec<String>,
 }
@@ -174,8 +188,51 @@ pub fn run_jobs(s: &Settings, p: &Plan) -> Outcome {
                     }
                 }
             }
+            Job::Probe { group, server } => {
+                let g = &p.groups[group];
+                let spec = &g.servers[server];
+                let what = format!("{} {} TLS probe {}", g.workload, g.short(), spec.name);
+                let pr = start_backend(s, g.backend.as_ref(), g.load_cpus).and_then(|backend| {
+                    let port = backend.as_ref().map(|b| b.port);
+                    let mut srv = start_server(s, spec, g.server_cpus, None, port)?;
+                    let pr = probe_tls(s, &srv, probe_for(&g.load), &spec.name, &g.label());
+                    srv.stop();
+                    Ok(pr)
+                });
+                let pr = pr.unwrap_or_else(|e| TlsProbe {
+                    server: spec.name.clone(),
+                    load: g.label(),
+                    note: e,
+                    ..Default::default()
+                });
+                let t = tag(i, n);
+                if pr.ok && pr.note.is_empty() {
+                    eprintln!(
+                        "{t} {what}: {} {} {} alpn {} resumed {}",
+                        pr.version.as_deref().unwrap_or("?"),
+                        pr.suite.as_deref().unwrap_or("?"),
+                        pr.kx_group.as_deref().unwrap_or("?"),
+                        pr.alpn.as_deref().unwrap_or("-"),
+                        pr.resumed.map_or("?", |r| if r { "yes" } else { "no" })
+                    );
+                } else {
+                    eprintln!("{t} {what}: FAILED {}", pr.note);
+                    out.failures.push(format!("{what}: {}", pr.note));
+                }
+                let churn = p.groups.iter().any(|o| {
+                    o.load.plain().is_some_and(|l| l.is_churn()) && o.servers.contains(spec)
+                });
+                if pr.resumed == Some(true) && churn {
+                    out.notes.push(format!(
+                        "tls: {} resumed a TLS session for the probe's second connection; wrk resumes when it can, so its HTTPS Connection: close runs are not all full handshakes",
+                        spec.name
+                    ));
+                }
+                out.probes.push(pr);
+            }
             Job::Mem { server, round } => {
-                let (spec, probe) = &p.mem_servers[server];
+                let mem = &p.mem_servers[server];
+                let spec = &mem.spec;
                 let what = format!(
                     "memory {} conns round {}/{} {}",
                     s.mem_conns,
@@ -186,7 +243,7 @@ pub fn run_jobs(s: &Settings, p: &Plan) -> Outcome {
                 let cpus = s.pinned.then_some(Cpus::Core(0));
                 let m = match start_server(s, spec, cpus, None, None) {
                     Ok(mut srv) => {
-                        let (m, socks) = run_memory(s, &srv, *probe);
+                        let (m, socks) = run_memory(s, &srv, mem);
                         srv.stop();
                         for sock in &socks {
                             let _ = sock.shutdown(Shutdown::Both);

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::parse::{parse_redis_csv, parse_wrk};
 use crate::procfs;
+use crate::runner::certs::{self, SNI};
 use crate::runner::process::{spawn, tail, Cpus, Reap, Watchdog};
 use crate::runner::server::Server;
 use crate::runner::settings::Settings;
@@ -62,6 +63,10 @@ pub enum Load {
         /// Concurrent connections.
         conns: usize,
     },
+    /// The load over TLS (see [`crate::runner::certs`]): `wrk` on
+    /// `https://`, `redis-benchmark --tls --cacert`, `loadgen --tls --ca`
+    /// (echo, closed loop). Every connection starts with a full handshake.
+    Tls(Box<Load>),
 }
 
 impl Load {
@@ -79,6 +84,16 @@ impl Load {
             }
             Load::RedisChurn { test } => format!("redis: {test} -c 50 -k 0"),
             Load::HttpChurn { conns } => format!("http: {conns} conns, Connection: close"),
+            Load::Tls(inner) => match &**inner {
+                Load::Http { conns, pipeline: 1 } => format!("HTTPS {conns} conns, keep-alive"),
+                Load::HttpChurn { conns } => {
+                    format!("HTTPS {conns} conns, Connection: close (a full handshake each)")
+                }
+                Load::Redis { test, pipeline } => {
+                    format!("Redis TLS: {test} -c 50 -P {pipeline}")
+                }
+                other => format!("TLS: {}", other.label()),
+            },
         }
     }
 
@@ -92,15 +107,29 @@ impl Load {
             Load::EchoChurn { workers, size } => format!("echo churn {workers}×{size}B"),
             Load::RedisChurn { test } => format!("{} k0", test.to_lowercase()),
             Load::HttpChurn { conns } => format!("http close c{conns}"),
+            Load::Tls(inner) => match &**inner {
+                Load::Http { .. } => format!("https {}", inner.short()),
+                Load::HttpChurn { conns } => format!("https close c{conns}"),
+                other => format!("tls {}", other.short()),
+            },
         }
     }
 
     /// Whether every request comes on a new connection.
     pub fn is_churn(&self) -> bool {
-        matches!(
-            self,
-            Load::EchoChurn { .. } | Load::RedisChurn { .. } | Load::HttpChurn { .. }
-        )
+        match self {
+            Load::EchoChurn { .. } | Load::RedisChurn { .. } | Load::HttpChurn { .. } => true,
+            Load::Tls(inner) => inner.is_churn(),
+            _ => false,
+        }
+    }
+
+    /// The same load without TLS, for a load over TLS.
+    pub fn plain(&self) -> Option<&Load> {
+        match self {
+            Load::Tls(inner) => Some(inner),
+            _ => None,
+        }
     }
 }
 
@@ -185,9 +214,44 @@ pub fn run_load(
             run_redis_benchmark(s, srv, cpus, label, &log, test, n, &["-k", "0"])?
         }
         Load::Http { conns, pipeline } => {
-            run_wrk(s, srv, cpus, threads, label, &log, *conns, *pipeline, false)?
+            let w = Wrk::new(*conns, *pipeline, false);
+            run_wrk(s, srv, cpus, threads, label, &log, w)?
         }
-        Load::HttpChurn { conns } => run_wrk(s, srv, cpus, threads, label, &log, *conns, 1, true)?,
+        Load::HttpChurn { conns } => run_wrk(
+            s,
+            srv,
+            cpus,
+            threads,
+            label,
+            &log,
+            Wrk::new(*conns, 1, true),
+        )?,
+        Load::Tls(inner) => {
+            let ca = certs::files(s).cert.display().to_string();
+            match &**inner {
+                Load::Echo { conns, size, depth } => {
+                    let (conns, size, depth) = (num(conns), num(size), num(depth));
+                    let args = ["--conns", &conns, "--size", &size, "--depth", &depth];
+                    let tls = ["--tls", "--ca", &ca, "--sni", SNI];
+                    let args = [&args[..], &tls[..]].concat();
+                    run_loadgen(s, srv, cpus, threads, label, &log, &args)?
+                }
+                Load::Redis { test, pipeline } => {
+                    let n = s.redis_n * *pipeline as u64;
+                    let args = ["-P", &num(pipeline), "--tls", "--cacert", &ca];
+                    run_redis_benchmark(s, srv, cpus, label, &log, test, n, &args)?
+                }
+                Load::Http { conns, pipeline } => {
+                    let w = Wrk::new(*conns, *pipeline, false).https();
+                    run_wrk(s, srv, cpus, threads, label, &log, w)?
+                }
+                Load::HttpChurn { conns } => {
+                    let w = Wrk::new(*conns, 1, true).https();
+                    run_wrk(s, srv, cpus, threads, label, &log, w)?
+                }
+                other => return Err(format!("{} over TLS: not supported", other.label())),
+            }
+        }
     };
     let hwm = procfs::tree_status_kb(srv.pid, "VmHWM");
     r.peak_rss_kb = (hwm > 0).then_some(hwm);
@@ -318,11 +382,47 @@ fn run_redis_benchmark(
         ..Default::default()
     };
     r.set_cpu(c0, c1, n);
+    if !r.ok {
+        let why = tail(log, 3).replace('\n', " | ");
+        r.note = format!("redis-benchmark: {}: {why}", out.status);
+    }
     Ok(r)
 }
 
+/// The shape of a `wrk` run.
+#[derive(Debug, Clone, Copy)]
+struct Wrk {
+    /// `-c`.
+    conns: usize,
+    /// Requests in flight per connection (`benches/pipeline.lua`).
+    pipeline: usize,
+    /// `-H "Connection: close"`.
+    close: bool,
+    /// `https://` instead of `http://`.
+    https: bool,
+}
+
+impl Wrk {
+    fn new(conns: usize, pipeline: usize, close: bool) -> Wrk {
+        Wrk {
+            conns,
+            pipeline,
+            close,
+            https: false,
+        }
+    }
+
+    fn https(self) -> Wrk {
+        Wrk {
+            https: true,
+            ..self
+        }
+    }
+}
+
 /// `wrk -t threads -c conns -d secs --latency` (pipelined, or with
-/// `Connection: close`); the server's CPU is sampled over wrk's whole life.
+/// `Connection: close`, on `http://` or `https://`); the server's CPU is
+/// sampled over wrk's whole life.
 #[allow(clippy::too_many_arguments)]
 fn run_wrk(
     s: &Settings,
@@ -331,10 +431,14 @@ fn run_wrk(
     threads: usize,
     label: &str,
     log: &Path,
-    conns: usize,
-    pipeline: usize,
-    close: bool,
+    w: Wrk,
 ) -> Result<RunResult, String> {
+    let Wrk {
+        conns,
+        pipeline,
+        close,
+        https,
+    } = w;
     let logf = fs::File::create(log).map_err(|e| e.to_string())?;
     let secs = s.duration.ceil().max(1.0) as u64;
     let tool = s.tools.wrk.as_ref().ok_or("wrk not found")?;
@@ -353,7 +457,8 @@ fn run_wrk(
         fs::write(&script, include_str!("../../pipeline.lua")).map_err(|e| e.to_string())?;
         cmd.arg("-s").arg(&script);
     }
-    cmd.arg(format!("http://127.0.0.1:{}/", srv.port));
+    let scheme = if https { "https" } else { "http" };
+    cmd.arg(format!("{scheme}://127.0.0.1:{}/", srv.port));
     if pipeline > 1 {
         cmd.args(["--", &pipeline.to_string()]);
     }
@@ -392,6 +497,14 @@ fn run_wrk(
     r.set_cpu(c0, c1, w.requests);
     if w.bad_status > 0 {
         r.note = format!("{} non-2xx/3xx responses", w.bad_status);
+    } else if !r.ok {
+        r.note = format!(
+            "wrk: {}, {} requests, {} socket errors: {}",
+            out.status,
+            w.requests,
+            w.socket_errors,
+            tail(log, 3).replace('\n', " | ")
+        );
     }
     Ok(r)
 }
@@ -414,6 +527,35 @@ mod tests {
             pipeline: 16,
         };
         assert_eq!(h.short(), "c50 P16");
+    }
+
+    #[test]
+    fn tls_labels() {
+        let https = Load::Tls(Box::new(Load::Http {
+            conns: 50,
+            pipeline: 1,
+        }));
+        assert_eq!(https.label(), "HTTPS 50 conns, keep-alive");
+        assert_eq!(https.short(), "https c50");
+        assert!(!https.is_churn());
+        let close = Load::Tls(Box::new(Load::HttpChurn { conns: 50 }));
+        assert!(close.is_churn());
+        assert_eq!(close.short(), "https close c50");
+        assert_eq!(close.plain(), Some(&Load::HttpChurn { conns: 50 }));
+        let redis = Load::Tls(Box::new(Load::Redis {
+            test: "GET".into(),
+            pipeline: 16,
+        }));
+        assert_eq!(redis.label(), "Redis TLS: GET -c 50 -P 16");
+        assert_eq!(redis.short(), "tls get P16");
+        let echo = Load::Tls(Box::new(Load::Echo {
+            conns: 50,
+            size: 64,
+            depth: 1,
+        }));
+        assert_eq!(echo.label(), "TLS: 50 conns × 64 B × 1 in flight");
+        assert_eq!(echo.short(), "tls 50×64B×1");
+        assert_eq!(https.plain().map(Load::short), Some("c50".to_string()));
     }
 
     #[test]

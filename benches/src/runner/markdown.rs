@@ -1,12 +1,14 @@
 //! The results as markdown: one table per workload, the memory table, the
-//! before/after table of `--compare`, system calls per connection, notes.
+//! before/after table of `--compare`, system calls per connection, the TLS
+//! probes and TLS against plain, notes.
 
 use std::fmt::Write as _;
 
-use crate::runner::report::{Report, Row};
+use crate::runner::certs::SUITE;
+use crate::runner::report::{MemRow, Report, Row};
 
 /// The tables in order: workload and title.
-pub const TITLES: [(&str, &str); 7] = [
+pub const TITLES: [(&str, &str); 8] = [
     ("echo", "Echo (loadgen; CPU vs tokio-echo)"),
     (
         "redis",
@@ -24,6 +26,10 @@ pub const TITLES: [(&str, &str); 7] = [
     (
         "churn",
         "Connection churn (a new connection per request; CPU vs tokio-echo, nginx, redis-server)",
+    ),
+    (
+        "tls",
+        "TLS (TLS 1.3, TLS13_AES_128_GCM_SHA256 on every server, one ECDSA P-256 certificate; CPU vs nginx, redis-server, HAProxy)",
     ),
     (
         "scaling",
@@ -85,7 +91,7 @@ fn preamble(rep: &Report, o: &mut String) {
 fn table(o: &mut String, title: &str, rows: &[&Row]) {
     let strace = rows.iter().any(|r| r.strace.is_some());
     let floor = rows.iter().any(|r| r.cpu_vs_floor.is_some());
-    let per_conn = strace && rows.iter().any(|r| r.workload == "churn");
+    let per_conn = strace && rows.iter().any(|r| r.churn);
     let _ = writeln!(o, "## {title}\n");
     let mut head = String::from("| load | server | req/s | CPU µs/req | CPU vs ref |");
     let mut align = String::from("|---|---|--:|--:|--:|");
@@ -148,7 +154,8 @@ fn table(o: &mut String, title: &str, rows: &[&Row]) {
             );
         }
         if per_conn {
-            let _ = write!(o, " {} |", f(t.and_then(|t| t.syscalls_per_conn), 2));
+            let c = t.and_then(|t| t.syscalls_per_conn).filter(|_| r.churn);
+            let _ = write!(o, " {} |", f(c, 2));
         }
         o.push('\n');
     }
@@ -159,7 +166,7 @@ fn table(o: &mut String, title: &str, rows: &[&Row]) {
 fn per_connection(o: &mut String, rows: &[&Row]) {
     let traced: Vec<&&Row> = rows
         .iter()
-        .filter(|r| r.strace.as_ref().is_some_and(|t| !t.per_conn.is_empty()))
+        .filter(|r| r.churn && r.strace.as_ref().is_some_and(|t| !t.per_conn.is_empty()))
         .collect();
     if traced.is_empty() {
         return;
@@ -180,6 +187,120 @@ fn per_connection(o: &mut String, rows: &[&Row]) {
                 .collect()
         });
         let _ = writeln!(o, "| {} | {} | {} |", r.load, r.server, calls.join(", "));
+    }
+    o.push('\n');
+}
+
+/// What each TLS server negotiated with the probe.
+fn probes(o: &mut String, rep: &Report) {
+    if rep.tls_probes.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "### What each TLS server negotiated (probe: a rustls client offering TLS 1.2 and 1.3, every suite and group of ring; two connections)\n"
+    );
+    let _ = writeln!(
+        o,
+        "| server | probed for | version | cipher suite | key exchange | ALPN | 2nd connection resumed | note |\n|---|---|---|---|---|---|---|---|"
+    );
+    for p in &rep.tls_probes {
+        let v = |x: &Option<String>| x.clone().unwrap_or_else(|| "–".into());
+        let resumed = match p.resumed {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "–",
+        };
+        let note = if p.ok && p.note.is_empty() {
+            String::new()
+        } else {
+            format!("FAILED: {}", p.note)
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {resumed} | {note} |",
+            p.server,
+            p.load,
+            v(&p.version),
+            v(&p.suite),
+            v(&p.kx_group),
+            v(&p.alpn),
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nEvery server is pinned to TLS 1.3 and {SUITE}; the probe offers more, so a server that was not pinned shows here (and its probe fails).\n"
+    );
+}
+
+/// Each TLS load against the same load without TLS, for the same server
+/// in the same run: what TLS costs.
+fn tls_vs_plain(o: &mut String, rep: &Report) {
+    let mut lines = Vec::new();
+    for r in rep.rows.iter().filter(|r| r.workload == "tls") {
+        let Some(plain) = &r.plain else { continue };
+        let Some(p) = rep
+            .rows
+            .iter()
+            .find(|p| p.workload == plain.workload && p.load == plain.load && p.server == r.server)
+        else {
+            continue;
+        };
+        let calls = |r: &Row| r.strace.as_ref().map(|t| t.syscalls_per_req);
+        let over = r.cpu_us_per_req.zip(p.cpu_us_per_req).map(|(t, p)| t / p);
+        lines.push(format!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.load,
+            r.server,
+            f(r.cpu_us_per_req, 2),
+            f(p.cpu_us_per_req, 2),
+            ratio(over),
+            f(calls(r), 2),
+            f(calls(p), 2),
+        ));
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "### TLS against plain (the same server and load without TLS, same run)\n"
+    );
+    let _ = writeln!(
+        o,
+        "| load | server | CPU µs/req TLS | CPU µs/req plain | TLS / plain | syscalls/req TLS | syscalls/req plain |\n|---|---|--:|--:|--:|--:|--:|"
+    );
+    for l in lines {
+        let _ = writeln!(o, "{l}");
+    }
+    o.push('\n');
+}
+
+/// The memory table of `rows` under `title`.
+fn memory(o: &mut String, title: &str, rows: &[&MemRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "{title}\n");
+    let _ = writeln!(
+        o,
+        "| server | connections | RSS before MiB | RSS after MiB | bytes per connection |\n|---|--:|--:|--:|--:|"
+    );
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "| {}{} | {} | {} | {} | {} |",
+            r.server,
+            if r.ok_rounds < r.rounds.len() {
+                " (failed)"
+            } else {
+                ""
+            },
+            r.conns,
+            f(r.rss_before_kb.map(|k| k / 1024.0), 1),
+            f(r.rss_after_kb.map(|k| k / 1024.0), 1),
+            f(r.bytes_per_conn, 0)
+        );
     }
     o.push('\n');
 }
@@ -226,40 +347,28 @@ pub fn markdown(rep: &Report) -> String {
     preamble(rep, &mut o);
     for (w, title) in TITLES {
         let rows: Vec<&Row> = rep.rows.iter().filter(|r| r.workload == w).collect();
-        if rows.is_empty() {
+        let tls_mem: Vec<&MemRow> = rep.memory.iter().filter(|m| m.tls).collect();
+        let tls = w == "tls" && !(rep.tls_probes.is_empty() && tls_mem.is_empty());
+        if rows.is_empty() && !tls {
             continue;
         }
-        table(&mut o, title, &rows);
-        per_connection(&mut o, &rows);
+        if rows.is_empty() {
+            let _ = writeln!(o, "## {title}\n");
+        } else {
+            table(&mut o, title, &rows);
+            per_connection(&mut o, &rows);
+        }
+        if w == "tls" {
+            probes(&mut o, rep);
+            tls_vs_plain(&mut o, rep);
+            let t = "### Memory per idle TLS connection (a full handshake and one round trip each, then idle)";
+            memory(&mut o, t, &tls_mem);
+        }
     }
     before_after(&mut o, &rep.rows);
-    if !rep.memory.is_empty() {
-        let _ = writeln!(
-            o,
-            "## Memory per idle connection (one round trip each, then idle)\n"
-        );
-        let _ = writeln!(
-            o,
-            "| server | connections | RSS before MiB | RSS after MiB | bytes per connection |\n|---|--:|--:|--:|--:|"
-        );
-        for r in &rep.memory {
-            let _ = writeln!(
-                o,
-                "| {}{} | {} | {} | {} | {} |",
-                r.server,
-                if r.ok_rounds < r.rounds.len() {
-                    " (failed)"
-                } else {
-                    ""
-                },
-                r.conns,
-                f(r.rss_before_kb.map(|k| k / 1024.0), 1),
-                f(r.rss_after_kb.map(|k| k / 1024.0), 1),
-                f(r.bytes_per_conn, 0)
-            );
-        }
-        o.push('\n');
-    }
+    let plain_mem: Vec<&MemRow> = rep.memory.iter().filter(|m| !m.tls).collect();
+    let t = "## Memory per idle connection (one round trip each, then idle)";
+    memory(&mut o, t, &plain_mem);
     if !rep.notes.is_empty() || !rep.failures.is_empty() {
         let _ = writeln!(o, "## Notes\n");
         for n in &rep.notes {

@@ -3,10 +3,12 @@
 //!
 //! * [`process`] — affinity, pinned spawning, reaping, watchdog, tools;
 //! * [`settings`] — command line, defaults, where binaries and tools are;
+//! * [`certs`] — what the TLS loads pin, and the run's certificate;
 //! * [`server`] — server specs, nginx/HAProxy configs, start and stop;
 //! * [`discover`] — which servers there are (ours, baseline, peers, floor);
 //! * [`load`] — the load tools, one run, CPU per request;
 //! * [`memory`] — the idle-connection memory workload;
+//! * [`probe`] — what a TLS server negotiates, and whether it resumes;
 //! * [`plan`] — which groups (a load against servers) and jobs run;
 //! * [`report`] — rows, medians, ratios, strace figures, the JSON report;
 //! * [`markdown`], [`charts`] — the report as tables and SVG charts;
@@ -15,12 +17,15 @@
 pub mod process;
 pub mod settings;
 
+pub mod certs;
+
 pub mod server;
 
 pub mod discover;
 
 pub mod load;
 pub mod memory;
+pub mod probe;
 
 pub mod plan;
 

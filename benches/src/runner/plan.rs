@@ -1,9 +1,15 @@
 //! What runs: the groups (one load against several servers, A B A B) of
-//! each workload, and the ordered list of jobs.
+//! each workload, and the ordered list of jobs. The TLS workload's groups
+//! are planned in its `tls` submodule (`runner/plan/tls.rs`).
+
+mod tls;
+
+pub use tls::{our_tls_variant, real_redis_tls};
 
 use crate::runner::discover::{accepts_flag, Servers, OURS};
 use crate::runner::load::Load;
-use crate::runner::memory::Probe;
+use crate::runner::memory::{MemServer, Probe};
+use crate::runner::probe::probe_for;
 use crate::runner::process::Cpus;
 use crate::runner::server::{ServerSpec, Setup};
 use crate::runner::settings::{missing_tool, Settings};
@@ -55,19 +61,28 @@ impl Group {
         }
     }
 
-    /// The load's label, with the server's cores where they vary.
+    /// The load's label, with the server's cores where they vary (and
+    /// saying so where a TLS load goes through a proxy).
     pub fn label(&self) -> String {
+        let load = match (&self.backend, self.load.plain()) {
+            (Some(_), Some(plain)) => format!("TLS proxy, plain backend: {}", plain.label()),
+            _ => self.load.label(),
+        };
         match self.server_cores {
-            Some(n) => format!("{}, server on {n} core{}", self.load.label(), plural(n)),
-            None => self.load.label(),
+            Some(n) => format!("{load}, server on {n} core{}", plural(n)),
+            None => load,
         }
     }
 
     /// The load's short label, with the server's cores where they vary.
     pub fn short(&self) -> String {
+        let load = match (&self.backend, self.load.plain()) {
+            (Some(_), Some(plain)) => format!("tls proxy {}", plain.short()),
+            _ => self.load.short(),
+        };
         match self.server_cores {
-            Some(n) => format!("{} n{n}", self.load.short()),
-            None => self.load.short(),
+            Some(n) => format!("{load} n{n}"),
+            None => load,
         }
     }
 }
@@ -99,6 +114,14 @@ pub enum Job {
         /// Index into the group's servers.
         server: usize,
     },
+    /// The TLS probe of one server of a TLS group (before its runs; once
+    /// per server, in the first group that has it).
+    Probe {
+        /// Index into the groups.
+        group: usize,
+        /// Index into the group's servers.
+        server: usize,
+    },
     /// A memory run.
     Mem {
         /// Index into the memory servers.
@@ -114,9 +137,34 @@ pub struct Plan {
     /// One load against several servers each.
     pub groups: Vec<Group>,
     /// The memory workload's servers and their round trip.
-    pub mem_servers: Vec<(ServerSpec, Probe)>,
+    pub mem_servers: Vec<MemServer>,
     /// Everything to run, in order (A B A B within each group).
     pub jobs: Vec<Job>,
+}
+
+impl Plan {
+    /// Adds memory servers and their runs, A B A B.
+    pub fn push_memory(&mut self, s: &Settings, servers: Vec<MemServer>) {
+        let first = self.mem_servers.len();
+        self.mem_servers.extend(servers);
+        for round in 0..s.rounds {
+            for server in first..self.mem_servers.len() {
+                self.jobs.push(Job::Mem { server, round });
+            }
+        }
+    }
+}
+
+/// What makes two specs the same server (for probing each once, per kind
+/// of round trip).
+fn spec_key(spec: &ServerSpec) -> String {
+    format!(
+        "{}\0{}\0{:?}\0{:?}",
+        spec.name,
+        spec.program.display(),
+        spec.args,
+        spec.setup
+    )
 }
 
 /// Plans the selected workloads; every skip leaves a note.
@@ -129,8 +177,12 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
     let some = |v: &[&Option<ServerSpec>]| -> Vec<ServerSpec> {
         v.iter().filter_map(|x| (*x).clone()).collect()
     };
+    // The TLS servers probed so far.
+    let mut probed = Vec::new();
     for w in &s.workloads {
         let first_group = p.groups.len();
+        // Memory servers that run after the workload's groups.
+        let mut mem_after = Vec::new();
         match w.as_str() {
             "echo" => {
                 if !have_loadgen {
@@ -194,27 +246,26 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
                 }
             }
             "memory" => {
+                let mem = |spec, probe| MemServer {
+                    spec,
+                    probe,
+                    tls: false,
+                };
                 let mut specs = Vec::new();
                 for spec in sv.ours(|o| &o.echo) {
-                    specs.push((spec, Probe::Echo));
+                    specs.push(mem(spec, Probe::Echo));
                 }
                 for spec in some(&[&sv.tokio_echo, &sv.mio_echo]) {
-                    specs.push((spec, Probe::Echo));
+                    specs.push(mem(spec, Probe::Echo));
                 }
                 for mut spec in sv.ours(|o| &o.redis) {
                     spec.name = format!("{} (redis)", spec.name);
-                    specs.push((spec, Probe::RedisPing));
+                    specs.push(mem(spec, Probe::RedisPing));
                 }
                 for spec in some(&[&sv.real_redis]) {
-                    specs.push((spec, Probe::RedisPing));
+                    specs.push(mem(spec, Probe::RedisPing));
                 }
-                let first = p.mem_servers.len();
-                p.mem_servers.extend(specs);
-                for round in 0..s.rounds {
-                    for server in first..p.mem_servers.len() {
-                        p.jobs.push(Job::Mem { server, round });
-                    }
-                }
+                p.push_memory(s, specs);
             }
             "loops" => {
                 let ours = sv.ours(|o| &o.echo);
@@ -272,6 +323,7 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
                 }
             }
             "churn" => plan_churn(s, sv, notes, &mut p),
+            "tls" => mem_after = tls::plan_tls(s, sv, notes, &mut p),
             "scaling" => plan_scaling(s, sv, notes, &mut p),
             _ => unreachable!("checked in Settings::from_args"),
         }
@@ -280,6 +332,16 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
             if n == 0 {
                 notes.push(format!("{w} {}: no server to run; skipped", group.short()));
                 continue;
+            }
+            if group.load.plain().is_some() {
+                let probe = probe_for(&group.load);
+                for (server, spec) in group.servers.iter().enumerate() {
+                    let key = format!("{}\0{probe:?}", spec_key(spec));
+                    if !probed.contains(&key) {
+                        probed.push(key);
+                        p.jobs.push(Job::Probe { group: g, server });
+                    }
+                }
             }
             for round in 0..s.rounds {
                 for server in 0..n {
@@ -296,6 +358,7 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
                 }
             }
         }
+        p.push_memory(s, mem_after);
     }
     p
 }

@@ -11,11 +11,11 @@ use serde::Serialize;
 use crate::parse::parse_strace;
 use crate::procfs;
 use crate::runner::discover::{baseline_name, BASELINE, FLOOR, OURS};
-use crate::runner::load::RunResult;
-use crate::runner::memory::{MemResult, Probe};
+use crate::runner::load::{Load, RunResult};
+use crate::runner::memory::{MemResult, MemServer};
 use crate::runner::plan::Group;
+use crate::runner::probe::TlsProbe;
 use crate::runner::process::online_cpus;
-use crate::runner::server::ServerSpec;
 use crate::runner::settings::Settings;
 use crate::stats::{median, median_opt};
 
@@ -55,6 +55,11 @@ pub struct Row {
     pub server: String,
     /// The server the ratio is taken against.
     pub reference: Option<String>,
+    /// Every request came on a new connection.
+    pub churn: bool,
+    /// For a load over TLS: the same load without TLS (its workload and
+    /// label), where the same server's plain figures are.
+    pub plain: Option<PlainLoad>,
     /// Rounds that succeeded.
     pub ok_rounds: usize,
     /// Median requests per second.
@@ -83,11 +88,40 @@ pub struct Row {
     pub strace: Option<StraceRow>,
 }
 
+/// Where a TLS load's plain counterpart is in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlainLoad {
+    /// Its workload (`http`, `churn`, `redis`, `proxy`).
+    pub workload: String,
+    /// Its label.
+    pub load: String,
+}
+
+impl PlainLoad {
+    /// The plain counterpart of `group`'s load, if it runs over TLS.
+    pub fn of(group: &Group) -> Option<PlainLoad> {
+        let plain = group.load.plain()?;
+        let workload = match plain {
+            Load::Http { .. } => "http",
+            Load::HttpChurn { .. } | Load::RedisChurn { .. } | Load::EchoChurn { .. } => "churn",
+            Load::Redis { .. } => "redis",
+            Load::Echo { .. } if group.backend.is_some() => "proxy",
+            _ => "echo",
+        };
+        Some(PlainLoad {
+            workload: workload.into(),
+            load: plain.label(),
+        })
+    }
+}
+
 /// One server of the memory workload.
 #[derive(Debug, Clone, Serialize)]
 pub struct MemRow {
     /// The server's name.
     pub server: String,
+    /// Its connections spoke TLS (the TLS workload).
+    pub tls: bool,
     /// Connections asked for.
     pub conns: usize,
     /// Rounds that succeeded.
@@ -132,8 +166,10 @@ pub struct Report {
     pub failures: Vec<String>,
     /// One row per server and load.
     pub rows: Vec<Row>,
-    /// The memory workload.
+    /// The memory workload (and the TLS workload's idle connections).
     pub memory: Vec<MemRow>,
+    /// What each TLS server negotiated with the probe.
+    pub tls_probes: Vec<TlsProbe>,
 }
 
 /// This machine.
@@ -200,6 +236,8 @@ pub fn build_rows(
                 load_short: group.short(),
                 server: spec.name.clone(),
                 reference: group.reference.clone(),
+                churn: group.load.is_churn(),
+                plain: PlainLoad::of(group),
                 ok_rounds: ok.len(),
                 rate: med(&|r| Some(r.rate)),
                 cpu_us_per_req: med(&|r| r.cpu_us_per_req),
@@ -245,13 +283,14 @@ pub fn build_rows(
 /// The memory rows: medians of the rounds that succeeded.
 pub fn build_mem_rows(
     s: &Settings,
-    mem_servers: &[(ServerSpec, Probe)],
+    mem_servers: &[MemServer],
     mems: &BTreeMap<usize, Vec<MemResult>>,
 ) -> Vec<MemRow> {
     mem_servers
         .iter()
         .enumerate()
-        .map(|(i, (spec, _))| {
+        .map(|(i, m)| {
+            let spec = &m.spec;
             let rounds = mems.get(&i).cloned().unwrap_or_default();
             let ok: Vec<&MemResult> = rounds.iter().filter(|m| m.ok).collect();
             let med = |f: &dyn Fn(&MemResult) -> f64| {
@@ -259,6 +298,7 @@ pub fn build_mem_rows(
             };
             MemRow {
                 server: spec.name.clone(),
+                tls: m.tls,
                 conns: s.mem_conns,
                 ok_rounds: ok.len(),
                 rss_before_kb: med(&|m| m.rss_before_kb as f64),
@@ -304,7 +344,7 @@ pub fn strace_row(path: &Path, requests: u64) -> Result<StraceRow, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::load::Load;
+    use crate::runner::server::ServerSpec;
     use std::path::PathBuf;
 
     #[test]
@@ -353,6 +393,29 @@ mod tests {
         assert_eq!(rows[1].cpu_us_per_req, Some(5.0));
         assert_eq!(rows[0].cpu_vs_reference, Some(1.8));
         assert_eq!(rows[1].cpu_vs_reference, Some(1.0));
+    }
+
+    #[test]
+    fn a_tls_row_knows_its_plain_counterpart() {
+        let mut g = echo_group(&["evio-rs", "haproxy"]);
+        g.load = Load::Tls(Box::new(g.load.clone()));
+        g.backend = Some(ServerSpec::new("floor", PathBuf::from("/bin/true"), &[]));
+        let rows = build_rows(&[g], &BTreeMap::new(), &BTreeMap::new());
+        let want = PlainLoad {
+            workload: "proxy".into(),
+            load: "50 conns × 64 B × 1 in flight".into(),
+        };
+        assert_eq!(rows[0].plain.as_ref(), Some(&want));
+        assert!(!rows[0].churn);
+        let close = Group {
+            load: Load::Tls(Box::new(Load::HttpChurn { conns: 50 })),
+            ..echo_group(&["nginx"])
+        };
+        let rows = build_rows(&[close], &BTreeMap::new(), &BTreeMap::new());
+        assert!(rows[0].churn);
+        assert_eq!(rows[0].plain.as_ref().unwrap().workload, "churn");
+        let plain = build_rows(&[echo_group(&["x"])], &BTreeMap::new(), &BTreeMap::new());
+        assert!(plain[0].plain.is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::procfs;
+use crate::runner::certs::{self, TlsFiles, OPENSSL_SUITE};
 use crate::runner::process::{free_port, kill, spawn, tail, Cpus};
 use crate::runner::settings::Settings;
 
@@ -27,11 +28,20 @@ pub enum Setup {
     /// Write an HAProxy config (TCP mode, one thread, forwarding to the
     /// run's backend) into a temp file first.
     Haproxy,
+    /// nginx with one worker serving HTTPS only, with the run's certificate
+    /// (TLS 1.3, one cipher suite, no session cache, no tickets).
+    NginxTls,
+    /// HAProxy terminating TLS (the run's certificate, TLS 1.3, one cipher
+    /// suite) in front of the run's plain backend.
+    HaproxyTls,
 }
 
-/// How a server is started: `{port}` in an argument becomes the port,
-/// `{backend}` the backend's `127.0.0.1:PORT`.
-#[derive(Debug, Clone)]
+/// How a server is started: `{port}` in an argument becomes the port the
+/// load connects to, `{backend}` the backend's `127.0.0.1:PORT`,
+/// `{aux_port}` a second free port (our servers' plain listener when the
+/// load speaks TLS), `{tls_cert}`, `{tls_key}` and `{tls_pem}` the paths of
+/// the run's certificate (see [`crate::runner::certs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSpec {
     /// The name in the tables.
     pub name: String,
@@ -86,7 +96,34 @@ pub fn nginx_conf(prefix: &Path, port: u16) -> String {
 /// nginx with `workers` workers, no access log, unlimited keep-alive
 /// requests, answering every request with `200 "Hello World!\r\n"`.
 pub fn nginx_conf_workers(prefix: &Path, port: u16, workers: usize) -> String {
+    nginx_conf_with(prefix, port, workers, None)
+}
+
+/// [`nginx_conf`] serving HTTPS with the run's certificate: TLS 1.3 only,
+/// the one cipher suite, and neither a session cache nor tickets, so that
+/// every new connection is a full handshake.
+pub fn nginx_conf_tls(prefix: &Path, port: u16, f: &TlsFiles) -> String {
+    nginx_conf_with(prefix, port, 1, Some(f))
+}
+
+fn nginx_conf_with(prefix: &Path, port: u16, workers: usize, tls: Option<&TlsFiles>) -> String {
     let p = prefix.display();
+    let (ssl, tls) = match tls {
+        None => ("", String::new()),
+        Some(f) => (
+            " ssl",
+            format!(
+                "\x20       ssl_certificate {};\n\
+                 \x20       ssl_certificate_key {};\n\
+                 \x20       ssl_protocols TLSv1.3;\n\
+                 \x20       ssl_conf_command Ciphersuites {OPENSSL_SUITE};\n\
+                 \x20       ssl_session_cache off;\n\
+                 \x20       ssl_session_tickets off;\n",
+                f.cert.display(),
+                f.key.display()
+            ),
+        ),
+    };
     format!(
         "worker_processes {workers};\n\
          pid {p}/nginx.pid;\n\
@@ -102,7 +139,8 @@ pub fn nginx_conf_workers(prefix: &Path, port: u16, workers: usize) -> String {
          \x20   uwsgi_temp_path {p}/uwsgi;\n\
          \x20   scgi_temp_path {p}/scgi;\n\
          \x20   server {{\n\
-         \x20       listen 127.0.0.1:{port};\n\
+         \x20       listen 127.0.0.1:{port}{ssl};\n\
+         {tls}\
          \x20       location / {{ return 200 \"Hello World!\\r\\n\"; }}\n\
          \x20   }}\n\
          }}\n"
@@ -112,6 +150,23 @@ pub fn nginx_conf_workers(prefix: &Path, port: u16, workers: usize) -> String {
 /// HAProxy as a plain L4 proxy: TCP mode, one thread, no logging, every
 /// connection forwarded to `backend`.
 pub fn haproxy_conf(port: u16, backend: u16) -> String {
+    haproxy_conf_with(port, backend, None)
+}
+
+/// [`haproxy_conf`] terminating TLS on `port` with the run's certificate
+/// (TLS 1.3 only, the one cipher suite), forwarding plaintext to
+/// `backend`.
+pub fn haproxy_conf_tls(port: u16, backend: u16, f: &TlsFiles) -> String {
+    haproxy_conf_with(port, backend, Some(f))
+}
+
+fn haproxy_conf_with(port: u16, backend: u16, tls: Option<&TlsFiles>) -> String {
+    let ssl = tls.map_or(String::new(), |f| {
+        format!(
+            " ssl crt {} ssl-min-ver TLSv1.3 ciphersuites {OPENSSL_SUITE}",
+            f.pem.display()
+        )
+    });
     format!(
         "global\n\
          \x20   nbthread 1\n\
@@ -122,7 +177,7 @@ pub fn haproxy_conf(port: u16, backend: u16) -> String {
          \x20   timeout client 120s\n\
          \x20   timeout server 120s\n\
          frontend fe\n\
-         \x20   bind 127.0.0.1:{port}\n\
+         \x20   bind 127.0.0.1:{port}{ssl}\n\
          \x20   default_backend be\n\
          backend be\n\
          \x20   server echo 127.0.0.1:{backend}\n"
@@ -135,30 +190,43 @@ fn server_args(
     s: &Settings,
     spec: &ServerSpec,
     port: u16,
+    aux_port: u16,
     backend: Option<u16>,
 ) -> Result<Vec<String>, String> {
     let backend_addr = format!("127.0.0.1:{}", backend.unwrap_or(0));
+    let tls = certs::files(s);
     match spec.setup {
         Setup::Plain => Ok(spec
             .args
             .iter()
             .map(|a| {
                 a.replace("{port}", &port.to_string())
+                    .replace("{aux_port}", &aux_port.to_string())
                     .replace("{backend}", &backend_addr)
+                    .replace("{tls_cert}", &tls.cert.display().to_string())
+                    .replace("{tls_key}", &tls.key.display().to_string())
+                    .replace("{tls_pem}", &tls.pem.display().to_string())
             })
             .collect()),
-        Setup::Haproxy => {
+        Setup::Haproxy | Setup::HaproxyTls => {
             let backend = backend.ok_or("haproxy needs a backend")?;
             let conf = s.tmp.join(format!("haproxy-{port}.cfg"));
-            fs::write(&conf, haproxy_conf(port, backend)).map_err(|e| e.to_string())?;
+            let text = match spec.setup {
+                Setup::HaproxyTls => haproxy_conf_tls(port, backend, &tls),
+                _ => haproxy_conf(port, backend),
+            };
+            fs::write(&conf, text).map_err(|e| e.to_string())?;
             Ok(vec!["-f".into(), conf.display().to_string(), "-db".into()])
         }
-        Setup::Nginx { workers } => {
+        Setup::Nginx { .. } | Setup::NginxTls => {
             let prefix = s.tmp.join(format!("nginx-{port}"));
             fs::create_dir_all(&prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
             let conf = prefix.join("nginx.conf");
-            fs::write(&conf, nginx_conf_workers(&prefix, port, workers))
-                .map_err(|e| e.to_string())?;
+            let text = match spec.setup {
+                Setup::Nginx { workers } => nginx_conf_workers(&prefix, port, workers),
+                _ => nginx_conf_tls(&prefix, port, &tls),
+            };
+            fs::write(&conf, text).map_err(|e| e.to_string())?;
             let pre = prefix.display().to_string();
             Ok(vec![
                 "-p".into(),
@@ -185,7 +253,13 @@ pub fn start_server(
     backend: Option<u16>,
 ) -> Result<Server, String> {
     let port = free_port().map_err(|e| format!("free port: {e}"))?;
-    let args = server_args(s, spec, port, backend)?;
+    let mut aux_port = 0;
+    if spec.args.iter().any(|a| a.contains("{aux_port}")) {
+        while aux_port == 0 || aux_port == port {
+            aux_port = free_port().map_err(|e| format!("free port: {e}"))?;
+        }
+    }
+    let args = server_args(s, spec, port, aux_port, backend)?;
     let log = s
         .tmp
         .join(format!("{}-{port}.log", spec.name.replace([' ', '/'], "_")));
@@ -323,6 +397,40 @@ mod tests {
     fn nginx_config_workers() {
         let c = nginx_conf_workers(Path::new("/tmp/x"), 8080, 4);
         assert!(c.contains("worker_processes 4;"));
+    }
+
+    fn files() -> TlsFiles {
+        TlsFiles {
+            cert: "/t/cert.pem".into(),
+            key: "/t/key.pem".into(),
+            pem: "/t/both.pem".into(),
+        }
+    }
+
+    #[test]
+    fn nginx_tls_config_pins_and_does_full_handshakes() {
+        let c = nginx_conf_tls(Path::new("/tmp/x"), 8443, &files());
+        assert!(c.contains("listen 127.0.0.1:8443 ssl;"));
+        assert!(c.contains("ssl_certificate /t/cert.pem;"));
+        assert!(c.contains("ssl_certificate_key /t/key.pem;"));
+        assert!(c.contains("ssl_protocols TLSv1.3;"));
+        assert!(c.contains("ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;"));
+        assert!(c.contains("ssl_session_cache off;"));
+        assert!(c.contains("ssl_session_tickets off;"));
+        assert!(c.contains("worker_processes 1;"));
+        assert!(c.contains("access_log off;"));
+        // The plain config has none of it.
+        assert!(!nginx_conf(Path::new("/tmp/x"), 8080).contains("ssl"));
+    }
+
+    #[test]
+    fn haproxy_tls_config_terminates_tls() {
+        let c = haproxy_conf_tls(7443, 7001, &files());
+        assert!(c.contains(
+            "bind 127.0.0.1:7443 ssl crt /t/both.pem ssl-min-ver TLSv1.3 ciphersuites TLS_AES_128_GCM_SHA256\n"
+        ));
+        assert!(c.contains("mode tcp"));
+        assert!(c.contains("server echo 127.0.0.1:7001"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::runner::process::{online_cpus, which, which_not_in, TOOLS_ENV};
 /// The runner's usage text.
 pub const USAGE: &str = "\
 usage: bench [--smoke] [--strace] [--rounds N] [--duration SECS] [--warmup SECS]
-             [--workloads echo,redis,http,memory,loops,proxy,churn,scaling]
+             [--workloads echo,redis,http,memory,loops,proxy,churn,tls,scaling]
              [--out FILE.json] [--mem-conns N] [--redis-n N] [--compare DIR]
              [--loops 1,2,4,8]
 
@@ -29,7 +29,10 @@ $EVIO_BENCH_TOOLS (directories, `:`-separated), then PATH.
                  wrk rounds up to whole seconds)
   --warmup S     echo warm-up seconds (default 1, smoke 0.1)
   --workloads L  default: all but scaling (echo,redis,http,memory,loops,
-                 proxy,churn)
+                 proxy,churn,tls); tls: HTTPS, Redis over TLS, a TLS proxy
+                 and idle TLS connections, TLS 1.3 with one cipher suite
+                 and a throwaway ECDSA P-256 certificate (smoke: HTTPS
+                 keep-alive, Redis -P 16, the proxy at 64 B x 1)
   --out FILE     results JSON (default docs/bench-results.json, or
                  docs/bench-scaling.json for --workloads scaling); the
                  markdown (.md) and SVG charts go next to it
@@ -45,14 +48,15 @@ $EVIO_BENCH_TOOLS (directories, `:`-separated), then PATH.
                  that leave no core for the load are skipped)";
 
 /// Every workload, in the order they run.
-pub const ALL_WORKLOADS: [&str; 8] = [
-    "echo", "redis", "http", "memory", "loops", "proxy", "churn", "scaling",
+pub const ALL_WORKLOADS: [&str; 9] = [
+    "echo", "redis", "http", "memory", "loops", "proxy", "churn", "tls", "scaling",
 ];
 
 /// The workloads run when `--workloads` is not given: all but scaling,
 /// which needs a many-core machine.
-pub const DEFAULT_WORKLOADS: [&str; 7] =
-    ["echo", "redis", "http", "memory", "loops", "proxy", "churn"];
+pub const DEFAULT_WORKLOADS: [&str; 8] = [
+    "echo", "redis", "http", "memory", "loops", "proxy", "churn", "tls",
+];
 
 /// The external tools, found once at start (`None`: not installed).
 #[derive(Debug, Clone, Default, Serialize)]
