@@ -242,6 +242,8 @@ pub fn usage(spec: &Spec) -> String {
          \x20                         key's type (default: all of these)\n\
          {suites}\
          \x20 --tls-versions LIST     1.2, 1.3 or 1.2,1.3 (default 1.2,1.3)\n\
+         \x20 --tls-no-resumption     no session cache or tickets: every connection makes\n\
+         \x20                         a full handshake (for benchmarks)\n\
          \x20 --tls-handshake-timeout SECS  close a connection whose handshake is not done\n\
          \x20                         SECS after it was accepted; 0 = never (default {hs})\n",
         alpn = if spec.alpn.is_empty() {
@@ -277,7 +279,7 @@ pub fn usage(spec: &Spec) -> String {
         (
             true,
             "\n       [--tls-port N --tls-cert PATH --tls-key PATH] [--tls-cipher-suites LIST]\n\
-             \x20      [--tls-versions LIST] [--tls-handshake-timeout SECS]",
+             \x20      [--tls-versions LIST] [--tls-handshake-timeout SECS] [--tls-no-resumption]",
         ),
         (
             spec.backend,
@@ -402,6 +404,10 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
                 let v = value("seconds")?;
                 opts.tls_params.handshake_timeout =
                     parse_secs(&v).ok_or_else(|| bad_value(&flag, &v))?;
+                handshake_given = true;
+            }
+            "--tls-no-resumption" => {
+                opts.tls_params.no_resumption = true;
                 handshake_given = true;
             }
             "--backend-ca" if spec.backend => backend_ca = Some(PathBuf::from(value("a path")?)),
@@ -746,6 +752,7 @@ mod tests {
                 cipher_suites: Some(vec!["TLS13_AES_128_GCM_SHA256".into()]),
                 versions: vec![tls::Version::Tls13],
                 handshake_timeout: Some(Duration::from_millis(500)),
+                no_resumption: false,
             }
         );
         let o = p(&[
@@ -755,6 +762,13 @@ mod tests {
             "--tls-handshake-timeout=0",
         ]);
         assert_eq!(o.unwrap().tls_params.handshake_timeout, None);
+        let o = p(&[
+            "--tls-port=1",
+            "--tls-cert=c",
+            "--tls-key=k",
+            "--tls-no-resumption",
+        ]);
+        assert!(o.unwrap().tls_params.no_resumption);
         for bad in [
             // All three path flags or none.
             &["--tls-port", "1"][..],

@@ -76,6 +76,9 @@ pub struct Params {
     /// `--tls-handshake-timeout`: how long an accepted connection's
     /// handshake may take; `None`: no limit.
     pub handshake_timeout: Option<Duration>,
+    /// `--tls-no-resumption`: no session cache and no tickets, so every
+    /// connection makes a full handshake (benchmarks compare full ones).
+    pub no_resumption: bool,
 }
 
 impl Default for Params {
@@ -84,6 +87,7 @@ impl Default for Params {
             cipher_suites: None,
             versions: vec![Version::Tls12, Version::Tls13],
             handshake_timeout: Some(HANDSHAKE_TIMEOUT),
+            no_resumption: false,
         }
     }
 }
@@ -260,6 +264,10 @@ pub fn server_config(
             })
         })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    if params.no_resumption {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     Ok(Arc::new(config))
 }
 

@@ -72,7 +72,8 @@ pub fn make_cert(f: &TlsFiles) -> Result<(), String> {
 
 /// The flags that give one of our servers a TLS listener on `{port}` with
 /// the run's certificate, pinned like the peers (its plain `--port` moves
-/// to `{aux_port}`).
+/// to `{aux_port}`), with session resumption off like the peers' (every
+/// new connection makes a full handshake).
 pub fn our_tls_flags() -> Vec<String> {
     [
         "--tls-port",
@@ -85,6 +86,7 @@ pub fn our_tls_flags() -> Vec<String> {
         "1.3",
         "--tls-cipher-suites",
         SUITE,
+        "--tls-no-resumption",
     ]
     .map(String::from)
     .to_vec()

@@ -289,7 +289,9 @@ mod tests {
             ours.starts_with("--port {aux_port} --tls-port {port} --tls-cert {tls_cert}"),
             "{ours}"
         );
-        assert!(ours.ends_with("--tls-versions 1.3 --tls-cipher-suites TLS13_AES_128_GCM_SHA256"));
+        assert!(ours.ends_with(
+            "--tls-versions 1.3 --tls-cipher-suites TLS13_AES_128_GCM_SHA256 --tls-no-resumption"
+        ));
         assert!(p.groups[1].load.is_churn());
         let redis = &p.groups[2];
         assert_eq!(names(redis), [OURS, "redis-server"]);
