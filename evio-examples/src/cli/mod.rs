@@ -1,0 +1,272 @@
+//! The command line the example servers share, and how they run:
+//! start, print one line, serve until SIGINT/SIGTERM (or until a callback
+//! returns `Action::Shutdown`), shut down cleanly.
+//!
+//! Every binary also serves TLS with `--tls-port N --tls-cert PATH
+//! --tls-key PATH` (the same handler on both ports; see [`crate::tls`]),
+//! and the proxy dials its backend over TLS with `--backend-tls`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use evio_core::{Addr, Builder, EventHandler, LoadBalance};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use crate::tls;
+
+mod help;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+pub use help::usage;
+use parse::secs;
+pub use parse::{parse, parse_or_exit, CliError};
+
+/// What differs between the servers' command lines.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    /// The binary's name, for the usage text.
+    pub bin: &'static str,
+    /// The name in the startup line: `{name} server started on port N`.
+    pub name: &'static str,
+    /// The default `--port`.
+    pub default_port: u16,
+    /// Whether `--udp` is accepted.
+    pub udp: bool,
+    /// Whether `--backend HOST:PORT` is accepted (and then required).
+    pub backend: bool,
+    /// The default `--idle-timeout`, in seconds (0: none).
+    pub idle_timeout: u64,
+    /// The default `--header-timeout` in seconds, for a binary that takes
+    /// the flag (the HTTP server); `None`: the flag is refused.
+    pub header_timeout: Option<u64>,
+    /// The default `--connect-timeout` in seconds, for a binary that takes
+    /// the flag (the proxy); `None`: the flag is refused.
+    pub connect_timeout: Option<u64>,
+    /// The ALPN protocols the TLS port advertises (`http/1.1` for the HTTP
+    /// server); empty: no ALPN (a client's offer is ignored).
+    pub alpn: &'static [&'static [u8]],
+}
+
+/// Parsed flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opts {
+    /// `--port N`: TCP (or UDP) port on all interfaces; 0 picks a free one.
+    pub port: u16,
+    /// `--loops N`: 0 or 1 one loop, -1 one per core, N loops.
+    pub loops: isize,
+    /// `--balance random|round-robin|least-connections`.
+    pub balance: LoadBalance,
+    /// `--reuseport`: set `SO_REUSEPORT` on the listener.
+    pub reuseport: bool,
+    /// `--per-loop-listeners`: every loop gets its own `SO_REUSEPORT`
+    /// listener and accepts by itself ([`Builder::per_loop_listeners`]).
+    pub per_loop_listeners: bool,
+    /// `--unix PATH`: also listen on this unix socket.
+    pub unix: Option<PathBuf>,
+    /// `--udp`: serve UDP on the port instead of TCP.
+    pub udp: bool,
+    /// `--backend HOST:PORT`, resolved (the proxy's upstream).
+    pub backend: Option<SocketAddr>,
+    /// `--idle-timeout SECS`: close connections without a byte read or
+    /// written for this long ([`Builder::idle_timeout`]); `None` for 0.
+    pub idle_timeout: Option<Duration>,
+    /// `--header-timeout SECS` (HTTP): close a connection whose request
+    /// head is not complete this long after its first byte, or that sends
+    /// nothing this long after it opened; `None` for 0.
+    pub header_timeout: Option<Duration>,
+    /// `--connect-timeout SECS` (proxy): how long dialing the backend may
+    /// take ([`Builder::dial_timeout`]); `None` for 0 (the OS's limit).
+    pub connect_timeout: Option<Duration>,
+    /// `--tls-port N --tls-cert PATH --tls-key PATH`: also serve TLS.
+    pub tls: Option<tls::Listen>,
+    /// `--tls-cipher-suites`, `--tls-versions`, `--tls-handshake-timeout`:
+    /// for the TLS port and the proxy's TLS dials.
+    pub tls_params: tls::Params,
+    /// `--backend-tls --backend-ca PATH [--backend-sni NAME]` (proxy):
+    /// speak TLS to the backend.
+    pub backend_tls: Option<tls::Backend>,
+}
+
+impl Opts {
+    /// The flags' defaults for `spec`.
+    pub fn defaults(spec: &Spec) -> Opts {
+        Opts {
+            port: spec.default_port,
+            loops: 0,
+            balance: LoadBalance::Random,
+            reuseport: false,
+            per_loop_listeners: false,
+            unix: None,
+            udp: false,
+            backend: None,
+            idle_timeout: secs(spec.idle_timeout),
+            header_timeout: spec.header_timeout.and_then(secs),
+            connect_timeout: spec.connect_timeout.and_then(secs),
+            tls: None,
+            tls_params: tls::Params::default(),
+            backend_tls: None,
+        }
+    }
+
+    /// The listen addresses: `tcp://:PORT` (all interfaces, as Go's evio
+    /// examples) or `udp://:PORT`, then `tls://:TLS_PORT`, then
+    /// `unix://PATH`.
+    pub fn addrs(&self) -> Vec<String> {
+        let scheme = if self.udp { "udp" } else { "tcp" };
+        let query = if self.reuseport {
+            "?reuseport=true"
+        } else {
+            ""
+        };
+        let mut addrs = vec![format!("{scheme}://:{}{query}", self.port)];
+        if let Some(t) = &self.tls {
+            addrs.push(format!("tls://:{}{query}", t.port));
+        }
+        if let Some(path) = &self.unix {
+            addrs.push(format!("unix://{}", path.display()));
+        }
+        addrs
+    }
+
+    /// A builder with the flags applied: `--loops`, `--balance`,
+    /// `--per-loop-listeners`, `--idle-timeout`, and for the proxy
+    /// `--connect-timeout`. Idle connections are reclaimed when the process
+    /// runs out of file descriptors ([`Builder::reclaim_idle`]); which
+    /// connections are idle is each handler's call
+    /// (`Conn::set_reclaimable`). The TLS config is not in it: [`run`] adds
+    /// it after reading the files ([`Opts::server_tls_config`]).
+    pub fn builder(&self) -> Builder {
+        let builder = Builder::new()
+            .num_loops(self.loops)
+            .load_balance(self.balance)
+            .per_loop_listeners(self.per_loop_listeners)
+            .idle_timeout(self.idle_timeout)
+            .reclaim_idle(true);
+        if self.backend.is_some() {
+            builder.dial_timeout(self.connect_timeout)
+        } else {
+            builder
+        }
+    }
+
+    /// The TLS port's rustls config (`--tls-cert`, `--tls-key`, the suites
+    /// and versions, `alpn`), `None` without `--tls-port`.
+    ///
+    /// # Errors
+    /// An unreadable or invalid PEM file, or a key that does not match the
+    /// certificate; the message names the file.
+    pub fn server_tls_config(
+        &self,
+        alpn: &[&[u8]],
+    ) -> io::Result<Option<Arc<rustls::ServerConfig>>> {
+        self.tls
+            .as_ref()
+            .map(|t| tls::server_config(&t.cert, &t.key, &self.tls_params, alpn))
+            .transpose()
+    }
+
+    /// The proxy's rustls config for dialing its backend (`--backend-ca`,
+    /// the suites and versions) and the server name to ask for, `None`
+    /// without `--backend-tls`.
+    ///
+    /// # Errors
+    /// An unreadable or invalid CA file; the message names it.
+    pub fn backend_tls_config(&self) -> io::Result<Option<(Arc<rustls::ClientConfig>, String)>> {
+        self.backend_tls
+            .as_ref()
+            .map(|b| {
+                let config = tls::client_config(&b.ca, &self.tls_params)?;
+                Ok((config, b.server_name.clone()))
+            })
+            .transpose()
+    }
+}
+
+/// Starts `handler` on the addresses of `opts`, prints the startup line and
+/// serves until SIGINT or SIGTERM (then shuts down: connections are closed,
+/// the unix socket file is removed) or until the server stops by itself.
+///
+/// With `--tls-port` the TLS config is loaded first (an unreadable or
+/// invalid PEM file is an error naming it) and the same handler serves the
+/// TLS port, ALPN [`Spec::alpn`].
+pub fn run<H>(spec: &Spec, opts: &Opts, handler: H) -> io::Result<()>
+where
+    H: EventHandler + Clone + Send + 'static,
+{
+    let mut builder = opts.builder();
+    if let Some(config) = opts.server_tls_config(spec.alpn)? {
+        builder = builder
+            .tls_config(config)
+            .tls_handshake_timeout(opts.tls_params.handshake_timeout);
+    }
+    // Install the handlers first, so that a signal right after the startup
+    // line is not lost. A second SIGINT/SIGTERM exits at once (status 1).
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    raise_fd_limit();
+    let server = builder.start(handler, &opts.addrs())?;
+    let port = match server.addrs().first() {
+        Some(Addr::Inet(a)) => a.port(),
+        _ => opts.port,
+    };
+    let proto = if opts.udp { " (udp)" } else { "" };
+    // The TLS listener is the second address (see `Opts::addrs`).
+    let tls = match (&opts.tls, server.addrs().get(1)) {
+        (Some(_), Some(Addr::Inet(a))) => format!(" and TLS port {}", a.port()),
+        _ => String::new(),
+    };
+    let unix = match &opts.unix {
+        Some(p) => format!(" and unix socket {}", p.display()),
+        None => String::new(),
+    };
+    eprintln!(
+        "{} server started on port {port}{proto}{tls}{unix}",
+        spec.name
+    );
+    // `ServerHandle::shutdown` and `wait` consume the handle, so one thread
+    // watches both the flag and the server.
+    while !server.is_shutting_down() {
+        if stop.load(Ordering::Relaxed) {
+            return server.shutdown();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.wait()
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, as redis-server does:
+/// the usual soft default (1024) would cap a server at ~1,000 clients.
+/// Failing to raise it is not an error; the server then sheds accepts at the
+/// lower limit (see `docs/reliability.md`).
+fn raise_fd_limit() {
+    if let Err(e) = evio_sys::net::raise_fd_limit(u64::MAX) {
+        eprintln!("note: could not raise the open-file limit: {e}");
+    }
+}
+
+/// A binary's whole `main`: flags, handler, run; exit status 0 after a clean
+/// shutdown, 1 on an error (`make` failing too: say, a TLS file it could
+/// not read), 2 on a bad flag.
+pub fn main<H>(spec: &Spec, make: impl FnOnce(&Opts) -> io::Result<H>) -> ExitCode
+where
+    H: EventHandler + Clone + Send + 'static,
+{
+    let opts = parse_or_exit(spec);
+    match make(&opts).and_then(|handler| run(spec, &opts, handler)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}: {e}", spec.bin);
+            ExitCode::FAILURE
+        }
+    }
+}

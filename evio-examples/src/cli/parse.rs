@@ -1,0 +1,227 @@
+//! Parsing the example servers' flags into [`Opts`].
+
+use std::ffi::OsString;
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use evio_core::LoadBalance;
+
+use super::{usage, Opts, Spec};
+use crate::tls;
+
+/// `secs` seconds, `None` for 0 (disabled).
+pub(super) fn secs(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// A `SECS` flag value: a non-negative number of seconds (fractions
+/// allowed), `Ok(None)` for 0 (disabled).
+pub(super) fn parse_secs(v: &str) -> Option<Option<Duration>> {
+    let s: f64 = v.parse().ok()?;
+    let d = Duration::try_from_secs_f64(s).ok()?;
+    Some((!d.is_zero()).then_some(d))
+}
+
+/// What went wrong on the command line, or a request for help.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CliError {
+    /// `-h` / `--help`.
+    Help,
+    /// A bad flag or value, explained.
+    Bad(String),
+}
+
+/// Parses the flags (without the program name).
+pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Opts, CliError> {
+    let mut opts = Opts::defaults(spec);
+    let mut args = args.into_iter();
+    // TLS flags, checked together at the end.
+    let (mut tls_port, mut tls_cert, mut tls_key) = (None, None, None);
+    let mut tls_params_given = None;
+    let mut handshake_given = false;
+    let (mut backend_tls, mut backend_ca, mut backend_sni) = (false, None, None);
+    let mut backend_host = String::new();
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| CliError::Bad(format!("argument is not UTF-8: {a:?}")))?;
+        // `--flag value` and `--flag=value` are both accepted.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg, None),
+        };
+        let mut value = |what: &str| -> Result<String, CliError> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => args
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .ok_or_else(|| CliError::Bad(format!("{flag} needs {what}"))),
+            }
+        };
+        let bad_value =
+            |flag: &str, v: &str| CliError::Bad(format!("invalid value for {flag}: {v:?}"));
+        match flag.as_str() {
+            "-h" | "--help" => return Err(CliError::Help),
+            "--port" => {
+                let v = value("a port number")?;
+                opts.port = v.parse().map_err(|_| bad_value("--port", &v))?;
+            }
+            "--loops" => {
+                let v = value("a number")?;
+                opts.loops = v.parse().map_err(|_| bad_value("--loops", &v))?;
+                if opts.loops < -1 {
+                    return Err(bad_value("--loops", &v));
+                }
+            }
+            "--balance" => {
+                let v = value("a policy")?;
+                opts.balance = match v.as_str() {
+                    "random" => LoadBalance::Random,
+                    "round-robin" => LoadBalance::RoundRobin,
+                    "least-connections" => LoadBalance::LeastConnections,
+                    _ => return Err(bad_value("--balance", &v)),
+                };
+            }
+            "--unix" => opts.unix = Some(PathBuf::from(value("a path")?)),
+            "--backend" if spec.backend => {
+                let v = value("HOST:PORT")?;
+                let resolved = v.to_socket_addrs().ok().and_then(|mut a| a.next());
+                opts.backend = Some(resolved.ok_or_else(|| bad_value("--backend", &v))?);
+                backend_host = v.rsplit_once(':').map_or("", |(h, _)| h).to_string();
+            }
+            "--tls-port" => {
+                let v = value("a port number")?;
+                tls_port = Some(v.parse::<u16>().map_err(|_| bad_value(&flag, &v))?);
+            }
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value("a path")?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value("a path")?)),
+            "--tls-cipher-suites" => {
+                let v = value("a list of cipher suites")?;
+                let suites = tls::parse_suites(&v).map_err(CliError::Bad)?;
+                opts.tls_params.cipher_suites = Some(suites);
+                tls_params_given = Some("--tls-cipher-suites");
+            }
+            "--tls-versions" => {
+                let v = value("a list of versions")?;
+                opts.tls_params.versions =
+                    tls::parse_versions(&v).ok_or_else(|| bad_value(&flag, &v))?;
+                tls_params_given = Some("--tls-versions");
+            }
+            "--tls-handshake-timeout" => {
+                let v = value("seconds")?;
+                opts.tls_params.handshake_timeout =
+                    parse_secs(&v).ok_or_else(|| bad_value(&flag, &v))?;
+                handshake_given = true;
+            }
+            "--tls-no-resumption" => {
+                opts.tls_params.no_resumption = true;
+                handshake_given = true;
+            }
+            "--backend-ca" if spec.backend => backend_ca = Some(PathBuf::from(value("a path")?)),
+            "--backend-sni" if spec.backend => {
+                let v = value("a server name")?;
+                if rustls::pki_types::ServerName::try_from(v.as_str()).is_err() {
+                    return Err(bad_value(&flag, &v));
+                }
+                backend_sni = Some(v);
+            }
+            "--idle-timeout" => {
+                let v = value("seconds")?;
+                opts.idle_timeout = parse_secs(&v).ok_or_else(|| bad_value(&flag, &v))?;
+            }
+            "--header-timeout" if spec.header_timeout.is_some() => {
+                let v = value("seconds")?;
+                opts.header_timeout = parse_secs(&v).ok_or_else(|| bad_value(&flag, &v))?;
+            }
+            "--connect-timeout" if spec.connect_timeout.is_some() => {
+                let v = value("seconds")?;
+                opts.connect_timeout = parse_secs(&v).ok_or_else(|| bad_value(&flag, &v))?;
+            }
+            "--reuseport" | "--per-loop-listeners" | "--udp" | "--backend-tls"
+                if inline.is_some() =>
+            {
+                return Err(CliError::Bad(format!("{flag} takes no value")));
+            }
+            "--reuseport" => opts.reuseport = true,
+            "--per-loop-listeners" => opts.per_loop_listeners = true,
+            "--udp" if spec.udp => opts.udp = true,
+            "--backend-tls" if spec.backend => backend_tls = true,
+            _ => return Err(CliError::Bad(format!("unknown flag {flag:?}"))),
+        }
+    }
+    if spec.backend && opts.backend.is_none() {
+        return Err(CliError::Bad("--backend HOST:PORT is required".into()));
+    }
+    match (tls_port, tls_cert, tls_key) {
+        (Some(port), Some(cert), Some(key)) => opts.tls = Some(tls::Listen { port, cert, key }),
+        (None, None, None) => {}
+        (port, cert, key) => {
+            let missing: Vec<&str> = [
+                (port.is_none(), "--tls-port"),
+                (cert.is_none(), "--tls-cert"),
+                (key.is_none(), "--tls-key"),
+            ]
+            .iter()
+            .filter(|(m, _)| *m)
+            .map(|(_, f)| *f)
+            .collect();
+            return Err(CliError::Bad(format!(
+                "--tls-port, --tls-cert and --tls-key go together (missing {})",
+                missing.join(" and ")
+            )));
+        }
+    }
+    if handshake_given && opts.tls.is_none() {
+        return Err(CliError::Bad(
+            "--tls-handshake-timeout needs --tls-port".into(),
+        ));
+    }
+    match (backend_tls, backend_ca) {
+        (true, Some(ca)) => {
+            let server_name = backend_sni.unwrap_or_else(|| tls::default_sni(&backend_host));
+            opts.backend_tls = Some(tls::Backend { ca, server_name });
+        }
+        (true, None) => {
+            return Err(CliError::Bad(
+                "--backend-tls needs --backend-ca PATH".into(),
+            ))
+        }
+        (false, Some(_)) => return Err(CliError::Bad("--backend-ca needs --backend-tls".into())),
+        (false, None) if backend_sni.is_some() => {
+            return Err(CliError::Bad("--backend-sni needs --backend-tls".into()))
+        }
+        (false, None) => {}
+    }
+    if let Some(flag) = tls_params_given {
+        if opts.tls.is_none() && opts.backend_tls.is_none() {
+            let or_backend = if spec.backend {
+                " or --backend-tls"
+            } else {
+                ""
+            };
+            return Err(CliError::Bad(format!(
+                "{flag} needs --tls-port{or_backend}"
+            )));
+        }
+        opts.tls_params.check().map_err(CliError::Bad)?;
+    }
+    Ok(opts)
+}
+
+/// Parses the process's flags; prints the usage and exits with status 2 on
+/// a bad flag (0 for `--help`).
+pub fn parse_or_exit(spec: &Spec) -> Opts {
+    match parse(spec, std::env::args_os().skip(1)) {
+        Ok(opts) => opts,
+        Err(CliError::Help) => {
+            print!("{}", usage(spec));
+            std::process::exit(0);
+        }
+        Err(CliError::Bad(msg)) => {
+            eprint!("{}: {msg}\n\n{}", spec.bin, usage(spec));
+            std::process::exit(2);
+        }
+    }
+}
