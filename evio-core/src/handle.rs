@@ -102,8 +102,10 @@ impl ConnHandle {
     /// the server has stopped). Each write gets exactly one result, an
     /// empty one too.
     ///
-    /// The buffer is queued as it is, never copied (over TLS it is
-    /// encrypted into the connection's output instead).
+    /// A buffer over 4 KiB is queued as it is, never copied; a smaller one
+    /// is copied into the connection's pooled buffer, which costs less than
+    /// queueing a buffer of its own. (Over TLS it is encrypted into records
+    /// either way.)
     ///
     /// For the handle of a UDP datagram ([`Conn::handle`](crate::Conn::handle)
     /// in its `on_data`), the data is sent as one datagram to that
