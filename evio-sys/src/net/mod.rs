@@ -26,9 +26,9 @@ pub use io::{
 };
 pub use limit::{raise_fd_limit, set_fd_limit};
 pub use opts::{
-    keepalive, keepalive_probes, linger, nodelay, recv_buffer_size, send_buffer_size,
-    set_keepalive, set_keepalive_probes, set_linger, set_nodelay, set_recv_buffer_size,
-    set_send_buffer_size, socket_type, take_error,
+    defer_accept, keepalive, keepalive_probes, linger, nodelay, recv_buffer_size, send_buffer_size,
+    set_defer_accept, set_keepalive, set_keepalive_probes, set_linger, set_nodelay,
+    set_recv_buffer_size, set_send_buffer_size, socket_type, take_error,
 };
 pub use socket::{
     accept, is_open, set_nonblocking, tcp_connect, tcp_listener, udp_socket, unix_connect,

@@ -41,6 +41,75 @@ mod keep_idle {
     );
 }
 
+/// `TCP_DEFER_ACCEPT`, Linux only; nix does not wrap it.
+#[cfg(evio_epoll)]
+mod defer_accept {
+    use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
+    sockopt_impl!(
+        /// `TCP_DEFER_ACCEPT`: seconds a new connection may stay silent
+        /// before `accept` sees it anyway.
+        TcpDeferAccept,
+        Both,
+        libc::IPPROTO_TCP,
+        libc::TCP_DEFER_ACCEPT,
+        i32
+    );
+}
+
+/// Sets `TCP_DEFER_ACCEPT` on a TCP listener: `accept` sees a connection
+/// only once its first bytes have arrived (or after about `wait` of
+/// silence, when Linux lets it through anyway), so the first read of an
+/// accepted socket finds data and needs no readiness event. `None` turns
+/// it off. For protocols where the client speaks first (HTTP, Redis); a
+/// server that greets first (SMTP, MySQL) would keep its clients waiting
+/// `wait`. nginx calls this `listen … deferred`, HAProxy `defer-accept`.
+///
+/// ```
+/// use evio_sys::net::{self, BindOptions};
+/// use std::time::Duration;
+/// let listener = net::tcp_listener("127.0.0.1:0".parse().unwrap(), &BindOptions::default())?;
+/// # #[cfg(target_os = "linux")] {
+/// net::set_defer_accept(&listener, Some(Duration::from_secs(1)))?;
+/// assert!(net::defer_accept(&listener)?.is_some());
+/// # }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+/// The OS error of `setsockopt`; `Unsupported` where the option does not
+/// exist (everywhere but Linux and Android: the BSDs' accept filters need
+/// a kernel module and are not used here).
+pub fn set_defer_accept(fd: &impl AsFd, wait: Option<Duration>) -> io::Result<()> {
+    #[cfg(evio_epoll)]
+    {
+        let secs = wait.map_or(0, |w| w.as_secs().clamp(1, i32::MAX as u64) as i32);
+        Ok(setsockopt(fd, defer_accept::TcpDeferAccept, &secs)?)
+    }
+    #[cfg(not(evio_epoll))]
+    {
+        let _ = (fd, wait);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Returns the listener's `TCP_DEFER_ACCEPT` wait (as the kernel rounded
+/// it), or `None` when it is off.
+///
+/// # Errors
+/// The OS error of `getsockopt`; `Unsupported` off Linux and Android.
+pub fn defer_accept(fd: &impl AsFd) -> io::Result<Option<Duration>> {
+    #[cfg(evio_epoll)]
+    {
+        let secs = getsockopt(fd, defer_accept::TcpDeferAccept)?;
+        Ok((secs > 0).then(|| Duration::from_secs(secs as u64)))
+    }
+    #[cfg(not(evio_epoll))]
+    {
+        let _ = fd;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
 /// Reads and clears the socket's pending error (`SO_ERROR`).
 ///
 /// # Errors
