@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use evio_sys::net::{self, Addr, BindOptions};
 
@@ -35,6 +36,9 @@ pub(crate) struct ListenSpec {
     /// `host:port` for internet networks, the path for unix.
     pub(crate) target: String,
     pub(crate) reuse_port: bool,
+    /// `?defer_accept=true`: `TCP_DEFER_ACCEPT` on the listener, and each
+    /// connection read as soon as it is accepted.
+    pub(crate) defer_accept: bool,
     /// `tls://`, `tls4://`, `tls6://`: TCP whose connections speak TLS.
     pub(crate) tls: bool,
 }
@@ -83,21 +87,27 @@ pub(crate) fn parse(original: &str) -> io::Result<ListenSpec> {
         None => (rest, None),
     };
     let mut reuse_port = false;
+    let mut defer_accept = false;
+    // evio: values starting with 1-9, t, T, y or Y mean true.
+    let truthy = |v: &str| {
+        matches!(
+            v.bytes().next(),
+            Some(b'1'..=b'9' | b't' | b'T' | b'y' | b'Y')
+        )
+    };
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
         if pair.is_empty() {
             continue;
         }
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
-            // evio: values starting with 1-9, t, T, y or Y mean true.
-            "reuseport" => {
-                reuse_port = matches!(
-                    value.bytes().next(),
-                    Some(b'1'..=b'9' | b't' | b'T' | b'y' | b'Y')
-                )
-            }
+            "reuseport" => reuse_port = truthy(value),
+            "defer_accept" => defer_accept = truthy(value),
             other => return Err(invalid(original, format!("unknown option {other:?}"))),
         }
+    }
+    if defer_accept && (network == Network::Unix || network.is_udp()) {
+        return Err(invalid(original, "defer_accept is for TCP listeners"));
     }
     if network == Network::Unix {
         if target.is_empty() {
@@ -119,6 +129,7 @@ pub(crate) fn parse(original: &str) -> io::Result<ListenSpec> {
         network,
         target: target.to_owned(),
         reuse_port,
+        defer_accept,
         tls,
     })
 }
@@ -164,7 +175,7 @@ impl ToAddr for SocketAddr {
 impl ToAddr for str {
     fn to_addr(&self) -> io::Result<Addr> {
         let spec = parse(self)?;
-        if spec.reuse_port {
+        if spec.reuse_port || spec.defer_accept {
             return Err(invalid(self, "options are for listening, not dialing"));
         }
         if spec.tls {
@@ -214,6 +225,8 @@ pub(crate) struct Bound {
     pub(crate) local: bool,
     /// Its connections speak TLS.
     pub(crate) tls: bool,
+    /// `TCP_DEFER_ACCEPT` is on: an accepted connection has data to read.
+    pub(crate) deferred: bool,
 }
 
 impl Drop for Bound {
@@ -317,6 +330,7 @@ impl ListenSpec {
                 unix_path: Some(path),
                 local: false,
                 tls: false,
+                deferred: false,
             }]);
         }
         let (addr, only_v6) = self.resolve(false)?;
@@ -358,6 +372,12 @@ impl ListenSpec {
             // first accept, and set per connection where they do not).
             for fd in &fds {
                 let _ = net::set_nodelay(fd, true);
+                if self.defer_accept {
+                    // nginx's and HAProxy's choice of 1 s: a silent client
+                    // is accepted after about one SYN-ACK retransmission.
+                    net::set_defer_accept(fd, Some(Duration::from_secs(1)))
+                        .map_err(|e| self.bind_error(e))?;
+                }
             }
         }
         Ok(fds
@@ -370,6 +390,7 @@ impl ListenSpec {
                 unix_path: None,
                 local: copies > 1,
                 tls: self.tls,
+                deferred: self.defer_accept,
             })
             .collect())
     }

@@ -66,6 +66,8 @@ pub(crate) struct Accepted {
     /// Accepted on a `tls://` listener.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) tls: bool,
+    /// From a `defer_accept` listener: data waits, read before polling.
+    pub(crate) deferred: bool,
 }
 
 /// The parts of a loop other threads can reach.

@@ -172,6 +172,33 @@ fn same_handler_plain_and_tls<P: TestPoller>() {
     }
 }
 
+/// A `defer_accept` TLS listener reads the ClientHello as it accepts and
+/// answers the handshake before the connection is in the poller.
+fn deferred_tls_listener<P: TestPoller>() {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        return; // TCP_DEFER_ACCEPT is Linux's.
+    }
+    let pki = pki();
+    let h = TlsEcho::default();
+    let server = Builder::new()
+        .poller(|_| P::make())
+        .tls_config(pki.server.clone())
+        .start(h.clone(), &["tls://127.0.0.1:0?defer_accept=true"])
+        .unwrap();
+    let addr = inet(&server.addrs()[0]);
+    for i in 0..20 {
+        let mut c = tls_connect(addr, &pki.client);
+        assert_eq!(read_exactly(&mut c, 3), b"hi\n");
+        let msg = format!("ping {i}");
+        c.write_all(msg.as_bytes()).unwrap();
+        assert_eq!(read_exactly(&mut c, msg.len()), msg.as_bytes());
+        c.write_all(b"close").unwrap();
+        assert_eq!(read_exactly(&mut c, 3), b"bye");
+    }
+    assert!(eventually(Duration::from_secs(5), || server.connections() == 0));
+    server.shutdown().unwrap();
+}
+
 // ----- a big transfer with backpressure --------------------------------------------
 
 fn big_transfer_both_ways<P: TestPoller>() {
@@ -472,6 +499,7 @@ fn a_tls_address_without_a_config_is_refused() {
 
 on_every_poller!(
     same_handler_plain_and_tls,
+    deferred_tls_listener,
     big_transfer_both_ways,
     close_sends_close_notify_and_eof_is_read,
     detach_hands_over_a_tls_stream,

@@ -166,8 +166,8 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             match net::accept(&*l.fd) {
                 Ok((fd, remote)) => {
                     let remote = canonical(remote);
-                    let (unix, index, local, tls) =
-                        (l.unix_path.is_some(), l.index, l.local, l.tls);
+                    let (unix, index, local, tls, deferred) =
+                        (l.unix_path.is_some(), l.index, l.local, l.tls, l.deferred);
                     let nodelay = !unix && self.accept.nodelay_inherited(i, &fd);
                     if self.over_capacity() {
                         // Shed it now: the peer sees a close instead of a
@@ -184,6 +184,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                         unix,
                         nodelay,
                         tls,
+                        deferred,
                     };
                     if local {
                         self.ctx.me.count_open();

@@ -11,12 +11,16 @@ use crate::remote::Accepted;
 
 impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// Serves an accepted connection: into the table, into the poller, then
-    /// `on_opened`.
+    /// `on_opened`. From a `defer_accept` listener its first bytes are
+    /// already there: on an edge-triggered poller it is read at once and
+    /// registered only if it stays open, so a request answered with a close
+    /// never costs an `epoll_ctl` (nginx does the same with `deferred`).
     pub(super) fn install(&mut self, accepted: Accepted) {
         if self.ctx.shared.is_shutdown() {
             self.ctx.me.count_closed();
             return;
         }
+        let read_first = accepted.deferred;
         let index = match self.table.insert_accepted(accepted) {
             Ok(index) => index,
             Err(e) => {
@@ -26,18 +30,43 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 return;
             }
         };
-        if let Err(e) = self.table.register(index, &mut self.poller) {
-            self.warned.warn(|held| {
-                tracing::warn!(error = %e, suppressed = held, "evio: registering a connection failed; closing it")
-            });
-            self.table.remove(index);
-            self.ctx.me.count_closed();
+        let key = self.table.key(index);
+        // A level-triggered poller keeps interest in step with the output
+        // queue, which needs the registration first.
+        let register_late = read_first && P::EDGE_TRIGGERED;
+        if !register_late && !self.register_accepted(index, false) {
             return;
         }
         // A TLS connection opens when its handshake finishes.
         if !self.table.is_tls(index) {
             self.open(index);
         }
+        if read_first && self.table.is_live(key) {
+            self.read(index, false);
+        }
+        // Still open (or flushing before a close): wait for more.
+        if register_late && self.table.is_live(key) {
+            self.register_accepted(index, true);
+        }
+    }
+
+    /// Registers an accepted connection; one that cannot be registered is
+    /// closed and `false` returned: through `on_closed` if the handler has
+    /// seen it (`seen`), silently if not.
+    fn register_accepted(&mut self, index: usize, seen: bool) -> bool {
+        let Err(e) = self.table.register(index, &mut self.poller) else {
+            return true;
+        };
+        self.warned.warn(|held| {
+            tracing::warn!(error = %e, suppressed = held, "evio: registering a connection failed; closing it")
+        });
+        if seen {
+            self.close(index, Some(e));
+        } else {
+            self.table.remove(index);
+            self.ctx.me.count_closed();
+        }
+        false
     }
 
     /// Fires `on_opened`, applies its options and action.

@@ -457,6 +457,7 @@ mod tests {
                     unix: true,
                     nodelay: false,
                     tls: false,
+                    deferred: false,
                 })
                 .unwrap();
             table.apply_default_idle(index);
