@@ -92,7 +92,8 @@ pub fn usage(spec: &Spec) -> String {
     .collect::<String>();
     format!(
         "usage: {bin}{backend} [--port N] [--loops N] [--balance POLICY] [--reuseport]\n\
-         \x20      [--per-loop-listeners] [--unix PATH] [--idle-timeout SECS]{flags}\n\
+         \x20      [--per-loop-listeners] [--defer-accept] [--unix PATH]\n\
+         \x20      [--idle-timeout SECS]{flags}\n\
          \n\
          {backend_help}\
          \x20 --port N                port to listen on, all interfaces (default {port}; 0 picks one)\n\
@@ -102,6 +103,10 @@ pub fn usage(spec: &Spec) -> String {
          \x20 --per-loop-listeners    every loop gets its own SO_REUSEPORT listener and accepts\n\
          \x20                         by itself (the kernel spreads connections; --balance\n\
          \x20                         does not apply)\n\
+         \x20 --defer-accept          accept a TCP connection only once it has sent something\n\
+         \x20                         (Linux TCP_DEFER_ACCEPT): it is read at once, and one\n\
+         \x20                         answered with a close never reaches epoll. Not for\n\
+         \x20                         protocols where the server speaks first\n\
          \x20 --unix PATH             also listen on the unix socket PATH\n\
          \x20 --idle-timeout SECS     close connections without a byte read or written for\n\
          \x20                         SECS; 0 = never (default {idle})\n\

@@ -68,6 +68,9 @@ pub struct Opts {
     /// `--per-loop-listeners`: every loop gets its own `SO_REUSEPORT`
     /// listener and accepts by itself ([`Builder::per_loop_listeners`]).
     pub per_loop_listeners: bool,
+    /// `--defer-accept`: TCP listeners accept a connection only once it
+    /// has sent something (`?defer_accept=true`, Linux `TCP_DEFER_ACCEPT`).
+    pub defer_accept: bool,
     /// `--unix PATH`: also listen on this unix socket.
     pub unix: Option<PathBuf>,
     /// `--udp`: serve UDP on the port instead of TCP.
@@ -103,6 +106,7 @@ impl Opts {
             balance: LoadBalance::Random,
             reuseport: false,
             per_loop_listeners: false,
+            defer_accept: false,
             unix: None,
             udp: false,
             backend: None,
@@ -117,13 +121,20 @@ impl Opts {
 
     /// The listen addresses: `tcp://:PORT` (all interfaces, as Go's evio
     /// examples) or `udp://:PORT`, then `tls://:TLS_PORT`, then
-    /// `unix://PATH`.
+    /// `unix://PATH`; `--reuseport` and `--defer-accept` as options.
     pub fn addrs(&self) -> Vec<String> {
         let scheme = if self.udp { "udp" } else { "tcp" };
-        let query = if self.reuseport {
-            "?reuseport=true"
+        let options: Vec<&str> = [
+            (self.reuseport, "reuseport=true"),
+            (self.defer_accept && !self.udp, "defer_accept=true"),
+        ]
+        .iter()
+        .filter_map(|&(on, o)| on.then_some(o))
+        .collect();
+        let query = if options.is_empty() {
+            String::new()
         } else {
-            ""
+            format!("?{}", options.join("&"))
         };
         let mut addrs = vec![format!("{scheme}://:{}{query}", self.port)];
         if let Some(t) = &self.tls {

@@ -139,17 +139,25 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
                 let v = value("seconds")?;
                 opts.connect_timeout = parse_secs(&v).ok_or_else(|| bad_value(&flag, &v))?;
             }
-            "--reuseport" | "--per-loop-listeners" | "--udp" | "--backend-tls"
+            "--reuseport"
+            | "--per-loop-listeners"
+            | "--defer-accept"
+            | "--udp"
+            | "--backend-tls"
                 if inline.is_some() =>
             {
                 return Err(CliError::Bad(format!("{flag} takes no value")));
             }
             "--reuseport" => opts.reuseport = true,
             "--per-loop-listeners" => opts.per_loop_listeners = true,
+            "--defer-accept" => opts.defer_accept = true,
             "--udp" if spec.udp => opts.udp = true,
             "--backend-tls" if spec.backend => backend_tls = true,
             _ => return Err(CliError::Bad(format!("unknown flag {flag:?}"))),
         }
+    }
+    if opts.defer_accept && opts.udp {
+        return Err(CliError::Bad("--defer-accept is for TCP, not --udp".into()));
     }
     if spec.backend && opts.backend.is_none() {
         return Err(CliError::Bad("--backend HOST:PORT is required".into()));

@@ -52,6 +52,10 @@ fn timeouts_and_listeners() {
     let o = p(&["--idle-timeout", "0", "--per-loop-listeners"]).unwrap();
     assert_eq!(o.idle_timeout, None);
     assert!(o.per_loop_listeners);
+    let o = p(&["--defer-accept", "--reuseport", "--port", "7"]).unwrap();
+    assert_eq!(o.addrs(), ["tcp://:7?reuseport=true&defer_accept=true"]);
+    assert!(p(&["--defer-accept", "--udp"]).is_err());
+    assert!(p(&["--defer-accept=yes"]).is_err());
     let o = p(&["--idle-timeout=0.25"]).unwrap();
     assert_eq!(o.idle_timeout, Some(Duration::from_millis(250)));
     for bad in [
