@@ -2,7 +2,8 @@
 //! request on epoll, written out by hand so that the tables show where the
 //! kernel's cost ends and a server's own begins.
 //!
-//! Usage: `floor-server --mode echo|redis|http --port N` (127.0.0.1).
+//! Usage: `floor-server --mode echo|redis|http --port N [--defer-accept]`
+//! (127.0.0.1).
 //!
 //! One thread, one edge-triggered epoll. The listener has TCP_NODELAY set
 //! once (Linux hands it down to accepted sockets: checked at start, set per
@@ -16,6 +17,12 @@
 //! `Connection: close`. A request split across reads waits in a small
 //! per-connection carry buffer; a reply the socket cannot take waits in
 //! another, with EPOLLOUT armed only then.
+//!
+//! `--defer-accept` sets `TCP_DEFER_ACCEPT` (1 s) on the listener, as
+//! nginx's `listen … deferred` does: a connection is accepted once its first
+//! bytes are in, read at once, and added to epoll only if it stays open
+//! (a request answered with a close costs `accept4`, `recv`, `send`,
+//! `close` and nothing else).
 //!
 //! It makes no raw system call itself: `nix`'s safe wrappers only. nix 0.29
 //! gives accepted sockets as raw descriptors, so those are registered with
@@ -39,10 +46,12 @@ use nix::sys::socket::{
 };
 use nix::unistd::close;
 
-const USAGE: &str = "usage: floor-server --mode echo|redis|http --port N";
+const USAGE: &str = "usage: floor-server --mode echo|redis|http --port N [--defer-accept]";
 
 /// The listener's epoll token (connections use their descriptor).
 const LISTENER: u64 = u64::MAX;
+/// Accepts per listener event (evio-core's figure too).
+const MAX_ACCEPTS: usize = 256;
 /// A request split across reads may hold at most this much.
 const CARRY_MAX: usize = 64 * 1024;
 const PONG: &[u8] = b"+PONG\r\n";
@@ -65,6 +74,8 @@ struct Conn {
     unsent: Vec<u8>,
     /// Close once `unsent` is written.
     close_after: bool,
+    /// In epoll (with `--defer-accept`, only once it outlives its first read).
+    registered: bool,
 }
 
 struct Floor {
@@ -72,6 +83,8 @@ struct Floor {
     listener: TcpListener,
     /// Accepted sockets inherit the listener's TCP_NODELAY.
     nodelay_inherited: bool,
+    /// `TCP_DEFER_ACCEPT` is on: read before registering.
+    deferred: bool,
     epoll: Epoll,
     /// Indexed by descriptor.
     conns: Vec<Conn>,
@@ -158,24 +171,34 @@ impl Floor {
         Ok(sock.into_raw_fd())
     }
 
-    /// Accepts until EAGAIN (the listener is level-triggered, so running
-    /// out of descriptors only delays the rest).
+    /// Accepts until EAGAIN, at most 256 at a time so that events of open
+    /// connections are not starved (the listener is level-triggered: what
+    /// is left, or fails for lack of descriptors, is reported again).
     fn accept_all(&mut self) {
-        loop {
+        for _ in 0..MAX_ACCEPTS {
             let fd = match self.accept_one() {
                 Ok(fd) => fd,
                 Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
                 Err(_) => return,
             };
-            let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
-            if self.ctl(EpollOp::EpollCtlAdd, fd, flags).is_err() {
-                let _ = close(fd);
-                continue;
-            }
             let i = fd as usize;
             if self.conns.len() <= i {
                 self.conns.resize_with(i + 1, Conn::default);
             }
+            // Deferred: the request is there; answer it before epoll hears
+            // of the socket, and only add a socket that stays open.
+            if self.deferred && !self.ready(fd, EpollFlags::EPOLLIN) {
+                continue;
+            }
+            let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
+            if !self.conns[i].unsent.is_empty() {
+                flags |= EpollFlags::EPOLLOUT;
+            }
+            if self.ctl(EpollOp::EpollCtlAdd, fd, flags).is_err() {
+                self.close(fd);
+                continue;
+            }
+            self.conns[i].registered = true;
         }
     }
 
@@ -185,7 +208,8 @@ impl Floor {
         epoll_ctl(self.epoll.0.as_raw_fd(), op, fd, &mut ev)
     }
 
-    fn ready(&mut self, fd: RawFd, flags: EpollFlags) {
+    /// Handles one readiness event; `false` if the connection closed.
+    fn ready(&mut self, fd: RawFd, flags: EpollFlags) -> bool {
         let i = fd as usize;
         if flags.contains(EpollFlags::EPOLLOUT) && !self.conns[i].unsent.is_empty() {
             let unsent = std::mem::take(&mut self.conns[i].unsent);
@@ -193,7 +217,7 @@ impl Floor {
                 return self.close(fd);
             }
             if !self.conns[i].unsent.is_empty() {
-                return; // Still full: read no more until it drains.
+                return true; // Still full: read no more until it drains.
             }
             if self.conns[i].close_after {
                 return self.close(fd);
@@ -205,7 +229,7 @@ impl Floor {
                 | EpollFlags::EPOLLHUP
                 | EpollFlags::EPOLLERR,
         ) {
-            return;
+            return true;
         }
         loop {
             let n = match recv(fd, &mut self.buf, MsgFlags::empty()) {
@@ -221,7 +245,7 @@ impl Floor {
             if !self.conns[i].unsent.is_empty() {
                 // The peer is not reading: read no more until the replies
                 // are out (the EPOLLOUT event reports input still waiting).
-                return;
+                return true;
             }
             if n < self.buf.len() {
                 // Drained: under edge triggering, later bytes raise a new event.
@@ -232,11 +256,11 @@ impl Floor {
             // The peer has sent all it will, and it has been answered: skip
             // the read that would return 0 (once the answer is out).
             if self.conns[i].unsent.is_empty() {
-                self.close(fd);
-            } else {
-                self.conns[i].close_after = true;
+                return self.close(fd);
             }
+            self.conns[i].close_after = true;
         }
+        true
     }
 
     /// Answers the `n` bytes just read.
@@ -314,6 +338,9 @@ impl Floor {
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => {
                     self.conns[i].unsent.extend_from_slice(&data[off..]);
+                    if !self.conns[i].registered {
+                        return Ok(()); // Added with EPOLLOUT.
+                    }
                     let flags = EpollFlags::EPOLLIN
                         | EpollFlags::EPOLLOUT
                         | EpollFlags::EPOLLRDHUP
@@ -327,13 +354,15 @@ impl Floor {
     }
 
     /// Closes without `epoll_ctl(DEL)`: the close removes it from epoll.
-    fn close(&mut self, fd: RawFd) {
+    /// Returns `false` (the connection is gone).
+    fn close(&mut self, fd: RawFd) -> bool {
         self.conns[fd as usize] = Conn::default();
         let _ = close(fd);
+        false
     }
 }
 
-fn parse() -> Result<(Mode, u16), String> {
+fn parse() -> Result<(Mode, u16, bool), String> {
     let mut a = Args::from_env();
     if a.flag("--help") || a.flag("-h") {
         println!("{USAGE}");
@@ -346,12 +375,13 @@ fn parse() -> Result<(Mode, u16), String> {
         _ => return Err("--mode echo|redis|http is required".into()),
     };
     let port = a.value::<u16>("--port")?.ok_or("--port N is required")?;
+    let deferred = a.flag("--defer-accept");
     a.finish()?;
-    Ok((mode, port))
+    Ok((mode, port, deferred))
 }
 
 fn main() -> ExitCode {
-    let (mode, port) = match parse() {
+    let (mode, port, deferred) = match parse() {
         Ok(v) => v,
         Err(e) => {
             eprintln!("floor-server: {e}\n{USAGE}");
@@ -363,11 +393,16 @@ fn main() -> ExitCode {
     }
     let setup = || -> io::Result<Floor> {
         let listener = listen_on(port)?;
+        // The probe sends nothing, so defer only after it.
         let nodelay_inherited = nodelay_is_inherited(&listener)?;
+        if deferred {
+            evio_sys::net::set_defer_accept(&listener, Some(Duration::from_secs(1)))?;
+        }
         Ok(Floor {
             mode,
             listener,
             nodelay_inherited,
+            deferred,
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
             conns: Vec::new(),
             buf: vec![0; 64 * 1024],
@@ -382,12 +417,13 @@ fn main() -> ExitCode {
         }
     };
     eprintln!(
-        "floor-server: {mode:?} on 127.0.0.1:{port}; TCP_NODELAY inherited from the listener: {}",
+        "floor-server: {mode:?} on 127.0.0.1:{port}; TCP_NODELAY inherited from the listener: {}{}",
         if floor.nodelay_inherited {
             "yes"
         } else {
             "no, set per connection"
-        }
+        },
+        if deferred { "; TCP_DEFER_ACCEPT" } else { "" }
     );
     match floor.run() {
         Ok(()) => ExitCode::SUCCESS,

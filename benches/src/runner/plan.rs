@@ -1,7 +1,8 @@
 //! What runs: the groups (one load against several servers, A B A B) of
-//! each workload, and the ordered list of jobs. The TLS workload's groups
-//! are planned in its `tls` submodule (`runner/plan/tls.rs`).
+//! each workload, and the ordered list of jobs. The churn and TLS
+//! workloads' groups are planned in their submodules (`runner/plan/`).
 
+mod churn;
 mod tls;
 
 pub use tls::{our_tls_variant, real_redis_tls};
@@ -322,7 +323,7 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
                     p.groups.push(g);
                 }
             }
-            "churn" => plan_churn(s, sv, notes, &mut p),
+            "churn" => churn::plan_churn(s, sv, notes, &mut p),
             "tls" => mem_after = tls::plan_tls(s, sv, notes, &mut p),
             "scaling" => plan_scaling(s, sv, notes, &mut p),
             _ => unreachable!("checked in Settings::from_args"),
@@ -361,64 +362,6 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
         p.push_memory(s, mem_after);
     }
     p
-}
-
-/// A new connection per request: echo (loadgen `--churn`), HTTP (wrk with
-/// `Connection: close`), Redis (`redis-benchmark -k 0`).
-fn plan_churn(s: &Settings, sv: &Servers, notes: &mut Vec<String>, p: &mut Plan) {
-    let group = |workload, load, reference: &str, servers| {
-        Group::pinned(s, workload, load, reference, servers)
-    };
-    let some = |v: &[&Option<ServerSpec>]| -> Vec<ServerSpec> {
-        v.iter().filter_map(|x| (*x).clone()).collect()
-    };
-    if s.bin_dir.join("loadgen").is_file() {
-        let mut servers = sv.ours(|o| &o.echo);
-        servers.extend(some(&[&sv.tokio_echo, &sv.floor_echo]));
-        let load = Load::EchoChurn {
-            workers: 50,
-            size: 64,
-        };
-        p.groups.push(group("churn", load, "tokio-echo", servers));
-    } else {
-        notes.push("churn: loadgen not built; echo churn skipped".into());
-    }
-    if s.tools.wrk.is_some() {
-        let mut servers = sv.ours(|o| &o.http);
-        servers.extend(some(&[&sv.nginx, &sv.floor_http]));
-        p.groups.push(group(
-            "churn",
-            Load::HttpChurn { conns: 50 },
-            "nginx",
-            servers,
-        ));
-    } else {
-        notes.push(format!(
-            "churn: {}; HTTP churn skipped",
-            missing_tool("wrk", "wrk")
-        ));
-    }
-    if s.tools.redis_benchmark.is_some() {
-        let tests: &[&str] = if s.smoke {
-            &["PING_INLINE"]
-        } else {
-            &["PING_INLINE", "SET"]
-        };
-        for &test in tests {
-            let mut servers = sv.ours(|o| &o.redis);
-            servers.extend(some(&[&sv.real_redis]));
-            if test == "PING_INLINE" {
-                servers.extend(some(&[&sv.floor_redis]));
-            }
-            let load = Load::RedisChurn { test: test.into() };
-            p.groups.push(group("churn", load, "redis-server", servers));
-        }
-    } else {
-        notes.push(format!(
-            "churn: {}; Redis churn skipped",
-            missing_tool("redis-benchmark", "redis-tools")
-        ));
-    }
 }
 
 /// N loops on N cores, the load on the other cores: ours with the acceptor
@@ -599,8 +542,26 @@ mod tests {
         let churn: Vec<&Group> = p.groups.iter().filter(|g| g.workload == "churn").collect();
         assert_eq!(churn.len(), 3);
         assert!(churn.iter().all(|g| g.load.is_churn()));
-        assert_eq!(names(churn[0]), [OURS, "tokio-echo", FLOOR]);
+        let deferred = format!("{OURS} --defer-accept");
+        let floor_deferred = format!("{FLOOR} --defer-accept");
+        assert_eq!(
+            names(churn[0]),
+            [OURS, &deferred, "tokio-echo", FLOOR, &floor_deferred]
+        );
         assert_eq!(churn[1].reference.as_deref(), Some("nginx"));
+        assert_eq!(
+            names(churn[1]),
+            [
+                OURS,
+                &deferred,
+                "nginx",
+                "nginx deferred",
+                FLOOR,
+                &floor_deferred
+            ]
+        );
+        assert_eq!(churn[1].servers[3].setup, Setup::NginxDeferred);
+        assert_eq!(churn[1].servers[5].args, ["--defer-accept"]);
         let runs: usize = p.groups.iter().map(|g| g.servers.len()).sum();
         assert_eq!(p.jobs.len(), runs);
     }

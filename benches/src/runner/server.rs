@@ -25,6 +25,10 @@ pub enum Setup {
         /// `worker_processes`.
         workers: usize,
     },
+    /// [`Setup::Nginx`] with one worker and `listen … deferred`
+    /// (`TCP_DEFER_ACCEPT`: a connection is accepted with its request in,
+    /// read at once, added to epoll only if it stays open).
+    NginxDeferred,
     /// Write an HAProxy config (TCP mode, one thread, forwarding to the
     /// run's backend) into a temp file first.
     Haproxy,
@@ -96,17 +100,28 @@ pub fn nginx_conf(prefix: &Path, port: u16) -> String {
 /// nginx with `workers` workers, no access log, unlimited keep-alive
 /// requests, answering every request with `200 "Hello World!\r\n"`.
 pub fn nginx_conf_workers(prefix: &Path, port: u16, workers: usize) -> String {
-    nginx_conf_with(prefix, port, workers, None)
+    nginx_conf_with(prefix, port, workers, "", None)
+}
+
+/// [`nginx_conf`] with `listen … deferred`.
+pub fn nginx_conf_deferred(prefix: &Path, port: u16) -> String {
+    nginx_conf_with(prefix, port, 1, " deferred", None)
 }
 
 /// [`nginx_conf`] serving HTTPS with the run's certificate: TLS 1.3 only,
 /// the one cipher suite, and neither a session cache nor tickets, so that
 /// every new connection is a full handshake.
 pub fn nginx_conf_tls(prefix: &Path, port: u16, f: &TlsFiles) -> String {
-    nginx_conf_with(prefix, port, 1, Some(f))
+    nginx_conf_with(prefix, port, 1, "", Some(f))
 }
 
-fn nginx_conf_with(prefix: &Path, port: u16, workers: usize, tls: Option<&TlsFiles>) -> String {
+fn nginx_conf_with(
+    prefix: &Path,
+    port: u16,
+    workers: usize,
+    listen_opts: &str,
+    tls: Option<&TlsFiles>,
+) -> String {
     let p = prefix.display();
     let (ssl, tls) = match tls {
         None => ("", String::new()),
@@ -139,7 +154,7 @@ fn nginx_conf_with(prefix: &Path, port: u16, workers: usize, tls: Option<&TlsFil
          \x20   uwsgi_temp_path {p}/uwsgi;\n\
          \x20   scgi_temp_path {p}/scgi;\n\
          \x20   server {{\n\
-         \x20       listen 127.0.0.1:{port}{ssl};\n\
+         \x20       listen 127.0.0.1:{port}{listen_opts}{ssl};\n\
          {tls}\
          \x20       location / {{ return 200 \"Hello World!\\r\\n\"; }}\n\
          \x20   }}\n\
@@ -218,12 +233,13 @@ fn server_args(
             fs::write(&conf, text).map_err(|e| e.to_string())?;
             Ok(vec!["-f".into(), conf.display().to_string(), "-db".into()])
         }
-        Setup::Nginx { .. } | Setup::NginxTls => {
+        Setup::Nginx { .. } | Setup::NginxDeferred | Setup::NginxTls => {
             let prefix = s.tmp.join(format!("nginx-{port}"));
             fs::create_dir_all(&prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
             let conf = prefix.join("nginx.conf");
             let text = match spec.setup {
                 Setup::Nginx { workers } => nginx_conf_workers(&prefix, port, workers),
+                Setup::NginxDeferred => nginx_conf_deferred(&prefix, port),
                 _ => nginx_conf_tls(&prefix, port, &tls),
             };
             fs::write(&conf, text).map_err(|e| e.to_string())?;
