@@ -1,6 +1,9 @@
 //! Helpers shared by the evio-core integration tests.
 #![allow(dead_code)]
 
+pub mod beyond;
+pub mod counting;
+
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -106,5 +109,33 @@ impl TestPoller for evio_core::EpollPoller {
 impl TestPoller for evio_core::PollPoller {
     fn make() -> io::Result<Self> {
         evio_core::PollPoller::new()
+    }
+}
+
+/// A server running `h` on `loops` loops of poller `P`, listening on `addrs`.
+pub fn start_server<P: TestPoller, H: evio_core::EventHandler + Clone + Send + 'static>(
+    h: H,
+    loops: isize,
+    addrs: &[&str],
+) -> evio_core::ServerHandle {
+    evio_core::Builder::new()
+        .poller(|_| P::make())
+        .num_loops(loops)
+        .start(h, addrs)
+        .unwrap()
+}
+
+/// A handler that keeps the handle of every connection it opens.
+#[derive(Clone, Default)]
+pub struct Handles(pub std::sync::Arc<std::sync::Mutex<Vec<evio_core::ConnHandle>>>);
+
+impl evio_core::EventHandler for Handles {
+    type Context = ();
+    fn on_opened(
+        &mut self,
+        conn: &mut evio_core::Conn<'_, ()>,
+    ) -> (evio_core::Options, evio_core::Action) {
+        self.0.lock().unwrap().push(conn.handle());
+        (evio_core::Options::default(), evio_core::Action::None)
     }
 }

@@ -1,0 +1,57 @@
+//! An echo that counts its connections, and clients of it: shared by the
+//! reliability and fault tests.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use evio_core::{Action, Conn, EventHandler, Options};
+
+use super::eventually;
+
+/// Echo that counts open and opened connections.
+#[derive(Clone, Default)]
+pub struct CountingEcho {
+    pub open: Arc<AtomicUsize>,
+    pub opened: Arc<AtomicUsize>,
+}
+
+impl EventHandler for CountingEcho {
+    type Context = ();
+    fn on_opened(&mut self, _: &mut Conn<'_, ()>) -> (Options, Action) {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        (Options::default(), Action::None)
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        conn.write(input);
+        Action::None
+    }
+    fn on_closed(&mut self, _: &mut Conn<'_, ()>, _: Option<io::Error>) -> Action {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        Action::None
+    }
+}
+
+/// Writes `msg` and reads back its echo (asserting it).
+pub fn echo_once(c: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
+    c.write_all(msg)?;
+    let mut got = vec![0; msg.len()];
+    c.read_exact(&mut got)?;
+    assert_eq!(got, msg);
+    Ok(())
+}
+
+/// A fresh client that gets its echo within `limit`, retrying.
+pub fn served_within(addr: SocketAddr, limit: Duration) -> bool {
+    eventually(limit, || {
+        let Ok(mut c) = TcpStream::connect(addr) else {
+            return false;
+        };
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        echo_once(&mut c, b"hello again").is_ok()
+    })
+}
