@@ -1,4 +1,4 @@
-//! Addresses: parsing `scheme://host:port?reuseport=true` listen addresses
+//! Addresses: parsing `scheme://host:port?reuseport=true&defer_accept=true` listen addresses
 //! and binding them, and [`ToAddr`], what `dial` accepts.
 
 use std::io;

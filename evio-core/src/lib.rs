@@ -25,10 +25,31 @@
 //! }
 //! ```
 //!
-//! Addresses are `scheme://host:port?reuseport=true` with schemes `tcp`
+//! Addresses are `scheme://host:port?option=value&…` with schemes `tcp`
 //! (IPv4 and IPv6), `tcp4`, `tcp6`, `udp`, `udp4`, `udp6`, `unix`
 //! (`unix://path`) and, with the `tls` feature, `tls`, `tls4`, `tls6`; `tcp`
-//! when no scheme is given.
+//! when no scheme is given. Options (a value starting with `1`–`9`, `t` or
+//! `y` is true):
+//! - `reuseport`: set `SO_REUSEPORT`, so other sockets may bind the port.
+//! - `defer_accept` (TCP and TLS, Linux): accept a connection only once its
+//!   first bytes are in (`TCP_DEFER_ACCEPT`, 1 s), read it at once and add
+//!   it to the poller only if it stays open — a request answered with a
+//!   close then costs `accept4`, `read`, `write`, `close` and no
+//!   `epoll_ctl` (nginx's `listen … deferred`). For protocols where the
+//!   client speaks first: a silent client is accepted only after about a
+//!   second, so a server greeting waits that long. Elsewhere than Linux
+//!   binding fails with `Unsupported`.
+//!
+//! ```
+//! # #[cfg(target_os = "linux")] {
+//! # #[derive(Clone)]
+//! # struct H;
+//! # impl evio_core::EventHandler for H { type Context = (); }
+//! let server = evio_core::Builder::new().start(H, &["tcp://127.0.0.1:0?defer_accept=true"])?;
+//! server.shutdown()?;
+//! # }
+//! # Ok::<(), std::io::Error>(())
+//! ```
 //!
 //! Where to go next:
 //! - [`Builder`]: several loops, balancing, per-loop listeners, output
