@@ -20,8 +20,11 @@
 //! # What the core asks of a backend
 //!
 //! * Edge-triggered backends (`EDGE_TRIGGERED = true`): each connection is
-//!   registered once with [`Interest::BOTH`] and never changed; the core
-//!   reads and writes until `EAGAIN` and remembers what it left.
+//!   registered once with [`Interest::READABLE`] (or [`Interest::BOTH`] for
+//!   a connect in progress or output already waiting) and reregistered
+//!   with [`Interest::BOTH`] at most once, the first time a write cannot
+//!   finish; a reregistration must report readiness that is already there.
+//!   The core reads and writes until `EAGAIN` and remembers what it left.
 //! * Level-triggered ones: the core keeps the interest at what the
 //!   connection waits for, and parks a connection that waits for nothing
 //!   with [`Interest::NONE`], expecting errors and hang-ups to be reported

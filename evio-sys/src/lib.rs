@@ -22,9 +22,10 @@
 //!
 //! A backend says how it reports readiness through [`Poller::EDGE_TRIGGERED`].
 //! The epoll and kqueue backends are **edge-triggered**: a socket is registered
-//! once for both read and write interest and never touched again, so a
-//! request/response costs one `read`, one `write` and a share of one
-//! `epoll_wait` — no `epoll_ctl` per request (Go's evio pays two). The price
+//! once (evio-core adds write interest at most once more, when a write first
+//! cannot finish), so a request/response costs one `read`, one `write` and a
+//! share of one `epoll_wait` — no `epoll_ctl` per request (Go's evio pays
+//! two). The price
 //! is that a consumer must drain a source (or remember that it did not) before
 //! waiting again. The poll(2) backend is **level-triggered**, because poll(2)
 //! has no edges; a consumer then turns write interest on only while it has

@@ -89,6 +89,16 @@ pub(super) fn write_out<C>(c: &mut ConnState<C>) -> io::Result<(usize, usize)> {
     Ok((wrote, 0))
 }
 
+/// Whether output waits: queued plaintext, or records inside the TLS
+/// session.
+pub(super) fn has_unsent<C>(c: &ConnState<C>) -> bool {
+    #[cfg(feature = "tls")]
+    if c.tls.as_deref().is_some_and(|t| t.wants_write()) {
+        return true;
+    }
+    c.out.pending() > 0
+}
+
 /// Whether the connection speaks TLS (its plaintext must be encrypted).
 fn is_tls<C>(c: &ConnState<C>) -> bool {
     #[cfg(feature = "tls")]
@@ -430,8 +440,30 @@ impl<C> ConnTable<C> {
         }
         if !P::EDGE_TRIGGERED {
             self.update_interest(index, poller);
+        } else if pending > 0 {
+            self.watch_writes(index, poller);
         }
         Flushed::Pending
+    }
+
+    /// Edge-triggered pollers: a write could not finish, so writability is
+    /// watched from now on — one `epoll_ctl(MOD)` in the connection's life,
+    /// paid only by connections that fill their socket buffer. One not yet
+    /// registered gets both interests when it is. A failure queues the
+    /// connection for closing.
+    fn watch_writes<P: Poller>(&mut self, index: usize, poller: &mut P) {
+        let Some(c) = self.slab.get_mut(index) else {
+            return;
+        };
+        if !c.flags.has(Flags::REGISTERED) || c.interest.is_writable() {
+            return;
+        }
+        let Some(fd) = &c.fd else { return };
+        let token = Token::Conn(c.key(index)).encode();
+        match poller.reregister(fd.as_raw_fd(), token, Interest::BOTH) {
+            Ok(()) => c.interest = Interest::BOTH,
+            Err(e) => self.failed.push((c.key(index), e)),
+        }
     }
 
     /// A connection paused on another's output may read again.

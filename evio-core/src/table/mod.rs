@@ -358,12 +358,21 @@ impl<C> ConnTable<C> {
         }
     }
 
-    /// Adds connection `index` to the poller: edge-triggered pollers watch
-    /// both directions for good; level-triggered ones what it waits for.
+    /// Adds connection `index` to the poller. Edge-triggered pollers watch
+    /// reads for good and writes from the first write that cannot finish
+    /// (or at once, for a connect in progress or output already waiting):
+    /// a connection that never fills its socket buffer then never gets an
+    /// `EPOLLOUT` event, not even the one a registration with write
+    /// interest reports at once. Level-triggered ones watch what it waits
+    /// for.
     pub(crate) fn register<P: Poller>(&mut self, index: usize, poller: &mut P) -> io::Result<()> {
         let c = &mut self.slab[index];
         let want = if P::EDGE_TRIGGERED {
-            Interest::BOTH
+            if c.flags.has(Flags::CONNECTING) || flush::has_unsent(c) {
+                Interest::BOTH
+            } else {
+                Interest::READABLE
+            }
         } else if c.flags.has(Flags::CONNECTING) {
             Interest::WRITABLE
         } else {
@@ -372,6 +381,7 @@ impl<C> ConnTable<C> {
         let fd = c.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
         poller.register(fd, Token::Conn(c.key(index)).encode(), want)?;
         c.interest = want;
+        c.flags.set(Flags::REGISTERED);
         Ok(())
     }
 

@@ -53,6 +53,8 @@ impl Flags {
     /// The poller reported the peer's FIN: reads go on to EOF past short
     /// reads, even when resumed later (edge-triggered pollers report it once).
     pub(super) const PEER_EOF: Flags = Flags(32);
+    /// In the poller (set by `ConnTable::register`).
+    pub(super) const REGISTERED: Flags = Flags(64);
     /// Our output holds bytes other connections queued (`write_to`); its
     /// backpressure pauses those writers, not our own reading (in a proxy,
     /// pausing both halves on their own output deadlocks against a peer
@@ -121,7 +123,8 @@ pub(super) struct ConnState<C> {
     pub(super) origin: Origin,
     pub(super) phase: Phase,
     pub(super) flags: Flags,
-    /// Registered interest (level-triggered pollers only).
+    /// Registered interest: what level-triggered pollers wait for now;
+    /// for edge-triggered ones, whether writes are watched yet.
     pub(super) interest: Interest,
     pub(super) idle: Idle,
     pub(super) remote: Addr,
