@@ -49,10 +49,7 @@ impl EventHandler for HandOut {
         Action::None
     }
     fn on_closed(&mut self, conn: &mut Conn<'_, ()>, err: Option<io::Error>) -> Action {
-        self.log.push(Ev::Closed {
-            dialed: conn.is_dialed(),
-            err: kind(&err),
-        });
+        self.log.record_close(conn, &err);
         Action::None
     }
 }

@@ -49,10 +49,7 @@ impl EventHandler for Bulk {
         Action::None
     }
     fn on_closed(&mut self, conn: &mut Conn<'_, ()>, err: Option<io::Error>) -> Action {
-        self.log.push(Ev::Closed {
-            dialed: conn.is_dialed(),
-            err: kind(&err),
-        });
+        self.log.record_close(conn, &err);
         Action::None
     }
 }
@@ -180,10 +177,7 @@ impl EventHandler for Dialer {
         Action::None
     }
     fn on_closed(&mut self, conn: &mut Conn<'_, ()>, err: Option<io::Error>) -> Action {
-        self.log.push(Ev::Closed {
-            dialed: conn.is_dialed(),
-            err: kind(&err),
-        });
+        self.log.record_close(conn, &err);
         Action::None
     }
 }
@@ -367,10 +361,7 @@ impl EventHandler for EarlyWriter {
         (Options::default(), Action::None)
     }
     fn on_closed(&mut self, conn: &mut Conn<'_, ()>, err: Option<io::Error>) -> Action {
-        self.log.push(Ev::Closed {
-            dialed: conn.is_dialed(),
-            err: kind(&err),
-        });
+        self.log.record_close(conn, &err);
         Action::None
     }
 }

@@ -160,6 +160,13 @@ impl Log {
     pub fn push(&self, ev: Ev) {
         self.0.lock().unwrap().push((ev, Instant::now()));
     }
+    /// Logs `on_closed` of `conn` with `err`.
+    pub fn record_close<C>(&self, conn: &evio_core::Conn<'_, C>, err: &Option<io::Error>) {
+        self.push(Ev::Closed {
+            dialed: conn.is_dialed(),
+            err: kind(err),
+        });
+    }
     pub fn events(&self) -> Vec<Ev> {
         self.0
             .lock()
