@@ -524,7 +524,8 @@ mod tests {
         }
     }
 
-    fn names(g: &Group) -> Vec<&str> {
+    /// The servers of `g`, by name, in table order.
+    pub(super) fn names(g: &Group) -> Vec<&str> {
         g.servers.iter().map(|s| s.name.as_str()).collect()
     }
 

@@ -209,6 +209,7 @@ mod tests {
     use super::*;
     use crate::args::Args;
     use crate::runner::discover::{Ours, FLOOR, OURS};
+    use crate::runner::plan::tests::names;
     use crate::runner::plan::{plan, Job};
     use std::path::PathBuf;
 
@@ -265,10 +266,6 @@ mod tests {
             floor_echo: spec(FLOOR, "/bin/true", &["--mode", "echo"]),
             ..Servers::default()
         }
-    }
-
-    fn names(g: &Group) -> Vec<&str> {
-        g.servers.iter().map(|s| s.name.as_str()).collect()
     }
 
     #[test]
