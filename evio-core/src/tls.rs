@@ -170,10 +170,16 @@ impl TlsSession {
     /// Encrypts plaintext from the front of `data`; returns how much rustls
     /// took (less than all once its 64 KiB of unsent records is full).
     pub(crate) fn encrypt(&mut self, data: &[u8]) -> usize {
-        if self.conn.is_handshaking() || self.close_notify_sent {
+        if !self.takes_plaintext() {
             return 0;
         }
         self.conn.writer().write(data).unwrap_or(0)
+    }
+
+    /// Whether [`encrypt`](Self::encrypt) takes plaintext now: the handshake
+    /// is done and `close_notify` not sent.
+    pub(crate) fn takes_plaintext(&self) -> bool {
+        !self.conn.is_handshaking() && !self.close_notify_sent
     }
 
     /// Whether records wait to be written to the socket.

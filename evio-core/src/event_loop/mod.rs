@@ -351,6 +351,16 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     fn at_eof(&mut self, index: usize) {
         #[cfg(feature = "tls")]
         if self.table.is_tls(index) {
+            if !self.table.reads_now(index) {
+                // Read only to finish the handshake of a closing
+                // connection (`takes_input`): it never will now.
+                let e = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "TLS: the peer closed the connection during the handshake",
+                );
+                self.close(index, Some(e));
+                return;
+            }
             // What came before the EOF is delivered, then a clean end
             // (close_notify came) or a truncation.
             self.table.tls_feed_eof(index);

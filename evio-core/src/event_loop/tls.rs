@@ -14,13 +14,28 @@ use crate::tls::Plain;
 
 impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// Before a TLS connection's socket is read: ciphertext kept from when
-    /// reading paused (and plaintext still in the session) goes first.
-    /// `false` when reading should stop.
+    /// reading paused (and plaintext still in the session) goes first, in
+    /// pieces of the read buffer's size. `false` when reading should stop
+    /// (what was not fed is kept again, in order).
     pub(super) fn tls_resume(&mut self, index: usize) -> bool {
         let stash = self.table.tls_take_stash(index);
-        let n = stash.len().min(self.buf.len());
-        self.buf[..n].copy_from_slice(&stash[..n]);
-        self.tls_deliver(index, n)
+        if stash.is_empty() {
+            return self.tls_deliver(index, 0);
+        }
+        let mut rest = &stash[..];
+        while !rest.is_empty() {
+            let n = rest.len().min(self.buf.len());
+            self.buf[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if !self.tls_deliver(index, n) {
+                // `tls_deliver` kept its unfed part; the rest follows it.
+                if !rest.is_empty() && self.table.contains(index) {
+                    self.table.tls_stash(index, rest);
+                }
+                return false;
+            }
+        }
+        true
     }
 
     /// Feeds `self.buf[..n]` to the session, opens the connection when its
@@ -28,6 +43,27 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// the session and the handler queued. `false` when reading should not
     /// go on (closed, closing, paused: unfed ciphertext is kept).
     pub(super) fn tls_deliver(&mut self, index: usize, n: usize) -> bool {
+        let go_on = self.tls_feed_all(index, n);
+        if !self.table.contains(index) {
+            return false;
+        }
+        // Handshake records, alerts, tickets and replies, written now —
+        // on every path that leaves the connection open: records the
+        // session queued while the handler paused reading or closed must
+        // not wait for an event that may never come.
+        self.table.tls_mark_dirty(index);
+        if self.table.clear_dirty(index) {
+            self.handler.on_pre_write();
+            self.flush(index);
+        }
+        go_on && self.table.contains(index) && self.table.reads_now(index)
+    }
+
+    /// The feeding half of [`tls_deliver`](Self::tls_deliver): ciphertext
+    /// in, plaintext to the handler, until the input is used up or reading
+    /// must stop (then unfed ciphertext is stashed if reading is only
+    /// paused). Returns whether reading may go on.
+    fn tls_feed_all(&mut self, index: usize, n: usize) -> bool {
         let mut pos = 0;
         loop {
             let before = pos;
@@ -54,16 +90,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 return false;
             }
             if pos >= n || (pos == before && !delivered) {
-                break;
+                return true;
             }
         }
-        // Handshake records, alerts, tickets and replies, written now.
-        self.table.tls_mark_dirty(index);
-        if self.table.clear_dirty(index) {
-            self.handler.on_pre_write();
-            self.flush(index);
-        }
-        self.table.contains(index) && self.table.reads_now(index)
     }
 
     /// Gives the session's plaintext to `on_data`. Returns whether any was

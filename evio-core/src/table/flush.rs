@@ -57,23 +57,37 @@ impl OutputRef<'_> {
     }
 }
 
-/// Writes queued output until done or the socket is full: plaintext to
-/// the socket, or through the TLS session (encrypted, then its records).
-/// Counts plaintext in `c.written`. Returns the bytes that left and how many
-/// records still wait inside the TLS session (0 or 1: it says only whether).
+/// Writes queued output until it is all written or the socket is full:
+/// plaintext to the socket, or through the TLS session (encrypted, then its
+/// records). Counts plaintext in `c.written`. Returns the bytes that left
+/// and how many records still wait inside the TLS session (0 or 1: it says
+/// only whether).
+///
+/// Either way it returns only once [`has_unsent`] is false or the socket
+/// refused more: on an edge-triggered poller no event comes for a socket
+/// that never filled up, so stopping early would stall the connection.
 pub(super) fn write_out<C>(c: &mut ConnState<C>) -> io::Result<(usize, usize)> {
     let Some(fd) = c.fd.as_ref().map(|fd| fd.as_fd()) else {
         return Ok((0, 0));
     };
     #[cfg(feature = "tls")]
     if let Some(tls) = c.tls.as_deref_mut() {
-        let encrypted = c.out.feed_to(|bytes| tls.encrypt(bytes));
-        c.written += encrypted as u64;
         let done_writing = c.phase == Phase::Closing || c.flags.has(Flags::SHUT_WRITE);
-        if done_writing && c.out.pending() == 0 && !tls.is_handshaking() {
-            tls.close_notify();
+        let mut wrote = 0;
+        loop {
+            // rustls takes plaintext only while its unsent records stay
+            // under its buffer limit (64 KiB): encrypt, write, and again
+            // until the plaintext is gone or the socket is full.
+            let encrypted = c.out.feed_to(|bytes| tls.encrypt(bytes));
+            c.written += encrypted as u64;
+            if done_writing && c.out.pending() == 0 && !tls.is_handshaking() {
+                tls.close_notify();
+            }
+            wrote += tls.write_to(fd)?;
+            if tls.wants_write() || c.out.pending() == 0 || !tls.takes_plaintext() {
+                break;
+            }
         }
-        let wrote = tls.write_to(fd)?;
         return Ok((wrote, usize::from(tls.wants_write())));
     }
     let mut wrote = 0;
@@ -89,12 +103,15 @@ pub(super) fn write_out<C>(c: &mut ConnState<C>) -> io::Result<(usize, usize)> {
     Ok((wrote, 0))
 }
 
-/// Whether output waits: queued plaintext, or records inside the TLS
-/// session.
+/// Whether bytes wait that the socket could take now: queued plaintext
+/// (on a TLS connection, only once the session encrypts it: not during
+/// the handshake), or records inside the TLS session. This is what write
+/// interest follows: while it holds after a flush the socket is full, and
+/// writability must be watched.
 pub(super) fn has_unsent<C>(c: &ConnState<C>) -> bool {
     #[cfg(feature = "tls")]
-    if c.tls.as_deref().is_some_and(|t| t.wants_write()) {
-        return true;
+    if let Some(tls) = c.tls.as_deref() {
+        return tls.wants_write() || (c.out.pending() > 0 && tls.takes_plaintext());
     }
     c.out.pending() > 0
 }
@@ -402,6 +419,7 @@ impl<C> ConnTable<C> {
             }
         }
         let pending = c.out.pending() + backlog;
+        let unsent = has_unsent(c);
         c.out.settle(&mut self.pool);
         if pending == 0 {
             c.flags.clear(Flags::PEER_FED);
@@ -440,7 +458,8 @@ impl<C> ConnTable<C> {
         }
         if !P::EDGE_TRIGGERED {
             self.update_interest(index, poller);
-        } else if pending > 0 {
+        } else if unsent {
+            // The socket is full: its next writable edge flushes again.
             self.watch_writes(index, poller);
         }
         Flushed::Pending
@@ -492,8 +511,8 @@ impl<C> ConnTable<C> {
         if c.flags.has(Flags::HUNG_UP) {
             return; // out of the poller for good; resuming reads directly
         }
-        let read = c.reading();
-        let write = c.out.pending() > 0 || c.flags.has(Flags::CONNECTING);
+        let read = c.takes_input();
+        let write = has_unsent(c) || c.flags.has(Flags::CONNECTING);
         let want = interest(read, write);
         if want == c.interest {
             return;

@@ -400,7 +400,7 @@ impl<C> ConnTable<C> {
     /// The socket to read for `index`, if it takes reads now.
     pub(crate) fn read_fd(&self, index: usize) -> Option<BorrowedFd<'_>> {
         let c = self.slab.get(index)?;
-        if !c.reading() {
+        if !c.takes_input() {
             return None;
         }
         c.fd.as_ref().map(|fd| fd.as_fd())

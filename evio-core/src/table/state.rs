@@ -160,6 +160,25 @@ impl<C> ConnState<C> {
             )
     }
 
+    /// Whether the socket is read now: while the connection takes reads,
+    /// and also while a TLS connection that is closing still has its
+    /// handshake to finish — its queued output can only be encrypted and
+    /// sent once the handshake is done (a dial written to and closed at
+    /// once). Plaintext the peer sends meanwhile is not delivered.
+    pub(super) fn takes_input(&self) -> bool {
+        self.reading() || (self.phase == Phase::Closing && self.handshaking())
+    }
+
+    /// Whether a TLS handshake is still going on (never for plain
+    /// connections).
+    pub(super) fn handshaking(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref() {
+            return tls.is_handshaking() && !self.flags.has(Flags::READ_EOF);
+        }
+        false
+    }
+
     /// Whether writes are still taken (not after `shutdown_write`).
     pub(super) fn writable(&self) -> bool {
         !self.flags.has(Flags::SHUT_WRITE)
