@@ -12,51 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::pki::*;
 use common::*;
 use evio_core::{Action, Builder, Conn, DetachedStream, EventHandler, Options};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
-
-/// A certificate for `localhost` and configs that trust it.
-struct Pki {
-    server: Arc<ServerConfig>,
-    client: Arc<ClientConfig>,
-}
-
-fn pki_with(versions: &[&'static rustls::SupportedProtocolVersion], alpn: &[&[u8]]) -> Pki {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let cert = CertificateDer::from(ck.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
-    let mut server = ServerConfig::builder_with_protocol_versions(versions)
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    server.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let mut roots = RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let mut client = ClientConfig::builder_with_protocol_versions(versions)
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Pki {
-        server: Arc::new(server),
-        client: Arc::new(client),
-    }
-}
-
-fn pki() -> Pki {
-    pki_with(rustls::ALL_VERSIONS, &[])
-}
-
-type Client = StreamOwned<ClientConnection, TcpStream>;
-
-fn tls_connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> Client {
-    let tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    let conn = ClientConnection::new(config.clone(), name).unwrap();
-    StreamOwned::new(conn, tcp)
-}
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 
 /// Echo that greets on open and logs what it learns of each connection.
 #[derive(Clone, Default)]
@@ -432,7 +392,7 @@ fn a_thousand_handshakes_at_once<P: TestPoller>() {
         .unwrap();
     let addr = inet(&server.addrs()[1]);
     // Every ClientHello is out before any handshake is finished.
-    let mut clients: Vec<Client> = (0..n)
+    let mut clients: Vec<TlsClient> = (0..n)
         .map(|_| {
             let mut c = tls_connect(addr, &pki.client);
             let mut hello = Vec::new();

@@ -3,6 +3,7 @@
 
 pub mod beyond;
 pub mod counting;
+pub mod pki;
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
