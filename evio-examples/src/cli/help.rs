@@ -92,7 +92,7 @@ pub fn usage(spec: &Spec) -> String {
     .collect::<String>();
     format!(
         "usage: {bin}{backend} [--port N] [--loops N] [--balance POLICY] [--reuseport]\n\
-         \x20      [--per-loop-listeners] [--defer-accept] [--unix PATH]\n\
+         \x20      [--per-loop-listeners] [--defer-accept] [--unix PATH] [--poller NAME]\n\
          \x20      [--idle-timeout SECS]{flags}\n\
          \n\
          {backend_help}\
@@ -108,6 +108,8 @@ pub fn usage(spec: &Spec) -> String {
          \x20                         answered with a close never reaches epoll. Not for\n\
          \x20                         protocols where the server speaks first\n\
          \x20 --unix PATH             also listen on the unix socket PATH\n\
+         \x20 --poller NAME           the event backend: {native} (default) or poll (the\n\
+         \x20                         portable, level-triggered poll(2) one)\n\
          \x20 --idle-timeout SECS     close connections without a byte read or written for\n\
          \x20                         SECS; 0 = never (default {idle})\n\
          {extra}\
@@ -124,6 +126,7 @@ pub fn usage(spec: &Spec) -> String {
              longest-idle connections between requests are closed to make room."
         },
         port = spec.default_port,
+        native = super::PollerChoice::NATIVE_NAME,
         idle = spec.idle_timeout,
     )
 }

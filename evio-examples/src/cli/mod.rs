@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use evio_core::{Addr, Builder, EventHandler, LoadBalance};
+use evio_core::{Addr, Builder, EventHandler, LoadBalance, PollPoller};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::tls;
@@ -54,6 +54,36 @@ pub struct Spec {
     pub alpn: &'static [&'static [u8]],
 }
 
+/// `--poller`: which readiness backend the loops use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PollerChoice {
+    /// The platform's own (`epoll` on Linux, `kqueue` on macOS and the
+    /// BSDs): [`evio_core::DefaultPoller`].
+    #[default]
+    Native,
+    /// The portable poll(2) backend, [`evio_core::PollPoller`]
+    /// (level-triggered; for comparison and for platforms without one).
+    Poll,
+}
+
+impl PollerChoice {
+    /// The name the platform's own backend is given on the command line.
+    pub const NATIVE_NAME: &'static str = if cfg!(any(target_os = "linux", target_os = "android")) {
+        "epoll"
+    } else if cfg!(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    )) {
+        "kqueue"
+    } else {
+        "poll"
+    };
+}
+
 /// Parsed flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Opts {
@@ -63,6 +93,9 @@ pub struct Opts {
     pub loops: isize,
     /// `--balance random|round-robin|least-connections`.
     pub balance: LoadBalance,
+    /// `--poller epoll|kqueue|poll`: the platform's backend (default) or
+    /// the portable poll(2) one.
+    pub poller: PollerChoice,
     /// `--reuseport`: set `SO_REUSEPORT` on the listener.
     pub reuseport: bool,
     /// `--per-loop-listeners`: every loop gets its own `SO_REUSEPORT`
@@ -104,6 +137,7 @@ impl Opts {
             port: spec.default_port,
             loops: 0,
             balance: LoadBalance::Random,
+            poller: PollerChoice::Native,
             reuseport: false,
             per_loop_listeners: false,
             defer_accept: false,
@@ -206,7 +240,8 @@ impl Opts {
 ///
 /// With `--tls-port` the TLS config is loaded first (an unreadable or
 /// invalid PEM file is an error naming it) and the same handler serves the
-/// TLS port, ALPN [`Spec::alpn`].
+/// TLS port, ALPN [`Spec::alpn`]. `--poller poll` runs the loops on
+/// [`PollPoller`] instead of the platform's backend.
 pub fn run<H>(spec: &Spec, opts: &Opts, handler: H) -> io::Result<()>
 where
     H: EventHandler + Clone + Send + 'static,
@@ -225,7 +260,12 @@ where
         signal_hook::flag::register(sig, stop.clone())?;
     }
     raise_fd_limit();
-    let server = builder.start(handler, &opts.addrs())?;
+    let server = match opts.poller {
+        PollerChoice::Native => builder.start(handler, &opts.addrs())?,
+        PollerChoice::Poll => builder
+            .poller(|_| PollPoller::new())
+            .start(handler, &opts.addrs())?,
+    };
     let port = match server.addrs().first() {
         Some(Addr::Inet(a)) => a.port(),
         _ => opts.port,

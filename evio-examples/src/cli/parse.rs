@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use evio_core::LoadBalance;
 
-use super::{usage, Opts, Spec};
+use super::{usage, Opts, PollerChoice, Spec};
 use crate::tls;
 
 /// `secs` seconds, `None` for 0 (disabled).
@@ -82,6 +82,20 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
                     "round-robin" => LoadBalance::RoundRobin,
                     "least-connections" => LoadBalance::LeastConnections,
                     _ => return Err(bad_value("--balance", &v)),
+                };
+            }
+            "--poller" => {
+                let v = value("a backend name")?;
+                opts.poller = match v.as_str() {
+                    "poll" => PollerChoice::Poll,
+                    name if name == PollerChoice::NATIVE_NAME => PollerChoice::Native,
+                    "epoll" | "kqueue" => {
+                        return Err(CliError::Bad(format!(
+                            "--poller {v} is not available on this platform (use {} or poll)",
+                            PollerChoice::NATIVE_NAME
+                        )))
+                    }
+                    _ => return Err(bad_value("--poller", &v)),
                 };
             }
             "--unix" => opts.unix = Some(PathBuf::from(value("a path")?)),

@@ -334,3 +334,24 @@ fn backend_flag() {
         assert!(text.contains(flag), "{flag}");
     }
 }
+
+#[test]
+fn poller_choice() {
+    assert_eq!(p(&[]).unwrap().poller, PollerChoice::Native);
+    assert_eq!(p(&["--poller", "poll"]).unwrap().poller, PollerChoice::Poll);
+    let native = p(&["--poller", PollerChoice::NATIVE_NAME]).unwrap().poller;
+    assert_eq!(
+        native == PollerChoice::Native,
+        PollerChoice::NATIVE_NAME != "poll"
+    );
+    assert!(matches!(p(&["--poller", "select"]), Err(CliError::Bad(m)) if m.contains("--poller")));
+    let other = if PollerChoice::NATIVE_NAME == "kqueue" {
+        "epoll"
+    } else {
+        "kqueue"
+    };
+    assert!(
+        matches!(p(&["--poller", other]), Err(CliError::Bad(m)) if m.contains("not available"))
+    );
+    assert!(usage(&SPEC).contains("--poller NAME"));
+}
