@@ -159,6 +159,19 @@ if command -v openssl >/dev/null; then
     echo "$out" | tr '\r' '\n' | grep -E 'requests per second' || true
     check "redis-benchmark --tls -P 16: three tests, no errors" \
       sh -c "echo \"\$0\" | tr '\r' '\n' | grep -c 'requests per second' | grep -qx 3 && ! echo \"\$0\" | grep -qiE 'error|warning'" "$out"
+    # Issue 19: a reply larger than the socket buffer, over TLS, read at
+    # once and by a late reader, on both backends.
+    head -c 1048576 /dev/zero | tr '\0' a > "$tlsdir/v"
+    check "redis-cli --tls -x SET of 1 MiB" test "$(tcli "$rtls" -x SET big < "$tlsdir/v")" = OK
+    check "redis-cli --tls GET of 1 MiB: every byte" test "$(tcli "$rtls" GET big | wc -c)" -eq 1048577
+    check "redis-cli --tls GET of 1 MiB, read after 2 s: every byte" \
+      test "$(tcli "$rtls" GET big | (sleep 2; wc -c))" -eq 1048577
+    rtls_epoll=$rtls; rplain_epoll=$rplain
+    start_free redis-server redis-tls-poll --poller poll "${tls[@]}"
+    check "--poller poll: redis-cli --tls GET of 1 MiB, read after 2 s" sh -c \
+      "timeout 10 redis-cli --tls --cacert '$ca' -p $tls_port -x SET big < '$tlsdir/v' >/dev/null &&
+       test \"\$(timeout 10 redis-cli --tls --cacert '$ca' -p $tls_port GET big | (sleep 2; wc -c))\" -eq 1048577"
+    rtls=$rtls_epoll; rplain=$rplain_epoll
     # The proxy terminating TLS in front of the plain port, and dialing the
     # TLS port for plain clients.
     start_free proxy proxy-tls "${tls[@]}" --backend "127.0.0.1:$rplain"
