@@ -467,7 +467,7 @@ fn redis(poller: &str) {
         reader: Reader::AtOnce,
     };
     run_cells(vec![setup]);
-    let shapes: [(&str, Arc<Vec<u8>>, Arc<Vec<u8>>); 3] = [
+    let shapes: [Shape; 3] = [
         ("small", repeat(b"GET small\r\n", 1), Arc::new(bulk(&small))),
         ("huge", repeat(b"GET big\r\n", 1), Arc::new(bulk(&big))),
         (
@@ -494,6 +494,9 @@ fn redis(poller: &str) {
     run_cells(cells);
     redis_cli_cells(&pki, s.plain, s.tls, big.len(), "redis");
 }
+
+/// One reply shape of the Redis cells: name, request bytes, expected reply.
+type Shape = (&'static str, Arc<Vec<u8>>, Arc<Vec<u8>>);
 
 /// redis-cli `GET big` (16 MiB), plain and `--tls`, its output read at once
 /// or only after 2 s (`| (sleep 2; wc -c)`: redis-cli blocks on the full
