@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::remote::LoopRemote;
+use crate::mailbox::Mailbox;
 
 /// How accepted connections are spread over loops (only matters with more
 /// than one loop).
@@ -49,7 +49,7 @@ impl Balancer {
         }
     }
 
-    pub(crate) fn pick(&mut self, loops: &[Arc<LoopRemote>]) -> usize {
+    pub(crate) fn pick(&mut self, loops: &[Arc<Mailbox>]) -> usize {
         let n = loops.len();
         if n <= 1 {
             return 0;

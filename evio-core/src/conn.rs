@@ -16,7 +16,8 @@ use crate::addr::ToAddr;
 use crate::control::ServerControl;
 use crate::handle::ConnHandle;
 use crate::key::ConnId;
-use crate::remote::LoopRemote;
+use crate::mailbox::Mailbox;
+use crate::peer::Peer;
 use crate::shared::Shared;
 use crate::socket::SocketOptions;
 use crate::table::{Chunk, ConnTable, OutputRef};
@@ -25,7 +26,7 @@ use crate::Addr;
 /// What a loop knows about itself that a view needs.
 pub(crate) struct LoopCtx {
     pub(crate) index: usize,
-    pub(crate) me: Arc<LoopRemote>,
+    pub(crate) me: Arc<Mailbox>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) control: ServerControl,
     /// For each UDP listener of this loop, its socket (to send datagrams
@@ -249,26 +250,31 @@ impl<C> Conn<'_, C> {
         self.table.output_len(self.index)
     }
 
-    /// Appends `data` to the output of another connection of this loop
-    /// (e.g. a proxy's other half). Returns `false` if that connection is
-    /// gone, closing, its write side is shut down, or it is served by
-    /// another loop. When the peer's queue passes the high-water mark, this
-    /// connection stops being read until the peer drains below the
-    /// low-water mark (or closes), so a fast sender cannot outrun a slow
-    /// receiver; any number of senders may wait on one peer. Bytes queued
-    /// this way never pause the peer's own reading (only the writers are
-    /// throttled), so two connections forwarding to each other cannot
-    /// deadlock on their full queues.
-    pub fn write_to(&mut self, peer: ConnId, data: &[u8]) -> bool {
-        if peer.loop_index() != self.lp.index {
-            return false;
+    /// Another connection of this loop, to write to, close or half-close
+    /// with the same methods this `Conn` has for itself ([`Peer`]). `None`
+    /// if it is gone or served by another loop (reach those with a
+    /// [`ConnHandle`]).
+    pub fn peer(&mut self, id: ConnId) -> Option<Peer<'_, C>> {
+        if id.loop_index() != self.lp.index || !self.table.is_live(id.key) {
+            return None;
         }
         let me = self.table.key(self.index);
-        self.table.write_to(me, peer.key, data)
+        Some(Peer::new(self.table, me, id))
     }
 
-    /// Bytes queued on another connection of this loop, or `None` if it is
-    /// gone (or on another loop).
+    /// Appends `data` to another connection's output: `peer(id)` then
+    /// [`Peer::write`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `conn.peer(id).is_some_and(|mut p| p.write(data))`"
+    )]
+    pub fn write_to(&mut self, peer: ConnId, data: &[u8]) -> bool {
+        self.peer(peer).is_some_and(|mut p| p.write(data))
+    }
+
+    /// Bytes queued on another connection: `peer(id)` then
+    /// [`Peer::output_len`].
+    #[deprecated(since = "0.2.0", note = "use `conn.peer(id).map(|p| p.output_len())`")]
     pub fn output_len_of(&self, peer: ConnId) -> Option<usize> {
         if peer.loop_index() != self.lp.index {
             return None;
@@ -276,12 +282,13 @@ impl<C> Conn<'_, C> {
         self.table.output_len_of(peer.key)
     }
 
-    /// Closes another connection of this loop after its pending output is
-    /// written (like returning [`Action::Close`](crate::Action::Close) from
-    /// its own callback). Returns `false` if it is already gone, being
-    /// detached, or on another loop.
+    /// Closes another connection: `peer(id)` then [`Peer::close`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `conn.peer(id).is_some_and(|mut p| p.close())`"
+    )]
     pub fn close_conn(&mut self, peer: ConnId) -> bool {
-        peer.loop_index() == self.lp.index && self.table.close_later(peer.key)
+        self.peer(peer).is_some_and(|mut p| p.close())
     }
 
     /// Shuts down the write side of this connection once its queued output
@@ -295,11 +302,14 @@ impl<C> Conn<'_, C> {
         self.table.shutdown_write_later(key);
     }
 
-    /// [`shutdown_write`](Conn::shutdown_write) for another connection of
-    /// this loop (a proxy forwarding a FIN). Returns `false` if it is gone,
-    /// not open, or on another loop.
+    /// Half-closes another connection: `peer(id)` then
+    /// [`Peer::shutdown_write`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `conn.peer(id).is_some_and(|mut p| p.shutdown_write())`"
+    )]
     pub fn shutdown_write_conn(&mut self, peer: ConnId) -> bool {
-        peer.loop_index() == self.lp.index && self.table.shutdown_write_later(peer.key)
+        self.peer(peer).is_some_and(|mut p| p.shutdown_write())
     }
 
     /// Stops reading this connection until [`resume_reading`](Conn::resume_reading):

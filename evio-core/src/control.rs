@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::addr::ToAddr;
 use crate::handle::ConnHandle;
 use crate::key::ConnId;
-use crate::remote::Msg;
+use crate::mailbox::Msg;
 use crate::shared::Shared;
 use crate::Addr;
 

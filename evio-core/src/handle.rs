@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::key::ConnId;
 use crate::loop_thread::ServerId;
+use crate::mailbox::{Mailbox, Msg};
 use crate::receipt::{PendingReceipt, WriteError, WriteReceipt};
-use crate::remote::{LoopRemote, Msg};
 
 /// Reaches one connection from any thread: write to it, close it, wake it.
 ///
@@ -44,7 +44,7 @@ use crate::remote::{LoopRemote, Msg};
 #[derive(Clone)]
 pub struct ConnHandle {
     id: ConnId,
-    remote: Arc<LoopRemote>,
+    remote: Arc<Mailbox>,
     server: ServerId,
     /// For a UDP datagram's handle: where writes go (its sender).
     udp_peer: Option<SocketAddr>,
@@ -55,7 +55,7 @@ fn stopped() -> io::Error {
 }
 
 impl ConnHandle {
-    pub(crate) fn new(id: ConnId, remote: Arc<LoopRemote>, server: ServerId) -> ConnHandle {
+    pub(crate) fn new(id: ConnId, remote: Arc<Mailbox>, server: ServerId) -> ConnHandle {
         ConnHandle {
             id,
             remote,
@@ -67,7 +67,7 @@ impl ConnHandle {
     /// A handle that answers the sender of one UDP datagram.
     pub(crate) fn udp(
         id: ConnId,
-        remote: Arc<LoopRemote>,
+        remote: Arc<Mailbox>,
         server: ServerId,
         peer: SocketAddr,
     ) -> ConnHandle {

@@ -53,15 +53,6 @@ pub struct Options {
     /// Enable `SO_KEEPALIVE`, probing after this much silence and at this
     /// interval (whole seconds, at least 1). `None` (the default) leaves it off.
     pub tcp_keep_alive: Option<Duration>,
-    /// Kept for parity with Go's evio, where input is a fresh copy unless
-    /// this is set. Here `on_data` always receives a *borrow* of the loop's
-    /// read buffer — Go's zero-copy behaviour made safe by the borrow
-    /// checker — so this flag changes nothing.
-    #[deprecated(
-        since = "0.2.0",
-        note = "has no effect: on_data always borrows the loop's read buffer, never a copy"
-    )]
-    pub reuse_input_buffer: bool,
     /// Set `TCP_NODELAY` (on by default: an event loop batches its own
     /// writes, so Nagle's algorithm only adds latency).
     pub tcp_no_delay: bool,
@@ -71,12 +62,10 @@ pub struct Options {
     pub idle_timeout: Option<Duration>,
 }
 
-#[allow(deprecated)] // the deprecated field still has to be initialised
 impl Default for Options {
     fn default() -> Self {
         Options {
             tcp_keep_alive: None,
-            reuse_input_buffer: false,
             tcp_no_delay: true,
             idle_timeout: None,
         }

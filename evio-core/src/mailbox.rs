@@ -1,6 +1,6 @@
-//! The cross-thread side of a loop: the messages other threads send it
+//! A loop's mailbox, its cross-thread side: the messages other threads send it
 //! ([`Msg`]) and the channel, waker and counters they reach it through
-//! ([`LoopRemote`]).
+//! ([`Mailbox`]).
 
 use std::any::Any;
 use std::io;
@@ -71,7 +71,7 @@ pub(crate) struct Accepted {
 }
 
 /// The parts of a loop other threads can reach.
-pub(crate) struct LoopRemote {
+pub(crate) struct Mailbox {
     tx: Sender<Msg>,
     waker: Waker,
     /// Open connections (counted when dispatched, so LeastConnections sees
@@ -81,9 +81,9 @@ pub(crate) struct LoopRemote {
     warned: Mutex<RateLimited>,
 }
 
-impl LoopRemote {
-    pub(crate) fn new(tx: Sender<Msg>, waker: Waker) -> LoopRemote {
-        LoopRemote {
+impl Mailbox {
+    pub(crate) fn new(tx: Sender<Msg>, waker: Waker) -> Mailbox {
+        Mailbox {
             tx,
             waker,
             conns: AtomicUsize::new(0),

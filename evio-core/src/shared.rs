@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::loop_thread::ServerId;
-use crate::remote::LoopRemote;
+use crate::mailbox::Mailbox;
 use crate::Addr;
 
 /// State every loop shares.
@@ -17,7 +17,7 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     /// Set by a graceful shutdown: loops flush output until then.
     drain_deadline: Mutex<Option<Instant>>,
-    pub(crate) loops: Vec<Arc<LoopRemote>>,
+    pub(crate) loops: Vec<Arc<Mailbox>>,
     pub(crate) addrs: Vec<Addr>,
     pub(crate) config: Config,
     /// Dials from other threads go to the loops in turn.
@@ -28,7 +28,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(loops: Vec<Arc<LoopRemote>>, addrs: Vec<Addr>, config: Config) -> Shared {
+    pub(crate) fn new(loops: Vec<Arc<Mailbox>>, addrs: Vec<Addr>, config: Config) -> Shared {
         Shared {
             id: ServerId::fresh(),
             shutdown: AtomicBool::new(false),

@@ -566,7 +566,7 @@ impl EventHandler for Partner {
             return Action::Detach;
         }
         // The second connection closes the first, which is detaching.
-        let closed = conn.close_conn(first);
+        let closed = conn.peer(first).is_some_and(|mut p| p.close());
         self.log
             .lock()
             .unwrap()

@@ -231,7 +231,7 @@ impl EventHandler for Relay {
     }
     fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
         match self.peers.get(&conn.id()) {
-            Some(&peer) if conn.write_to(peer, input) => {}
+            Some(&peer) if conn.peer(peer).is_some_and(|mut p| p.write(input)) => {}
             _ => {
                 self.dropped.fetch_add(input.len(), Ordering::SeqCst);
             }
@@ -241,7 +241,9 @@ impl EventHandler for Relay {
     fn on_closed(&mut self, conn: &mut Conn<'_, ()>, _: Option<io::Error>) -> Action {
         if let Some(peer) = self.peers.remove(&conn.id()) {
             if !self.fan_in {
-                conn.close_conn(peer);
+                if let Some(mut p) = conn.peer(peer) {
+                    p.close();
+                }
             }
         }
         Action::None

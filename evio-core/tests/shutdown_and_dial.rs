@@ -54,9 +54,9 @@ impl EventHandler for Bulk {
     }
 }
 
-/// A client that never reads while MBs are queued: `shutdown_timeout`
+/// A client that never reads while MBs are queued: `shutdown_gracefully`
 /// returns at its deadline anyway, and every connection got `on_closed`.
-fn shutdown_timeout_with_a_stuck_client<P: common::TestPoller>() {
+fn shutdown_gracefully_with_a_stuck_client<P: common::TestPoller>() {
     let _g = shared();
     let h = Bulk {
         bulk: 16 * MIB,
@@ -74,9 +74,11 @@ fn shutdown_timeout_with_a_stuck_client<P: common::TestPoller>() {
         && h.opened.load(Ordering::SeqCst) == 2));
     thread::sleep(Duration::from_millis(100));
     let t0 = Instant::now();
-    server.shutdown_timeout(Duration::from_millis(300)).unwrap();
+    server
+        .shutdown_gracefully(Duration::from_millis(300))
+        .unwrap();
     let took = t0.elapsed();
-    eprintln!("shutdown_timeout(300 ms) with a stuck client took {took:?}");
+    eprintln!("shutdown_gracefully(300 ms) with a stuck client took {took:?}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(
         took >= Duration::from_millis(250),
@@ -88,7 +90,7 @@ fn shutdown_timeout_with_a_stuck_client<P: common::TestPoller>() {
 
 /// A client with output still queued gets every byte, then EOF, before a
 /// graceful shutdown returns (which it does early, once all are flushed).
-fn shutdown_timeout_flushes_pending_output<P: common::TestPoller>() {
+fn shutdown_gracefully_flushes_pending_output<P: common::TestPoller>() {
     let _g = shared();
     const BULK: usize = 24 * MIB;
     let pat = Arc::new(Pattern::new(9));
@@ -116,7 +118,7 @@ fn shutdown_timeout_flushes_pending_output<P: common::TestPoller>() {
         Ok::<_, io::Error>((n, rest.len()))
     });
     let t0 = Instant::now();
-    server.shutdown_timeout(Duration::from_secs(20)).unwrap();
+    server.shutdown_gracefully(Duration::from_secs(20)).unwrap();
     let took = t0.elapsed();
     assert!(
         took < Duration::from_secs(15),
@@ -352,10 +354,10 @@ impl EventHandler for EarlyWriter {
         });
         if !conn.is_dialed() {
             let id = conn.dial(Addr::Inet(self.target), ()).unwrap();
-            assert!(conn.write_to(id, b"early bytes"));
-            assert_eq!(conn.output_len_of(id), Some(11));
+            assert!(conn.peer(id).is_some_and(|mut p| p.write(b"early bytes")));
+            assert_eq!(conn.peer(id).map(|p| p.output_len()), Some(11));
             if self.close {
-                assert!(conn.close_conn(id));
+                assert!(conn.peer(id).is_some_and(|mut p| p.close()));
             }
         }
         (Options::default(), Action::None)
@@ -395,8 +397,8 @@ fn writes_and_close_before_connect<P: common::TestPoller>() {
 }
 
 on_every_poller!(
-    shutdown_timeout_with_a_stuck_client,
-    shutdown_timeout_flushes_pending_output,
+    shutdown_gracefully_with_a_stuck_client,
+    shutdown_gracefully_flushes_pending_output,
     dial_refused,
     dial_times_out,
     dial_failing_at_once,

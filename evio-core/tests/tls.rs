@@ -276,7 +276,7 @@ impl EventHandler for TlsRelay {
     }
     fn on_data(&mut self, conn: &mut Conn<'_, Self::Context>, input: &[u8]) -> Action {
         let peer = conn.context().unwrap();
-        if conn.write_to(peer, input) {
+        if conn.peer(peer).is_some_and(|mut p| p.write(input)) {
             Action::None
         } else {
             Action::Close

@@ -158,7 +158,7 @@ impl EventHandler for Proxy {
         }
         let peer = conn.context().peer;
         match peer {
-            Some(peer) if conn.write_to(peer, input) => Action::None,
+            Some(peer) if conn.peer(peer).is_some_and(|mut p| p.write(input)) => Action::None,
             // The other half is gone or closing: nowhere to forward to.
             _ => Action::Close,
         }
@@ -169,7 +169,7 @@ impl EventHandler for Proxy {
     fn on_eof(&mut self, conn: &mut Conn<'_, Side>) -> Action {
         let peer = conn.context().peer;
         match peer {
-            Some(peer) if conn.shutdown_write_conn(peer) => Action::None,
+            Some(peer) if conn.peer(peer).is_some_and(|mut p| p.shutdown_write()) => Action::None,
             // The other half is gone or closing: nothing left to do.
             _ => Action::Close,
         }
@@ -184,7 +184,9 @@ impl EventHandler for Proxy {
         }
         if let Some(peer) = conn.context_mut().peer.take() {
             // Closes it once what is already queued for it is written.
-            conn.close_conn(peer);
+            if let Some(mut p) = conn.peer(peer) {
+                p.close();
+            }
         }
         Action::None
     }

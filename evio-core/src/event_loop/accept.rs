@@ -15,8 +15,8 @@ use crate::balance::Balancer;
 use crate::conn::{canonical, Conn, UdpSocket};
 use crate::handler::{Action, EventHandler};
 use crate::key::{ConnKey, Token};
+use crate::mailbox::{Accepted, Msg};
 use crate::receipt::{PendingReceipt, WriteError};
-use crate::remote::{Accepted, Msg};
 use crate::warn::RateLimited;
 use crate::Addr;
 

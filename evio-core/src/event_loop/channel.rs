@@ -10,7 +10,7 @@ use super::{view, EventLoop, MAX_MESSAGES_PER_ITERATION};
 use crate::conn::Conn;
 use crate::handler::{Action, EventHandler};
 use crate::key::ConnId;
-use crate::remote::Msg;
+use crate::mailbox::Msg;
 
 impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     pub(super) fn drain_channel(&mut self) {

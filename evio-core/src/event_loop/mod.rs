@@ -29,7 +29,7 @@ use crate::control::ServerControl;
 use crate::detached::DetachedStream;
 use crate::handler::{Action, EventHandler, ServerInfo};
 use crate::key::{ConnKey, Token};
-use crate::remote::Msg;
+use crate::mailbox::Msg;
 use crate::shared::Shared;
 use crate::table::{ConnTable, Flushed, TimerKind};
 use crate::warn::RateLimited;

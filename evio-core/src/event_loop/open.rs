@@ -7,7 +7,7 @@ use evio_sys::{net, Poller};
 use super::{view, EventLoop};
 use crate::conn::Conn;
 use crate::handler::EventHandler;
-use crate::remote::Accepted;
+use crate::mailbox::Accepted;
 
 impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// Serves an accepted connection: into the table, into the poller, then

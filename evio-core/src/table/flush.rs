@@ -29,15 +29,15 @@ pub(crate) struct OutputRef<'a> {
 
 impl OutputRef<'_> {
     fn mark_dirty(&mut self) {
-        if !self.flags.has(Flags::DIRTY) {
-            self.flags.set(Flags::DIRTY);
+        if !self.flags.contains(Flags::DIRTY) {
+            self.flags.insert(Flags::DIRTY);
             self.dirty.push(self.index);
         }
     }
 
     /// As `ConnTable::write`.
     pub(crate) fn write(&mut self, data: &[u8]) {
-        if !self.flags.has(Flags::SHUT_WRITE) {
+        if !self.flags.contains(Flags::SHUT_WRITE) {
             self.out.push(data, self.pool);
             self.mark_dirty();
         }
@@ -45,7 +45,7 @@ impl OutputRef<'_> {
 
     /// As `ConnTable::write_chunk`.
     pub(crate) fn write_chunk(&mut self, chunk: Chunk) {
-        if !self.flags.has(Flags::SHUT_WRITE) {
+        if !self.flags.contains(Flags::SHUT_WRITE) {
             self.out.push_chunk(chunk);
             self.mark_dirty();
         }
@@ -72,7 +72,7 @@ pub(super) fn write_out<C>(c: &mut ConnState<C>) -> io::Result<(usize, usize)> {
     };
     #[cfg(feature = "tls")]
     if let Some(tls) = c.tls.as_deref_mut() {
-        let done_writing = c.phase == Phase::Closing || c.flags.has(Flags::SHUT_WRITE);
+        let done_writing = c.phase == Phase::Closing || c.flags.contains(Flags::SHUT_WRITE);
         let mut wrote = 0;
         loop {
             // rustls takes plaintext only while its unsent records stay
@@ -152,8 +152,8 @@ impl<C> ConnTable<C> {
     // ----- writing ----------------------------------------------------------
 
     pub(super) fn mark_dirty(dirty: &mut Vec<usize>, index: usize, c: &mut ConnState<C>) {
-        if !c.flags.has(Flags::DIRTY) {
-            c.flags.set(Flags::DIRTY);
+        if !c.flags.contains(Flags::DIRTY) {
+            c.flags.insert(Flags::DIRTY);
             dirty.push(index);
         }
     }
@@ -186,7 +186,7 @@ impl<C> ConnTable<C> {
             return;
         }
         let direct = c.out.pending() == 0
-            && !c.flags.has(Flags::CONNECTING)
+            && !c.flags.contains(Flags::CONNECTING)
             && !matches!(c.origin, Origin::Udp(_))
             && !is_tls(c);
         let mut skip = 0;
@@ -279,7 +279,7 @@ impl<C> ConnTable<C> {
         if to == from {
             return true;
         }
-        p.flags.set(Flags::PEER_FED);
+        p.flags.insert(Flags::PEER_FED);
         if p.out.pending() > high {
             // PEER_PAUSED (not OWN_PAUSED, which only our own flush clears):
             // the peer's flush resumes every writer it paused.
@@ -287,7 +287,7 @@ impl<C> ConnTable<C> {
                 p.waiters.push(from);
             }
             if let Some(me) = self.get_mut(from) {
-                me.flags.set(Flags::PEER_PAUSED);
+                me.flags.insert(Flags::PEER_PAUSED);
             }
         }
         true
@@ -319,7 +319,7 @@ impl<C> ConnTable<C> {
         if c.phase != Phase::Open || matches!(c.origin, Origin::Udp(_)) {
             return false;
         }
-        c.flags.set(Flags::SHUT_WRITE);
+        c.flags.insert(Flags::SHUT_WRITE);
         Self::mark_dirty(dirty, key.index(), c);
         true
     }
@@ -329,16 +329,16 @@ impl<C> ConnTable<C> {
     pub(crate) fn set_read_paused(&mut self, index: usize, paused: bool) {
         let c = &mut self.slab[index];
         if paused {
-            c.flags.set(Flags::USER_PAUSED);
-        } else if c.flags.has(Flags::USER_PAUSED) {
-            c.flags.clear(Flags::USER_PAUSED);
+            c.flags.insert(Flags::USER_PAUSED);
+        } else if c.flags.contains(Flags::USER_PAUSED) {
+            c.flags.remove(Flags::USER_PAUSED);
             let key = c.key(index);
             self.again.push(key);
         }
     }
 
     pub(crate) fn is_read_paused(&self, index: usize) -> bool {
-        self.slab[index].flags.has(Flags::USER_PAUSED)
+        self.slab[index].flags.contains(Flags::USER_PAUSED)
     }
 
     /// Detaches connection `index` once its output is written (ignored for
@@ -357,8 +357,8 @@ impl<C> ConnTable<C> {
         let Some(c) = self.slab.get_mut(index) else {
             return;
         };
-        if c.out.pending() > self.high_water && !c.flags.has(Flags::PEER_FED) {
-            c.flags.set(Flags::OWN_PAUSED);
+        if c.out.pending() > self.high_water && !c.flags.contains(Flags::PEER_FED) {
+            c.flags.insert(Flags::OWN_PAUSED);
         }
         if !P::EDGE_TRIGGERED {
             self.update_interest(index, poller);
@@ -378,8 +378,8 @@ impl<C> ConnTable<C> {
     /// due).
     pub(crate) fn clear_dirty(&mut self, index: usize) -> bool {
         match self.slab.get_mut(index) {
-            Some(c) if c.flags.has(Flags::DIRTY) => {
-                c.flags.clear(Flags::DIRTY);
+            Some(c) if c.flags.contains(Flags::DIRTY) => {
+                c.flags.remove(Flags::DIRTY);
                 true
             }
             _ => false,
@@ -392,7 +392,7 @@ impl<C> ConnTable<C> {
         let Some(c) = self.slab.get_mut(index) else {
             return Flushed::Pending;
         };
-        if c.flags.has(Flags::CONNECTING) || matches!(c.origin, Origin::Udp(_)) {
+        if c.flags.contains(Flags::CONNECTING) || matches!(c.origin, Origin::Udp(_)) {
             return Flushed::Pending;
         }
         if c.fd.is_none() {
@@ -422,15 +422,15 @@ impl<C> ConnTable<C> {
         let unsent = has_unsent(c);
         c.out.settle(&mut self.pool);
         if pending == 0 {
-            c.flags.clear(Flags::PEER_FED);
+            c.flags.remove(Flags::PEER_FED);
             match c.phase {
                 Phase::Closing => return Flushed::Close(None),
                 Phase::Detaching => return Flushed::Detach,
                 Phase::Open => {}
             }
-            if c.flags.has(Flags::SHUT_WRITE) && !c.flags.has(Flags::WRITE_DONE) {
-                c.flags.set(Flags::WRITE_DONE);
-                if c.flags.has(Flags::READ_EOF) {
+            if c.flags.contains(Flags::SHUT_WRITE) && !c.flags.contains(Flags::WRITE_DONE) {
+                c.flags.insert(Flags::WRITE_DONE);
+                if c.flags.contains(Flags::READ_EOF) {
                     // Both directions are done.
                     return Flushed::Close(None);
                 }
@@ -443,15 +443,15 @@ impl<C> ConnTable<C> {
             }
         }
         if pending <= self.low_water {
-            if c.flags.has(Flags::OWN_PAUSED) {
-                c.flags.clear(Flags::OWN_PAUSED);
+            if c.flags.contains(Flags::OWN_PAUSED) {
+                c.flags.remove(Flags::OWN_PAUSED);
                 self.again.push(c.key(index));
             }
             for w in std::mem::take(&mut c.waiters) {
                 self.resume_waiter(w, poller);
             }
-        } else if pending > self.high_water && !c.flags.has(Flags::PEER_FED) {
-            c.flags.set(Flags::OWN_PAUSED);
+        } else if pending > self.high_water && !c.flags.contains(Flags::PEER_FED) {
+            c.flags.insert(Flags::OWN_PAUSED);
         }
         if wrote > 0 && pending == 0 && is_open {
             return Flushed::Drained;
@@ -474,7 +474,7 @@ impl<C> ConnTable<C> {
         let Some(c) = self.slab.get_mut(index) else {
             return;
         };
-        if !c.flags.has(Flags::REGISTERED) || c.interest.is_writable() {
+        if !c.flags.contains(Flags::REGISTERED) || c.interest.is_writable() {
             return;
         }
         let Some(fd) = &c.fd else { return };
@@ -488,8 +488,8 @@ impl<C> ConnTable<C> {
     /// A connection paused on another's output may read again.
     pub(super) fn resume_waiter<P: Poller>(&mut self, w: ConnKey, poller: &mut P) {
         let Some(wc) = self.get_mut(w) else { return };
-        if wc.flags.has(Flags::PEER_PAUSED) {
-            wc.flags.clear(Flags::PEER_PAUSED);
+        if wc.flags.contains(Flags::PEER_PAUSED) {
+            wc.flags.remove(Flags::PEER_PAUSED);
             self.again.push(w);
             if !P::EDGE_TRIGGERED {
                 self.update_interest(w.index(), poller);
@@ -508,11 +508,11 @@ impl<C> ConnTable<C> {
             return;
         };
         let Some(fd) = &c.fd else { return };
-        if c.flags.has(Flags::HUNG_UP) {
+        if c.flags.contains(Flags::HUNG_UP) {
             return; // out of the poller for good; resuming reads directly
         }
         let read = c.takes_input();
-        let write = has_unsent(c) || c.flags.has(Flags::CONNECTING);
+        let write = has_unsent(c) || c.flags.contains(Flags::CONNECTING);
         let want = interest(read, write);
         if want == c.interest {
             return;

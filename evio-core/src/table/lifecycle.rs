@@ -20,7 +20,7 @@ impl<C> ConnTable<C> {
     // ----- dialing ----------------------------------------------------------
 
     pub(crate) fn is_connecting(&self, index: usize) -> bool {
-        self.slab[index].flags.has(Flags::CONNECTING)
+        self.slab[index].flags.contains(Flags::CONNECTING)
     }
 
     /// A dial's socket became writable (or failed): checks the connect's
@@ -33,10 +33,10 @@ impl<C> ConnTable<C> {
             Some(Ok(Some(e))) | Some(Err(e)) => return Err(e),
             None => return Err(io::ErrorKind::NotConnected.into()),
         }
-        c.flags.clear(Flags::CONNECTING);
+        c.flags.remove(Flags::CONNECTING);
         // The connect used up the writable edge: flush now what waited
         // (output, a close, a shutdown of the write side).
-        if c.out.pending() > 0 || c.phase != Phase::Open || c.flags.has(Flags::SHUT_WRITE) {
+        if c.out.pending() > 0 || c.phase != Phase::Open || c.flags.contains(Flags::SHUT_WRITE) {
             Self::mark_dirty(&mut self.dirty, index, c);
         }
         Ok(())
@@ -48,8 +48,8 @@ impl<C> ConnTable<C> {
     /// already shut down too, so the connection is finished.
     pub(crate) fn note_read_eof(&mut self, index: usize) -> bool {
         let c = &mut self.slab[index];
-        c.flags.set(Flags::READ_EOF);
-        c.flags.has(Flags::WRITE_DONE)
+        c.flags.insert(Flags::READ_EOF);
+        c.flags.contains(Flags::WRITE_DONE)
     }
 
     /// Whether the connection reads now (not paused, not at EOF, open).
@@ -63,9 +63,9 @@ impl<C> ConnTable<C> {
     pub(crate) fn reads_paused(&self, index: usize) -> bool {
         let c = &self.slab[index];
         c.phase == Phase::Open
-            && !c.flags.has(Flags::READ_EOF)
+            && !c.flags.contains(Flags::READ_EOF)
             && c.flags
-                .has(Flags::OWN_PAUSED | Flags::PEER_PAUSED | Flags::USER_PAUSED)
+                .intersects(Flags::OWN_PAUSED | Flags::PEER_PAUSED | Flags::USER_PAUSED)
     }
 
     /// The socket's pending error (`SO_ERROR`), taken.
@@ -80,7 +80,7 @@ impl<C> ConnTable<C> {
     /// Whether the socket is parked out of the poller for good (see
     /// [`park_hung_up`](Self::park_hung_up)): no event will come for it.
     pub(crate) fn is_hung_up(&self, index: usize) -> bool {
-        self.slab[index].flags.has(Flags::HUNG_UP)
+        self.slab[index].flags.contains(Flags::HUNG_UP)
     }
 
     /// Level-triggered pollers: the socket hung up (both directions are
@@ -89,11 +89,11 @@ impl<C> ConnTable<C> {
     /// is read directly when reading resumes.
     pub(crate) fn park_hung_up<P: Poller>(&mut self, index: usize, poller: &mut P) {
         let c = &mut self.slab[index];
-        if let (Some(fd), false) = (&c.fd, c.flags.has(Flags::HUNG_UP)) {
+        if let (Some(fd), false) = (&c.fd, c.flags.contains(Flags::HUNG_UP)) {
             let _ = poller.deregister(fd.as_raw_fd());
             // Gone both ways: once reading resumes, read on to the EOF,
             // since no event will come for it.
-            c.flags.set(Flags::HUNG_UP | Flags::PEER_EOF);
+            c.flags.insert(Flags::HUNG_UP | Flags::PEER_EOF);
         }
     }
 
@@ -114,7 +114,7 @@ impl<C> ConnTable<C> {
             return false;
         };
         if let Some(fd) = c.fd.take() {
-            if !c.flags.has(Flags::HUNG_UP) {
+            if !c.flags.contains(Flags::HUNG_UP) {
                 // Closing drops the registration where the kernel does
                 // that itself (epoll, kqueue): no `epoll_ctl(DEL)`.
                 let _ = poller.close(fd);
@@ -148,12 +148,12 @@ impl<C> ConnTable<C> {
     ) -> Option<Handover> {
         let c = self.slab.get_mut(index)?;
         let fd = c.fd.take()?;
-        if !c.flags.has(Flags::HUNG_UP) {
+        if !c.flags.contains(Flags::HUNG_UP) {
             let _ = poller.deregister(fd.as_raw_fd());
         }
         Some(Handover {
             fd,
-            unix: c.flags.has(Flags::UNIX),
+            unix: c.flags.contains(Flags::UNIX),
             #[cfg(feature = "tls")]
             tls: c.tls.take(),
         })
@@ -163,7 +163,7 @@ impl<C> ConnTable<C> {
     /// (Over TLS: what fits, then `close_notify`.)
     pub(crate) fn write_remaining(&mut self, index: usize) {
         if let Some(c) = self.slab.get_mut(index) {
-            if !c.flags.has(Flags::CONNECTING) {
+            if !c.flags.contains(Flags::CONNECTING) {
                 c.phase = Phase::Closing;
                 let _ = super::flush::write_out(c);
             }
@@ -220,9 +220,9 @@ impl<C> ConnTable<C> {
     pub(crate) fn set_reclaimable(&mut self, index: usize, yes: bool) {
         let c = &mut self.slab[index];
         if yes {
-            c.flags.set(Flags::RECLAIMABLE);
+            c.flags.insert(Flags::RECLAIMABLE);
         } else {
-            c.flags.clear(Flags::RECLAIMABLE);
+            c.flags.remove(Flags::RECLAIMABLE);
         }
     }
 
@@ -236,10 +236,10 @@ impl<C> ConnTable<C> {
             .slab
             .iter()
             .filter(|(_, c)| {
-                c.flags.has(Flags::RECLAIMABLE)
+                c.flags.contains(Flags::RECLAIMABLE)
                     && c.phase == Phase::Open
                     && c.out.pending() == 0
-                    && !c.flags.has(Flags::CONNECTING)
+                    && !c.flags.contains(Flags::CONNECTING)
             })
             .map(|(i, c)| (c.idle.last_active, i))
             .collect();
@@ -268,7 +268,7 @@ impl<C> ConnTable<C> {
             match kind {
                 TimerKind::Idle => due == c.idle.due,
                 TimerKind::User => due == c.idle.user_due,
-                TimerKind::Connect => c.flags.has(Flags::CONNECTING),
+                TimerKind::Connect => c.flags.contains(Flags::CONNECTING),
                 #[cfg(feature = "tls")]
                 TimerKind::Handshake => c.tls.as_deref().is_some_and(|t| !t.is_open()),
                 #[cfg(not(feature = "tls"))]
@@ -314,7 +314,7 @@ impl<C> ConnTable<C> {
             };
             match kind {
                 TimerKind::Connect => {
-                    if c.flags.has(Flags::CONNECTING) {
+                    if c.flags.contains(Flags::CONNECTING) {
                         return Some((key.index(), kind));
                     }
                 }
@@ -368,7 +368,7 @@ impl<C> ConnTable<C> {
     /// The reply the handler wrote for the datagram, if any.
     pub(crate) fn udp_reply(&mut self, slot: usize) -> Option<&[u8]> {
         let c = &mut self.slab[slot];
-        c.flags.clear(Flags::DIRTY);
+        c.flags.remove(Flags::DIRTY);
         (c.out.pending() > 0).then(|| c.out.first())
     }
 }

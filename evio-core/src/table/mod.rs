@@ -26,7 +26,7 @@ use smallvec::SmallVec;
 
 use crate::config::{duration_ms, Config};
 use crate::key::{ConnKey, Generations, Token};
-use crate::remote::Accepted;
+use crate::mailbox::Accepted;
 
 use crate::Addr;
 pub(crate) use flush::OutputRef;
@@ -194,7 +194,7 @@ impl<C> ConnTable<C> {
     }
 
     pub(crate) fn is_unix(&self, index: usize) -> bool {
-        self.slab[index].flags.has(Flags::UNIX)
+        self.slab[index].flags.contains(Flags::UNIX)
     }
 
     pub(crate) fn output_len(&self, index: usize) -> usize {
@@ -245,10 +245,10 @@ impl<C> ConnTable<C> {
     {
         let mut flags = Flags::default();
         if a.unix {
-            flags.set(Flags::UNIX);
+            flags.insert(Flags::UNIX);
         }
         if a.nodelay {
-            flags.set(Flags::NODELAY);
+            flags.insert(Flags::NODELAY);
         }
         let origin = Origin::Listener(a.listener as u32);
         #[allow(unused_mut)]
@@ -273,15 +273,15 @@ impl<C> ConnTable<C> {
     /// Sets `TCP_NODELAY` as `Options` asks, unless it already is so.
     pub(crate) fn apply_nodelay(&mut self, index: usize, on: bool) {
         let c = &mut self.slab[index];
-        if c.flags.has(Flags::UNIX) || c.flags.has(Flags::NODELAY) == on {
+        if c.flags.contains(Flags::UNIX) || c.flags.contains(Flags::NODELAY) == on {
             return;
         }
         if let Some(fd) = &c.fd {
             if net::set_nodelay(fd, on).is_ok() {
                 if on {
-                    c.flags.set(Flags::NODELAY);
+                    c.flags.insert(Flags::NODELAY);
                 } else {
-                    c.flags.clear(Flags::NODELAY);
+                    c.flags.remove(Flags::NODELAY);
                 }
             }
         }
@@ -368,12 +368,12 @@ impl<C> ConnTable<C> {
     pub(crate) fn register<P: Poller>(&mut self, index: usize, poller: &mut P) -> io::Result<()> {
         let c = &mut self.slab[index];
         let want = if P::EDGE_TRIGGERED {
-            if c.flags.has(Flags::CONNECTING) || flush::has_unsent(c) {
+            if c.flags.contains(Flags::CONNECTING) || flush::has_unsent(c) {
                 Interest::BOTH
             } else {
                 Interest::READABLE
             }
-        } else if c.flags.has(Flags::CONNECTING) {
+        } else if c.flags.contains(Flags::CONNECTING) {
             Interest::WRITABLE
         } else {
             Interest::READABLE
@@ -381,7 +381,7 @@ impl<C> ConnTable<C> {
         let fd = c.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
         poller.register(fd, Token::Conn(c.key(index)).encode(), want)?;
         c.interest = want;
-        c.flags.set(Flags::REGISTERED);
+        c.flags.insert(Flags::REGISTERED);
         Ok(())
     }
 
@@ -409,13 +409,13 @@ impl<C> ConnTable<C> {
     /// Records that the peer shut down its side (reported once by
     /// edge-triggered pollers).
     pub(crate) fn note_peer_eof(&mut self, index: usize) {
-        self.slab[index].flags.set(Flags::PEER_EOF);
+        self.slab[index].flags.insert(Flags::PEER_EOF);
     }
 
     pub(crate) fn peer_eof(&self, index: usize) -> bool {
         self.slab
             .get(index)
-            .is_some_and(|c| c.flags.has(Flags::PEER_EOF))
+            .is_some_and(|c| c.flags.contains(Flags::PEER_EOF))
     }
 
     /// Records activity (for the idle timer and for reclaiming the

@@ -33,70 +33,51 @@ pub(super) enum Phase {
     Detaching,
 }
 
-/// Flag bits of a connection (see each constant).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Flags(u16);
-
-impl Flags {
-    /// A dialed connection whose connect has not completed: no reads, no
-    /// writes yet (output waits).
-    pub(super) const CONNECTING: Flags = Flags(1);
-    /// Own output above the high-water mark: not reading.
-    pub(super) const OWN_PAUSED: Flags = Flags(2);
-    /// A peer's output (fed by our `write_to`) is above the high-water mark:
-    /// not reading until it drains.
-    pub(super) const PEER_PAUSED: Flags = Flags(4);
-    /// Queued in the table's dirty list.
-    pub(super) const DIRTY: Flags = Flags(8);
-    /// A unix stream socket.
-    pub(super) const UNIX: Flags = Flags(16);
-    /// The poller reported the peer's FIN: reads go on to EOF past short
-    /// reads, even when resumed later (edge-triggered pollers report it once).
-    pub(super) const PEER_EOF: Flags = Flags(32);
-    /// In the poller (set by `ConnTable::register`).
-    pub(super) const REGISTERED: Flags = Flags(64);
-    /// Our output holds bytes other connections queued (`write_to`); its
-    /// backpressure pauses those writers, not our own reading (in a proxy,
-    /// pausing both halves on their own output deadlocks against a peer
-    /// that stops reading while its writes are blocked). Cleared when the
-    /// output drains.
-    pub(super) const PEER_FED: Flags = Flags(128);
-    /// The handler paused reading (`Conn::pause_reading`).
-    pub(super) const USER_PAUSED: Flags = Flags(256);
-    /// We read the peer's EOF: nothing more to read.
-    pub(super) const READ_EOF: Flags = Flags(512);
-    /// Shut our write side down once the output is written
-    /// (`Conn::shutdown_write`); later writes are dropped.
-    pub(super) const SHUT_WRITE: Flags = Flags(1024);
-    /// Our write side is shut down.
-    pub(super) const WRITE_DONE: Flags = Flags(2048);
-    /// Between requests: may be closed to make room when the server runs
-    /// out of descriptors (`Conn::set_reclaimable`).
-    pub(super) const RECLAIMABLE: Flags = Flags(4096);
-    /// `TCP_NODELAY` is on (inherited from the listener), so `Options`
-    /// asking for it costs no system call.
-    pub(super) const NODELAY: Flags = Flags(16384);
-    /// Level-triggered pollers: the socket is gone both ways and parked
-    /// for good (out of the poller, so a hang-up is not reported forever).
-    pub(super) const HUNG_UP: Flags = Flags(8192);
-
-    pub(super) fn has(self, f: Flags) -> bool {
-        self.0 & f.0 != 0
-    }
-
-    pub(super) fn set(&mut self, f: Flags) {
-        self.0 |= f.0;
-    }
-
-    pub(super) fn clear(&mut self, f: Flags) {
-        self.0 &= !f.0;
-    }
-}
-
-impl std::ops::BitOr for Flags {
-    type Output = Flags;
-    fn bitor(self, rhs: Flags) -> Flags {
-        Flags(self.0 | rhs.0)
+bitflags::bitflags! {
+    /// Flag bits of a connection (see each constant).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub(super) struct Flags: u16 {
+        /// A dialed connection whose connect has not completed: no reads, no
+        /// writes yet (output waits).
+        const CONNECTING = 1 << 0;
+        /// Own output above the high-water mark: not reading.
+        const OWN_PAUSED = 1 << 1;
+        /// A peer's output (fed by our `write_to`) is above the high-water mark:
+        /// not reading until it drains.
+        const PEER_PAUSED = 1 << 2;
+        /// Queued in the table's dirty list.
+        const DIRTY = 1 << 3;
+        /// A unix stream socket.
+        const UNIX = 1 << 4;
+        /// The poller reported the peer's FIN: reads go on to EOF past short
+        /// reads, even when resumed later (edge-triggered pollers report it once).
+        const PEER_EOF = 1 << 5;
+        /// In the poller (set by `ConnTable::register`).
+        const REGISTERED = 1 << 6;
+        /// Our output holds bytes other connections queued (`write_to`); its
+        /// backpressure pauses those writers, not our own reading (in a proxy,
+        /// pausing both halves on their own output deadlocks against a peer
+        /// that stops reading while its writes are blocked). Cleared when the
+        /// output drains.
+        const PEER_FED = 1 << 7;
+        /// The handler paused reading (`Conn::pause_reading`).
+        const USER_PAUSED = 1 << 8;
+        /// We read the peer's EOF: nothing more to read.
+        const READ_EOF = 1 << 9;
+        /// Shut our write side down once the output is written
+        /// (`Conn::shutdown_write`); later writes are dropped.
+        const SHUT_WRITE = 1 << 10;
+        /// Our write side is shut down.
+        const WRITE_DONE = 1 << 11;
+        /// Between requests: may be closed to make room when the server runs
+        /// out of descriptors (`Conn::set_reclaimable`).
+        const RECLAIMABLE = 1 << 12;
+        /// `TCP_NODELAY` is on (inherited from the listener), so `Options`
+        /// asking for it costs no system call.
+        const NODELAY = 1 << 14;
+        /// Level-triggered pollers: the socket is gone both ways and parked
+        /// for good (out of the poller, so a hang-up is not reported forever).
+        const HUNG_UP = 1 << 13;
     }
 }
 
@@ -151,7 +132,7 @@ impl<C> ConnState<C> {
     /// Whether the connection takes reads now.
     pub(super) fn reading(&self) -> bool {
         self.phase == Phase::Open
-            && !self.flags.has(
+            && !self.flags.intersects(
                 Flags::CONNECTING
                     | Flags::OWN_PAUSED
                     | Flags::PEER_PAUSED
@@ -174,14 +155,14 @@ impl<C> ConnState<C> {
     pub(super) fn handshaking(&self) -> bool {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref() {
-            return tls.is_handshaking() && !self.flags.has(Flags::READ_EOF);
+            return tls.is_handshaking() && !self.flags.contains(Flags::READ_EOF);
         }
         false
     }
 
     /// Whether writes are still taken (not after `shutdown_write`).
     pub(super) fn writable(&self) -> bool {
-        !self.flags.has(Flags::SHUT_WRITE)
+        !self.flags.contains(Flags::SHUT_WRITE)
     }
 
     /// Whether the connection takes events (wakes, writes from handles):

@@ -100,8 +100,8 @@ impl<C> ConnTable<C> {
     /// out.
     pub(crate) fn tls_mark_dirty(&mut self, index: usize) {
         let c = &mut self.slab[index];
-        if !c.flags.has(Flags::DIRTY) {
-            c.flags.set(Flags::DIRTY);
+        if !c.flags.contains(Flags::DIRTY) {
+            c.flags.insert(Flags::DIRTY);
             self.dirty.push(index);
         }
     }
