@@ -24,11 +24,11 @@ use crate::table::{Chunk, ConnTable, OutputRef};
 use crate::Addr;
 
 /// What a loop knows about itself that a view needs.
-pub(crate) struct LoopCtx {
+pub(crate) struct LoopCtx<C> {
     pub(crate) index: usize,
     pub(crate) me: Arc<Mailbox>,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) control: ServerControl,
+    pub(crate) control: ServerControl<C>,
     /// For each UDP listener of this loop, its socket (to send datagrams
     /// from), by address index.
     pub(crate) udp_sockets: Vec<Option<UdpSocket>>,
@@ -79,11 +79,15 @@ fn chunk_of<B: AsRef<[u8]> + Send + 'static>(buf: B) -> Chunk {
 pub struct Conn<'a, C> {
     table: &'a mut ConnTable<C>,
     index: usize,
-    lp: &'a LoopCtx,
+    lp: &'a LoopCtx<C>,
 }
 
 impl<'a, C> Conn<'a, C> {
-    pub(crate) fn new(table: &'a mut ConnTable<C>, index: usize, lp: &'a LoopCtx) -> Conn<'a, C> {
+    pub(crate) fn new(
+        table: &'a mut ConnTable<C>,
+        index: usize,
+        lp: &'a LoopCtx<C>,
+    ) -> Conn<'a, C> {
         Conn { table, index, lp }
     }
 }
@@ -101,7 +105,7 @@ impl<C> Conn<'_, C> {
 
     /// The server: stop it, count its connections, dial into it, from here
     /// or (cloned) from any thread.
-    pub fn server(&self) -> &ServerControl {
+    pub fn server(&self) -> &ServerControl<C> {
         &self.lp.control
     }
 

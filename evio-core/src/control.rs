@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,11 @@ use crate::Addr;
 /// Controls a running server from anywhere: stop it, read its connection
 /// counts, dial into it, reach its connections.
 ///
-/// `Clone + Send + Sync` and cheap to clone (one `Arc`). Get it from
+/// `C` is the handler's [`Context`](crate::EventHandler::Context) type (the
+/// default `()` fits handlers without one), so [`dial`](ServerControl::dial)
+/// takes a context the handler can use, checked when it compiles.
+///
+/// `Clone + Send + Sync` and cheap to clone (one `Arc`), whatever `C` is. Get it from
 /// [`ServerInfo::control`](crate::ServerInfo) in `on_serving`, from
 /// [`Conn::server`](crate::Conn::server) in any callback, or from
 /// [`ServerHandle::control`](crate::ServerHandle::control). Holding one does
@@ -45,14 +50,25 @@ use crate::Addr;
 /// evio_core::serve(Quit, &["tcp://127.0.0.1:7000"])?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
-#[derive(Clone)]
-pub struct ServerControl {
+pub struct ServerControl<C = ()> {
     shared: Arc<Shared>,
+    // `fn() -> C`: names the context type without owning one, so the
+    // control is `Send + Sync` whatever `C` is.
+    context: PhantomData<fn() -> C>,
 }
 
-impl ServerControl {
-    pub(crate) fn new(shared: Arc<Shared>) -> ServerControl {
-        ServerControl { shared }
+impl<C> Clone for ServerControl<C> {
+    fn clone(&self) -> Self {
+        ServerControl::new(self.shared.clone())
+    }
+}
+
+impl<C> ServerControl<C> {
+    pub(crate) fn new(shared: Arc<Shared>) -> ServerControl<C> {
+        ServerControl {
+            shared,
+            context: PhantomData,
+        }
     }
 
     /// Starts stopping the server and returns at once: every loop stops,
@@ -133,11 +149,34 @@ impl ServerControl {
     /// Inside callbacks use [`Conn::dial`](crate::Conn::dial), which does
     /// not wait for a loop.
     ///
+    /// ```no_run
+    /// # use evio_core::{Builder, EventHandler};
+    /// # #[derive(Clone)] struct Proxy;
+    /// # impl EventHandler for Proxy { type Context = u32; }
+    /// let server = Builder::new().start(Proxy, &["tcp://127.0.0.1:0"])?;
+    /// let id = server.control().dial("tcp://127.0.0.1:6379", 7)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// The context has the handler's type, checked when it compiles:
+    ///
+    /// ```compile_fail
+    /// # use evio_core::{Builder, EventHandler};
+    /// # #[derive(Clone)] struct Proxy;
+    /// # impl EventHandler for Proxy { type Context = u32; }
+    /// let server = Builder::new().start(Proxy, &["tcp://127.0.0.1:0"])?;
+    /// server.control().dial("tcp://127.0.0.1:6379", "not a u32")?; // error[E0308]
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
-    /// `InvalidInput` for an address that does not parse, or a context that
-    /// is not the handler's `Context` type; `NotConnected` if the server has
-    /// stopped; `WouldBlock` on one of the server's own loop threads.
-    pub fn dial<C: Send + 'static>(&self, addr: impl ToAddr, ctx: C) -> io::Result<ConnId> {
+    /// `InvalidInput` for an address that does not parse; `NotConnected` if
+    /// the server has stopped; `WouldBlock` on one of the server's own loop
+    /// threads.
+    pub fn dial(&self, addr: impl ToAddr, ctx: C) -> io::Result<ConnId>
+    where
+        C: Send + 'static,
+    {
         self.dial_with(
             addr,
             ctx,
@@ -153,22 +192,28 @@ impl ServerControl {
     /// # Errors
     /// As [`dial`](ServerControl::dial).
     #[cfg(feature = "tls")]
-    pub fn dial_tls<C: Send + 'static>(
+    pub fn dial_tls(
         &self,
         addr: impl ToAddr,
         server_name: &str,
         config: Arc<rustls::ClientConfig>,
         ctx: C,
-    ) -> io::Result<ConnId> {
+    ) -> io::Result<ConnId>
+    where
+        C: Send + 'static,
+    {
         self.dial_with(addr, ctx, Some((config, server_name.to_owned())))
     }
 
-    fn dial_with<C: Send + 'static>(
+    fn dial_with(
         &self,
         addr: impl ToAddr,
         ctx: C,
         #[cfg(feature = "tls")] tls: Option<(Arc<rustls::ClientConfig>, String)>,
-    ) -> io::Result<ConnId> {
+    ) -> io::Result<ConnId>
+    where
+        C: Send + 'static,
+    {
         let addr = addr.to_addr()?;
         self.shared
             .id
@@ -199,7 +244,7 @@ impl ServerControl {
     }
 }
 
-impl fmt::Debug for ServerControl {
+impl<C> fmt::Debug for ServerControl<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerControl")
             .field("addrs", &self.shared.addrs)

@@ -93,9 +93,11 @@ impl Options {
 }
 
 /// What [`EventHandler::on_serving`] learns about the running server.
-#[derive(Clone, Debug)]
+///
+/// `C` is the handler's [`Context`](EventHandler::Context) type, as in
+/// [`ServerControl`].
 #[non_exhaustive]
-pub struct ServerInfo {
+pub struct ServerInfo<C = ()> {
     /// The bound addresses, in the order given to `serve`, with real ports
     /// for `:0`.
     pub addrs: Vec<Addr>,
@@ -103,7 +105,29 @@ pub struct ServerInfo {
     pub num_loops: usize,
     /// Stops the server, counts its connections, dials into it — from any
     /// thread; keep a clone.
-    pub control: ServerControl,
+    pub control: ServerControl<C>,
+}
+
+// By hand: derived impls would ask `C: Clone` / `C: Debug`, which the info
+// (holding no context) does not need.
+impl<C> Clone for ServerInfo<C> {
+    fn clone(&self) -> Self {
+        ServerInfo {
+            addrs: self.addrs.clone(),
+            num_loops: self.num_loops,
+            control: self.control.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for ServerInfo<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerInfo")
+            .field("addrs", &self.addrs)
+            .field("num_loops", &self.num_loops)
+            .field("control", &self.control)
+            .finish()
+    }
 }
 
 /// The callbacks of a server. Every method has a no-op default, so a handler
@@ -153,7 +177,7 @@ pub trait EventHandler {
     /// Fires once, on loop 0, after every address is bound and before any
     /// connection is served. Returning [`Action::Shutdown`] stops the server
     /// at once.
-    fn on_serving(&mut self, server: &ServerInfo) -> Action {
+    fn on_serving(&mut self, server: &ServerInfo<Self::Context>) -> Action {
         let _ = server;
         Action::None
     }

@@ -37,7 +37,7 @@ pub(crate) enum Msg {
     /// Close the connection after its output is written.
     Close(ConnKey),
     /// Dial an outbound connection into this loop with this context (the
-    /// handler's `Context` type, checked when it arrives); the new
+    /// handler's `Context` type: `ServerControl<C>` takes no other); the new
     /// connection's id, or why there is none, goes back on `reply`.
     Dial {
         addr: Addr,

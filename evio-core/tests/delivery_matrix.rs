@@ -134,7 +134,7 @@ enum Reader {
     Late,
 }
 
-fn start<P: TestPoller>(h: Replies, pki: &Pki) -> ServerHandle {
+fn start<P: TestPoller>(h: Replies, pki: &Pki) -> ServerHandle<InputStream> {
     Builder::new()
         .poller(|_| P::make())
         .tls_config(pki.server.clone())
@@ -174,7 +174,7 @@ fn tcp_connect(addr: SocketAddr, recv_buffer: usize) -> TcpStream {
 
 impl Client {
     fn connect(
-        server: &ServerHandle,
+        server: &ServerHandle<impl Sized>,
         transport: Transport,
         pki: &Pki,
         recv_buffer: usize,

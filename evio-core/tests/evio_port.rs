@@ -29,13 +29,13 @@ struct MatrixServer {
     clients: usize,
     closed: Arc<AtomicUsize>,
     errors: Arc<Mutex<Vec<String>>>,
-    serving: Arc<Mutex<Option<ServerInfo>>>,
+    serving: Arc<Mutex<Option<ServerInfo<Ctx>>>>,
 }
 
 impl EventHandler for MatrixServer {
     type Context = Ctx;
 
-    fn on_serving(&mut self, server: &ServerInfo) -> Action {
+    fn on_serving(&mut self, server: &ServerInfo<Ctx>) -> Action {
         *self.serving.lock().unwrap() = Some(server.clone());
         Action::None
     }

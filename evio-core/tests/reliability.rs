@@ -97,7 +97,11 @@ fn child_serve<P: common::TestPoller>(loops: isize, fd_limit: &str) {
 }
 
 /// Answers the parent's commands until it says stop (or goes away).
-fn serve_commands(server: &evio_core::ServerHandle, open: &AtomicUsize, opened: &AtomicUsize) {
+fn serve_commands(
+    server: &evio_core::ServerHandle<impl Sized>,
+    open: &AtomicUsize,
+    opened: &AtomicUsize,
+) {
     // Commands from the parent; EOF (the parent died) stops too.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

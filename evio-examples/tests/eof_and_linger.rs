@@ -277,7 +277,9 @@ fn lingering_close_is_bounded() {
 
 // ----- HTTP header timeout -------------------------------------------------------------
 
-fn header_timeout_server(ms: u64) -> (evio_core::ServerHandle, std::net::SocketAddr) {
+fn header_timeout_server(
+    ms: u64,
+) -> (evio_core::ServerHandle<http::Session>, std::net::SocketAddr) {
     start(
         http::HttpServer::new(http::Config {
             header_timeout: Some(Duration::from_millis(ms)),

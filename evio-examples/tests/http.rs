@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use evio_core::ServerHandle;
-use evio_examples::http::{Config, HttpServer, Stats};
+use evio_examples::http::{Config, HttpServer, Session, Stats};
 
-fn server(loops: isize) -> (ServerHandle, SocketAddr, Arc<Stats>) {
+fn server(loops: isize) -> (ServerHandle<Session>, SocketAddr, Arc<Stats>) {
     let http = HttpServer::new(Config::default());
     let stats = http.stats();
     let (handle, addr) = start(http, loops);

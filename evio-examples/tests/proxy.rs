@@ -205,7 +205,10 @@ impl MakePoller for evio_core::PollPoller {
     }
 }
 
-fn start_proxy<P: MakePoller>(backend: SocketAddr, loops: isize) -> (ServerHandle, SocketAddr) {
+fn start_proxy<P: MakePoller>(
+    backend: SocketAddr,
+    loops: isize,
+) -> (ServerHandle<proxy::Side>, SocketAddr) {
     let server = Builder::new()
         .poller(|_| P::make())
         .num_loops(loops)

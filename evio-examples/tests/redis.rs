@@ -9,18 +9,18 @@ use std::time::Duration;
 
 use common::*;
 use evio_core::ServerHandle;
-use evio_examples::redis::{Config, RedisServer};
+use evio_examples::redis::{Config, RedisServer, Session};
 use evio_examples::resp::Limits;
 use redis::Commands;
 
-fn server(loops: isize) -> (ServerHandle, SocketAddr) {
+fn server(loops: isize) -> (ServerHandle<Session>, SocketAddr) {
     server_with(Config {
         loops,
         ..Config::default()
     })
 }
 
-fn server_with(config: Config) -> (ServerHandle, SocketAddr) {
+fn server_with(config: Config) -> (ServerHandle<Session>, SocketAddr) {
     start(RedisServer::new(config), config.loops)
 }
 

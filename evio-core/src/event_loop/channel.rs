@@ -79,6 +79,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         reply: crossbeam_channel::Sender<io::Result<ConnId>>,
         #[cfg(feature = "tls")] tls: Option<(std::sync::Arc<rustls::ClientConfig>, String)>,
     ) {
+        // `ServerControl<C>` only dials with the handler's `Context`, so
+        // this cannot fail; the mailbox is untyped because `ConnHandle`s
+        // (which know no context type) send through it too.
         let ctx = match ctx.downcast::<H::Context>() {
             Ok(ctx) => *ctx,
             Err(_) => {

@@ -53,7 +53,7 @@ pub(crate) struct EventLoop<P: Poller, H: EventHandler> {
     poller: P,
     handler: H,
     table: ConnTable<H::Context>,
-    ctx: LoopCtx,
+    ctx: LoopCtx<H::Context>,
     rx: Receiver<Msg>,
     accept: accept::Acceptor,
     buf: Box<[u8]>,

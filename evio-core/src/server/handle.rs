@@ -13,18 +13,22 @@ use crate::Addr;
 
 /// A server started with [`Builder::start`](crate::Builder::start): stop it and wait for it.
 ///
+/// `C` is the handler's [`Context`](crate::EventHandler::Context) type (the
+/// default `()` fits handlers without one): [`dial`](ServerHandle::dial)
+/// takes one.
+///
 /// `Send + Sync`: share it (e.g. in an `Arc`) to stop the server from a
 /// signal-handling thread while another waits for it — or from inside the
 /// server's own callbacks. Dropping the handle shuts the server down and
 /// waits for it (except on one of its own loop threads, where it only
 /// starts the stop). For a cheap clonable handle that never waits, see
 /// [`control`](ServerHandle::control).
-pub struct ServerHandle {
-    control: ServerControl,
+pub struct ServerHandle<C = ()> {
+    control: ServerControl<C>,
     thread: Mutex<Option<thread::JoinHandle<io::Result<()>>>>,
 }
 
-impl fmt::Debug for ServerHandle {
+impl<C> fmt::Debug for ServerHandle<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerHandle")
             .field("control", &self.control)
@@ -32,11 +36,11 @@ impl fmt::Debug for ServerHandle {
     }
 }
 
-impl ServerHandle {
+impl<C> ServerHandle<C> {
     pub(super) fn new(
-        control: ServerControl,
+        control: ServerControl<C>,
         thread: thread::JoinHandle<io::Result<()>>,
-    ) -> ServerHandle {
+    ) -> ServerHandle<C> {
         ServerHandle {
             control,
             thread: Mutex::new(Some(thread)),
@@ -50,7 +54,7 @@ impl ServerHandle {
 
     /// A cheap, clonable handle to the server that never waits: stop it,
     /// count connections, dial, reach connections by id.
-    pub fn control(&self) -> &ServerControl {
+    pub fn control(&self) -> &ServerControl<C> {
         &self.control
     }
 
@@ -105,7 +109,10 @@ impl ServerHandle {
     ///
     /// # Errors
     /// As [`ServerControl::dial`].
-    pub fn dial<C: Send + 'static>(&self, addr: impl ToAddr, ctx: C) -> io::Result<ConnId> {
+    pub fn dial(&self, addr: impl ToAddr, ctx: C) -> io::Result<ConnId>
+    where
+        C: Send + 'static,
+    {
         self.control.dial(addr, ctx)
     }
 
@@ -140,7 +147,7 @@ impl ServerHandle {
     }
 }
 
-impl Drop for ServerHandle {
+impl<C> Drop for ServerHandle<C> {
     fn drop(&mut self) {
         self.control.shutdown();
         let _ = self.join_unless_own_loop();

@@ -289,7 +289,11 @@ impl<P: Poller + 'static> Builder<P> {
     /// # Errors
     /// As [`serve`](Builder::serve), for everything that happens before
     /// serving starts.
-    pub fn start<H>(self, handler: H, addrs: &[impl AsRef<str>]) -> io::Result<ServerHandle>
+    pub fn start<H>(
+        self,
+        handler: H,
+        addrs: &[impl AsRef<str>],
+    ) -> io::Result<ServerHandle<H::Context>>
     where
         H: EventHandler + Clone + Send + 'static,
     {
@@ -304,7 +308,11 @@ impl<P: Poller + 'static> Builder<P> {
     ///
     /// # Errors
     /// As [`start`](Builder::start).
-    pub fn start_with<H, F>(self, factory: F, addrs: &[impl AsRef<str>]) -> io::Result<ServerHandle>
+    pub fn start_with<H, F>(
+        self,
+        factory: F,
+        addrs: &[impl AsRef<str>],
+    ) -> io::Result<ServerHandle<H::Context>>
     where
         H: EventHandler,
         F: Fn(usize) -> H + Send + Sync + 'static,
@@ -490,7 +498,7 @@ impl<P: Poller + 'static> Prepared<P> {
     }
 
     /// [`run`](Prepared::run) on a background thread.
-    fn spawn<H, F>(self, factory: F) -> io::Result<ServerHandle>
+    fn spawn<H, F>(self, factory: F) -> io::Result<ServerHandle<H::Context>>
     where
         H: EventHandler,
         F: Fn(usize) -> H + Send + Sync + 'static,

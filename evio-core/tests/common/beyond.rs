@@ -195,7 +195,7 @@ impl Log {
 }
 
 /// A server on 127.0.0.1 (a free port) running `h` on poller `P`.
-pub fn start<P: super::TestPoller, H>(h: H) -> evio_core::ServerHandle
+pub fn start<P: super::TestPoller, H>(h: H) -> evio_core::ServerHandle<H::Context>
 where
     H: EventHandler + Clone + Send + 'static,
 {

@@ -118,7 +118,7 @@ pub fn start_server<P: TestPoller, H: evio_core::EventHandler + Clone + Send + '
     h: H,
     loops: isize,
     addrs: &[&str],
-) -> evio_core::ServerHandle {
+) -> evio_core::ServerHandle<H::Context> {
     evio_core::Builder::new()
         .poller(|_| P::make())
         .num_loops(loops)

@@ -16,7 +16,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts `handler` on `127.0.0.1:0` with `loops` loops; returns the handle
 /// and the bound address.
-pub fn start<H>(handler: H, loops: isize) -> (ServerHandle, SocketAddr)
+pub fn start<H>(handler: H, loops: isize) -> (ServerHandle<H::Context>, SocketAddr)
 where
     H: EventHandler + Clone + Send + 'static,
 {
