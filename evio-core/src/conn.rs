@@ -20,7 +20,7 @@ use crate::mailbox::Mailbox;
 use crate::peer::Peer;
 use crate::shared::Shared;
 use crate::socket::SocketOptions;
-use crate::table::{Chunk, ConnTable, OutputRef};
+use crate::table::{Chunk, ConnTable, Connection, OutputRef, Slot};
 use crate::Addr;
 
 /// What a loop knows about itself that a view needs.
@@ -78,24 +78,24 @@ fn chunk_of<B: AsRef<[u8]> + Send + 'static>(buf: B) -> Chunk {
 /// datagram.
 pub struct Conn<'a, C> {
     table: &'a mut ConnTable<C>,
-    index: usize,
+    slot: Slot,
     lp: &'a LoopCtx<C>,
 }
 
 impl<'a, C> Conn<'a, C> {
-    pub(crate) fn new(
-        table: &'a mut ConnTable<C>,
-        index: usize,
-        lp: &'a LoopCtx<C>,
-    ) -> Conn<'a, C> {
-        Conn { table, index, lp }
+    pub(crate) fn new(table: &'a mut ConnTable<C>, slot: Slot, lp: &'a LoopCtx<C>) -> Conn<'a, C> {
+        Conn { table, slot, lp }
     }
 }
 
 impl<C> Conn<'_, C> {
+    fn me(&self) -> &Connection<C> {
+        self.table.conn(self.slot)
+    }
+
     /// This connection's id.
     pub fn id(&self) -> ConnId {
-        ConnId::new(self.lp.index, self.table.key(self.index))
+        ConnId::new(self.lp.index, self.table.key(self.slot))
     }
 
     /// The index of the loop (thread) serving this connection.
@@ -111,17 +111,17 @@ impl<C> Conn<'_, C> {
 
     /// The per-connection context.
     pub fn context(&self) -> &C {
-        self.table.ctx(self.index)
+        self.me().ctx()
     }
 
     /// The per-connection context, mutably.
     pub fn context_mut(&mut self) -> &mut C {
-        self.table.ctx_mut(self.index)
+        self.table.conn_mut(self.slot).ctx_mut()
     }
 
     /// Replaces the per-connection context.
     pub fn set_context(&mut self, ctx: C) {
-        *self.table.ctx_mut(self.index) = ctx;
+        *self.table.conn_mut(self.slot).ctx_mut() = ctx;
     }
 
     /// The context and a writer for this connection's output, borrowed
@@ -148,32 +148,32 @@ impl<C> Conn<'_, C> {
     /// }
     /// ```
     pub fn split(&mut self) -> (&mut C, Writer<'_>) {
-        let (ctx, out) = self.table.split(self.index);
+        let (ctx, out) = self.table.split(self.slot);
         (ctx, Writer { out })
     }
 
     /// Which of the addresses given to `serve` accepted this connection (or
     /// received this datagram); `None` for a dialed connection.
     pub fn addr_index(&self) -> Option<usize> {
-        self.table.listener(self.index)
+        self.me().listener()
     }
 
     /// Whether this connection was made by [`Conn::dial`] or
     /// [`ServerControl::dial`].
     pub fn is_dialed(&self) -> bool {
-        self.table.listener(self.index).is_none()
+        self.me().listener().is_none()
     }
 
     /// The connection's local socket address (one `getsockname` call); the
     /// listener's address if the socket is already closed.
     pub fn local_addr(&self) -> Addr {
-        self.table
-            .fd(self.index)
+        self.me()
+            .fd()
             .and_then(|fd| net::local_addr(&fd).ok())
             .map(canonical)
             .or_else(|| {
-                self.table
-                    .listener(self.index)
+                self.me()
+                    .listener()
                     .and_then(|i| self.lp.shared.addrs.get(i).cloned())
             })
             .unwrap_or(Addr::Unix(None))
@@ -182,14 +182,14 @@ impl<C> Conn<'_, C> {
     /// The peer's address; for UDP, the datagram's sender. An IPv4 peer of
     /// a dual-stack listener is reported as IPv4, not `[::ffff:a.b.c.d]`.
     pub fn remote_addr(&self) -> &Addr {
-        self.table.remote(self.index)
+        self.me().remote()
     }
 
     /// The socket, for options evio does not wrap (`None` once closed and
     /// for UDP datagrams). Do not close or keep a duplicate of it: the loop
     /// owns it.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.table.fd(self.index)
+        self.me().fd()
     }
 
     /// The socket's options (buffer sizes, linger, keep-alive, no-delay).
@@ -198,15 +198,15 @@ impl<C> Conn<'_, C> {
     /// `NotConnected` for a UDP datagram or a connection whose socket is
     /// already closed.
     pub fn socket(&self) -> io::Result<SocketOptions<'_>> {
-        let fd = self.table.fd(self.index).ok_or_else(|| {
+        let fd = self.me().fd().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotConnected, "no socket (UDP, or closed)")
         })?;
-        Ok(SocketOptions::new(fd, self.table.is_unix(self.index)))
+        Ok(SocketOptions::new(fd, self.me().is_unix()))
     }
 
     /// Whether this is a UDP datagram rather than a stream connection.
     pub fn is_udp(&self) -> bool {
-        self.table.is_udp(self.index)
+        self.me().is_udp()
     }
 
     /// Appends a copy of `data` to the connection's output. The loop writes
@@ -216,7 +216,7 @@ impl<C> Conn<'_, C> {
     /// stops reading this connection until the output drains. Dropped after
     /// [`shutdown_write`](Conn::shutdown_write).
     pub fn write(&mut self, data: &[u8]) {
-        self.table.write(self.index, data);
+        self.table.write(self.slot, data);
     }
 
     /// Queues an owned buffer as it is, without copying it: a `Vec<u8>`,
@@ -236,7 +236,7 @@ impl<C> Conn<'_, C> {
     /// # }
     /// ```
     pub fn write_owned<B: AsRef<[u8]> + Send + 'static>(&mut self, buf: B) {
-        self.table.write_chunk(self.index, chunk_of(buf));
+        self.table.write_chunk(self.slot, chunk_of(buf));
     }
 
     /// Writes several slices. With nothing queued they go out at once in
@@ -246,12 +246,12 @@ impl<C> Conn<'_, C> {
     /// when output is already queued, is copied to the output like
     /// [`write`](Conn::write).
     pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) {
-        self.table.write_vectored(self.index, bufs);
+        self.table.write_vectored(self.slot, bufs);
     }
 
     /// Bytes queued and not yet written to the socket.
     pub fn output_len(&self) -> usize {
-        self.table.output_len(self.index)
+        self.me().output_len()
     }
 
     /// Another connection of this loop, to write to, close or half-close
@@ -262,7 +262,7 @@ impl<C> Conn<'_, C> {
         if id.loop_index() != self.lp.index || !self.table.is_live(id.key) {
             return None;
         }
-        let me = self.table.key(self.index);
+        let me = self.table.key(self.slot);
         Some(Peer::new(self.table, me, id))
     }
 
@@ -302,7 +302,7 @@ impl<C> Conn<'_, C> {
     /// done); otherwise it closes when the peer's EOF arrives (see
     /// [`EventHandler::on_eof`](crate::EventHandler::on_eof)).
     pub fn shutdown_write(&mut self) {
-        let key = self.table.key(self.index);
+        let key = self.table.key(self.slot);
         self.table.shutdown_write_later(key);
     }
 
@@ -321,18 +321,18 @@ impl<C> Conn<'_, C> {
     /// peer. Independent of the loop's own backpressure. A reset by the
     /// peer is still noticed (the connection closes with the error).
     pub fn pause_reading(&mut self) {
-        self.table.set_read_paused(self.index, true);
+        self.table.set_read_paused(self.slot, true);
     }
 
     /// Resumes reading after [`pause_reading`](Conn::pause_reading); input
     /// that arrived meanwhile is delivered in this loop iteration.
     pub fn resume_reading(&mut self) {
-        self.table.set_read_paused(self.index, false);
+        self.table.set_read_paused(self.slot, false);
     }
 
     /// Whether reading is paused by [`pause_reading`](Conn::pause_reading).
     pub fn is_reading_paused(&self) -> bool {
-        self.table.is_read_paused(self.index)
+        self.me().is_read_paused()
     }
 
     /// Opens an outbound connection served by this loop, with `ctx` as its
@@ -382,14 +382,14 @@ impl<C> Conn<'_, C> {
     /// for a plain one. (`tls` feature.)
     #[cfg(feature = "tls")]
     pub fn tls(&self) -> Option<crate::tls::TlsInfo<'_>> {
-        self.table.tls_info(self.index)
+        self.me().tls_info()
     }
 
     /// Overrides the server's idle timeout for this connection: it is
     /// closed, with `on_closed` getting a `TimedOut` error, after this long
     /// without reading or writing a byte. `None` disables it.
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
-        self.table.set_idle_timeout(self.index, timeout);
+        self.table.set_idle_timeout(self.slot, timeout);
     }
 
     /// Sets this connection's timer: [`EventHandler::on_timer`](crate::EventHandler::on_timer)
@@ -397,7 +397,7 @@ impl<C> Conn<'_, C> {
     /// a later call replaces it, `None` cancels it. A timer costs nothing
     /// per event (one heap entry until due).
     pub fn set_timer(&mut self, delay: Option<Duration>) {
-        self.table.set_timer(self.index, delay);
+        self.table.set_timer(self.slot, delay);
     }
 
     /// Marks the connection as between requests (`true`) or busy (`false`,
@@ -408,7 +408,7 @@ impl<C> Conn<'_, C> {
     /// does with idle keep-alive connections. Mark a connection only while
     /// it holds no request in progress.
     pub fn set_reclaimable(&mut self, reclaimable: bool) {
-        self.table.set_reclaimable(self.index, reclaimable);
+        self.table.conn_mut(self.slot).set_reclaimable(reclaimable);
     }
 
     /// Sends one datagram to `to` from this datagram's UDP socket (UDP
@@ -421,7 +421,7 @@ impl<C> Conn<'_, C> {
     pub fn send_to(&mut self, to: SocketAddr, data: &[u8]) -> io::Result<usize> {
         let socket = self
             .is_udp()
-            .then(|| self.table.listener(self.index))
+            .then(|| self.me().listener())
             .flatten()
             .and_then(|i| self.lp.udp_sockets.get(i).cloned().flatten())
             .ok_or_else(|| {

@@ -160,3 +160,51 @@ fn the_import_parser_sees_braced_and_nested_paths() {
     let got: Vec<String> = crate_imports(text).into_iter().collect();
     assert_eq!(got, ["a", "b", "c", "d", "e", "g"]);
 }
+
+/// Where `needle` occurs in code (comments left out), as `file:line`.
+fn occurrences(src: &Path, files: &[PathBuf], needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for f in files {
+        let text = fs::read_to_string(f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains(needle) {
+                let rel = f.strip_prefix(src).unwrap().display().to_string();
+                found.push(format!("{rel}:{}", n + 1));
+            }
+        }
+    }
+    found
+}
+
+/// The rule that no connection slot is freed while a callback runs (or
+/// while the loop still holds a `Slot`), kept by the structure: the slab
+/// frees a slot in one function (`ConnTable::reap`), which asks for the
+/// loop's `Quiescent` proof, made only by the event loop between
+/// iterations (and once more after its last `on_closed`).
+#[test]
+fn slots_are_freed_in_one_place_between_iterations() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let frees: Vec<String> = [
+        ".remove(",
+        ".try_remove(",
+        ".drain(",
+        ".retain(",
+        ".clear()",
+    ]
+    .iter()
+    .flat_map(|n| occurrences(&src, &files, &format!("slab{n}")))
+    .collect();
+    assert_eq!(frees.len(), 1, "slab slots freed at {frees:?}");
+    assert!(frees[0].starts_with("table/mod.rs:"), "{frees:?}");
+    let proofs = occurrences(&src, &files, "Quiescent::between_iterations()");
+    assert!(!proofs.is_empty());
+    for p in &proofs {
+        assert!(
+            p.starts_with("event_loop/mod.rs:") || p.starts_with("table/mod.rs:"),
+            "a Quiescent proof made outside the event loop: {p} (all: {proofs:?})"
+        );
+    }
+}

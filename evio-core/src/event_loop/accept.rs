@@ -17,6 +17,7 @@ use crate::handler::{Action, EventHandler};
 use crate::key::{ConnKey, Token};
 use crate::mailbox::{Accepted, Msg};
 use crate::receipt::{PendingReceipt, WriteError};
+use crate::table::Slot;
 use crate::warn::RateLimited;
 use crate::Addr;
 
@@ -34,7 +35,7 @@ const MAX_RECLAIM: usize = 32;
 pub(super) struct Acceptor {
     listeners: Vec<Bound>,
     /// For each UDP listener, its reply slot in the connection table.
-    udp_slots: Vec<Option<usize>>,
+    udp_slots: Vec<Option<Slot>>,
     balancer: Balancer,
     /// When to retry accepting (after EMFILE) or resume a busy listener.
     retry: Option<Instant>,
@@ -124,7 +125,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             }
         }
         for slot in self.accept.udp_slots.drain(..).flatten() {
-            self.table.remove(slot);
+            self.table.release(slot);
         }
         self.ctx.udp_sockets.clear();
         self.accept.retry = None;
@@ -267,9 +268,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// idle first; returns how many.
     pub(super) fn reclaim(&mut self, max: usize) -> usize {
         let victims = self.table.reclaim_candidates(max);
-        for &index in &victims {
+        for &slot in &victims {
             let e = io::Error::other("evio: closed to make room: out of file descriptors");
-            self.close(index, Some(e));
+            self.close(slot, Some(e));
         }
         if !victims.is_empty() {
             tracing::debug!(count = victims.len(), "evio: reclaimed idle connections");
@@ -287,9 +288,8 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     ) {
         let socket = self
             .table
-            .is_live(slot)
-            .then(|| self.table.listener(slot.index()))
-            .flatten()
+            .slot(slot)
+            .and_then(|s| self.table.conn(s).listener())
             .and_then(|i| self.ctx.udp_sockets.get(i).cloned().flatten());
         let result = match socket {
             Some(socket) => socket.send_to(data, to).map(drop),

@@ -9,7 +9,7 @@ use evio_sys::Poller;
 use super::{view, EventLoop, MAX_MESSAGES_PER_ITERATION};
 use crate::conn::Conn;
 use crate::handler::{Action, EventHandler};
-use crate::key::ConnId;
+use crate::key::{ConnId, ConnKey};
 use crate::mailbox::Msg;
 
 impl<P: Poller, H: EventHandler> EventLoop<P, H> {
@@ -28,14 +28,16 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 Msg::Wake(key) => {
                     // A closing connection takes no more events; its
                     // pending output and close stand.
-                    if self.table.takes_events(key) {
-                        let action = self.handler.on_wake(view!(self, key.index()));
-                        self.after(key.index(), action);
+                    if let Some(slot) = self.table.slot(key) {
+                        if self.table.takes_events(key) {
+                            let action = self.handler.on_wake(view!(self, slot));
+                            self.after(slot, action);
+                        }
                     }
                 }
                 Msg::Write { key, data, receipt } => {
                     if self.table.write_with_receipt(key, data, receipt) {
-                        self.after(key.index(), Action::None);
+                        self.after_key(key);
                     }
                 }
                 Msg::SendTo {
@@ -46,7 +48,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 } => self.send_datagram(key, to, &data, receipt),
                 Msg::Close(key) => {
                     if self.table.close_later(key) {
-                        self.after(key.index(), Action::None);
+                        self.after_key(key);
                     }
                 }
                 Msg::Dial {
@@ -67,6 +69,14 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 }
                 Msg::Accepted(accepted) => self.install(accepted),
             }
+        }
+    }
+
+    /// After a message changed the connection `key` (queued output or a
+    /// close): what follows a callback that did so.
+    fn after_key(&mut self, key: ConnKey) {
+        if let Some(slot) = self.table.slot(key) {
+            self.after(slot, Action::None);
         }
     }
 

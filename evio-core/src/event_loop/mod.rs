@@ -31,7 +31,7 @@ use crate::handler::{Action, EventHandler, ServerInfo};
 use crate::key::{ConnKey, Token};
 use crate::mailbox::Msg;
 use crate::shared::Shared;
-use crate::table::{ConnTable, Flushed, TimerKind};
+use crate::table::{ConnTable, Flushed, Quiescent, Slot, TimerKind};
 use crate::warn::RateLimited;
 
 /// Reads of one connection per event before others get a turn.
@@ -41,10 +41,10 @@ const MAX_MESSAGES_PER_ITERATION: usize = 4096;
 /// Size of the loop's shared read buffer (and the largest UDP datagram).
 const READ_BUFFER: usize = 64 * 1024;
 
-/// Builds the handler's view of connection `index`.
+/// Builds the handler's view of the connection in `slot`.
 macro_rules! view {
-    ($self:ident, $index:expr) => {
-        &mut Conn::new(&mut $self.table, $index, &$self.ctx)
+    ($self:ident, $slot:expr) => {
+        &mut Conn::new(&mut $self.table, $slot, &$self.ctx)
     };
 }
 use view;
@@ -59,7 +59,7 @@ pub(crate) struct EventLoop<P: Poller, H: EventHandler> {
     buf: Box<[u8]>,
     /// Reused lists (no allocation per iteration).
     again: Vec<ConnKey>,
-    dirty: Vec<usize>,
+    dirty: Vec<Slot>,
     /// `on_tick` (loop 0).
     next_tick: Option<Instant>,
     /// `on_loop_tick` (every loop).
@@ -173,6 +173,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         }
         self.read_again();
         self.flush_dirty();
+        // Every callback of this iteration has returned and no slot is
+        // held: the one point where closed connections' slots are freed.
+        self.table.reap(&Quiescent::between_iterations());
         Ok(())
     }
 
@@ -225,18 +228,18 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         if self.accept.retry_at().is_some_and(|t| t <= now) {
             self.retry_accepting();
         }
-        while let Some((index, kind)) = self.table.pop_expired() {
+        while let Some((slot, kind)) = self.table.pop_expired() {
             let why = match kind {
                 TimerKind::Connect => "connect timed out",
                 TimerKind::Idle => "idle timeout",
                 TimerKind::Handshake => "TLS handshake timed out",
                 TimerKind::User => {
-                    let action = self.handler.on_timer(view!(self, index));
-                    self.after(index, action);
+                    let action = self.handler.on_timer(view!(self, slot));
+                    self.after(slot, action);
                     continue;
                 }
             };
-            self.close(index, Some(io::Error::new(io::ErrorKind::TimedOut, why)));
+            self.close(slot, Some(io::Error::new(io::ErrorKind::TimedOut, why)));
         }
     }
 
@@ -245,44 +248,43 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             Token::Listener(i) => return self.on_listener(i),
             Token::Conn(key) => key,
         };
-        if !self.table.is_live(key) {
+        let Some(slot) = self.table.slot(key) else {
             return;
-        }
-        let index = key.index();
+        };
         let broken = ev.is_error() || ev.is_hangup();
-        if self.table.is_connecting(index) {
+        if self.table.conn(slot).is_connecting() {
             // The peer may have answered and shut down before this event
             // (edge-triggered pollers report that FIN once, here).
             if ev.is_read_closed() {
-                self.table.note_peer_eof(index);
+                self.table.conn_mut(slot).note_peer_eof();
             }
             if ev.is_writable() || broken {
-                self.finish_connect(index);
+                self.finish_connect(slot);
             }
             return;
         }
         if ev.is_read_closed() {
-            self.table.note_peer_eof(index);
+            self.table.conn_mut(slot).note_peer_eof();
         }
         if ev.is_writable() || broken {
-            self.flush(index);
+            self.flush(slot);
         }
-        if !self.table.is_live(key) {
+        if !self.table.holds(slot) {
             return;
         }
-        if broken && !self.table.reads_now(index) {
+        if broken && !self.table.conn(slot).reads_now() {
             // Nothing reads it now (paused, or past its EOF), so no read
             // will report this: a reset must still end the connection.
-            if let Some(e) = self.table.socket_error(index) {
-                self.close(index, Some(e));
+            if let Some(e) = self.table.conn(slot).socket_error() {
+                self.close(slot, Some(e));
                 return;
             }
             if !P::EDGE_TRIGGERED && ev.is_hangup() {
-                self.table.park_hung_up(index, &mut self.poller);
+                self.table.conn_mut(slot).park_hung_up(&mut self.poller);
             }
         }
         if ev.is_readable() || broken {
-            self.read(index, ev.is_read_closed() || broken);
+            self.read(slot, ev.is_read_closed() || broken);
         }
     }
 
@@ -291,27 +293,27 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// Reads until the socket is drained (a short read), the fairness cap, or
     /// the connection stops reading. `to_eof`: the peer closed its side, so
     /// read on past short reads to reach EOF now.
-    fn read(&mut self, index: usize, to_eof: bool) {
+    fn read(&mut self, slot: Slot, to_eof: bool) {
         // A FIN reported while reading was paused or cut short by the
         // fairness cap is not reported again: remember it, or a half-closed
         // peer would wait for our close forever.
-        let to_eof = to_eof || self.table.peer_eof(index);
+        let to_eof = to_eof || self.table.conn(slot).peer_eof();
         #[cfg(feature = "tls")]
-        if self.table.is_tls(index) && !self.tls_resume(index) {
+        if self.table.conn(slot).is_tls() && !self.tls_resume(slot) {
             return;
         }
         for _ in 0..MAX_READS_PER_EVENT {
-            let Some(fd) = self.table.read_fd(index) else {
+            let Some(fd) = self.table.conn(slot).read_fd() else {
                 return;
             };
             match net::read(fd, &mut self.buf) {
                 Ok(0) => {
-                    self.at_eof(index);
+                    self.at_eof(slot);
                     return;
                 }
                 Ok(n) => {
-                    self.table.touch(index);
-                    if !self.deliver(index, n) {
+                    self.table.touch(slot);
+                    if !self.deliver(slot, n) {
                         return;
                     }
                     if n < self.buf.len() && !to_eof {
@@ -321,73 +323,73 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.close(index, Some(e));
+                    self.close(slot, Some(e));
                     return;
                 }
             }
         }
-        self.read_more_later(index);
+        self.read_more_later(slot);
     }
 
     /// Gives `self.buf[..n]`, just read, to the handler (through the TLS
     /// session on a TLS connection). `false` when reading should stop.
-    fn deliver(&mut self, index: usize, n: usize) -> bool {
+    fn deliver(&mut self, slot: Slot, n: usize) -> bool {
         #[cfg(feature = "tls")]
-        if self.table.is_tls(index) {
-            return self.tls_deliver(index, n);
+        if self.table.conn(slot).is_tls() {
+            return self.tls_deliver(slot, n);
         }
-        let action = self.handler.on_data(view!(self, index), &self.buf[..n]);
-        self.after(index, action);
+        let action = self.handler.on_data(view!(self, slot), &self.buf[..n]);
+        self.after(slot, action);
         // Write the reply now, while the connection (and its kernel
         // socket) is hot in cache, not after the batch.
-        if self.table.clear_dirty(index) {
+        if self.table.clear_dirty(slot) {
             self.handler.on_pre_write();
-            self.flush(index);
+            self.flush(slot);
         }
         true
     }
 
     /// The socket reached EOF.
-    fn at_eof(&mut self, index: usize) {
+    fn at_eof(&mut self, slot: Slot) {
         #[cfg(feature = "tls")]
-        if self.table.is_tls(index) {
-            if !self.table.reads_now(index) {
+        if self.table.conn(slot).is_tls() {
+            if !self.table.conn(slot).reads_now() {
                 // Read only to finish the handshake of a closing
                 // connection (`takes_input`): it never will now.
                 let e = io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "TLS: the peer closed the connection during the handshake",
                 );
-                self.close(index, Some(e));
+                self.close(slot, Some(e));
                 return;
             }
             // What came before the EOF is delivered, then a clean end
             // (close_notify came) or a truncation.
-            self.table.tls_feed_eof(index);
-            self.tls_deliver(index, 0);
+            self.table.conn_mut(slot).tls().feed_eof();
+            self.tls_deliver(slot, 0);
             return;
         }
-        self.peer_finished(index);
+        self.peer_finished(slot);
     }
 
     /// The peer finished sending (EOF, or TLS `close_notify`): `on_eof`,
     /// then close if our side is done too.
-    fn peer_finished(&mut self, index: usize) {
-        let write_done = self.table.note_read_eof(index);
-        let action = self.handler.on_eof(view!(self, index));
+    fn peer_finished(&mut self, slot: Slot) {
+        let write_done = self.table.conn_mut(slot).note_read_eof();
+        let action = self.handler.on_eof(view!(self, slot));
         if write_done && action != Action::Shutdown {
             // Our side was already shut down: both are done.
-            self.close(index, None);
+            self.close(slot, None);
         } else {
-            self.after(index, action);
+            self.after(slot, action);
         }
     }
 
     /// The fairness cap cut a read short: come back next iteration where
     /// no event will say so (edge-triggered pollers, a parked socket).
-    fn read_more_later(&mut self, index: usize) {
-        if self.table.contains(index) && (P::EDGE_TRIGGERED || self.table.is_hung_up(index)) {
-            let key = self.table.key(index);
+    fn read_more_later(&mut self, slot: Slot) {
+        if self.table.holds(slot) && (P::EDGE_TRIGGERED || self.table.conn(slot).is_hung_up()) {
+            let key = self.table.key(slot);
             self.table.read_again_later(key);
         }
     }
@@ -399,8 +401,8 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         let mut list = std::mem::take(&mut self.again);
         self.table.take_again(&mut list);
         for key in list.drain(..) {
-            if self.table.is_live(key) {
-                self.read(key.index(), false);
+            if let Some(slot) = self.table.slot(key) {
+                self.read(slot, false);
             }
         }
         self.again = list;
@@ -408,21 +410,21 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
 
     /// Applies a callback's action, registers connections it dialed, and
     /// updates backpressure.
-    fn after(&mut self, index: usize, action: Action) {
+    fn after(&mut self, slot: Slot, action: Action) {
         self.register_dialed();
-        if !self.table.contains(index) {
+        if !self.table.holds(slot) {
             return;
         }
         match action {
             Action::None => {}
             Action::Close => {
-                let key = self.table.key(index);
+                let key = self.table.key(slot);
                 self.table.close_later(key);
             }
-            Action::Detach => self.table.detach_later(index),
+            Action::Detach => self.table.detach_later(slot),
             Action::Shutdown => self.ctx.shared.begin_shutdown(),
         }
-        self.table.after_callback(index, &mut self.poller);
+        self.table.after_callback(slot, &mut self.poller);
         self.close_failed();
     }
 
@@ -433,12 +435,12 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         while self.table.has_dirty() {
             let mut list = std::mem::take(&mut self.dirty);
             self.table.take_dirty(&mut list);
-            for &index in &list {
+            for &slot in &list {
                 // Entries already written right after their on_data have
                 // their dirty mark cleared.
-                if self.table.clear_dirty(index) {
+                if self.table.clear_dirty(slot) {
                     self.handler.on_pre_write();
-                    self.flush(index);
+                    self.flush(slot);
                 }
             }
             list.clear();
@@ -448,14 +450,14 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     }
 
     /// Flushes one connection and acts on what the flush found.
-    fn flush(&mut self, index: usize) {
-        match self.table.flush(index, &mut self.poller) {
+    fn flush(&mut self, slot: Slot) {
+        match self.table.flush(slot, &mut self.poller) {
             Flushed::Pending => {}
-            Flushed::Close(err) => self.close(index, err),
-            Flushed::Detach => self.detach(index),
+            Flushed::Close(err) => self.close(slot, err),
+            Flushed::Detach => self.detach(slot),
             Flushed::Drained => {
-                let action = self.handler.on_drained(view!(self, index));
-                self.after(index, action);
+                let action = self.handler.on_drained(view!(self, slot));
+                self.after(slot, action);
             }
         }
     }
@@ -465,16 +467,13 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// Closes the socket, then fires `on_closed` (also for a dial that never
     /// connected: the error is its result) with the context still readable,
     /// then frees the slot.
-    fn close(&mut self, index: usize, err: Option<io::Error>) {
-        if !self
-            .table
-            .begin_close(index, err.as_ref(), &mut self.poller)
-        {
+    fn close(&mut self, slot: Slot, err: Option<io::Error>) {
+        if !self.table.begin_close(slot, err.as_ref(), &mut self.poller) {
             return;
         }
         self.ctx.me.count_closed();
-        let action = self.handler.on_closed(view!(self, index), err);
-        self.table.remove(index);
+        let action = self.handler.on_closed(view!(self, slot), err);
+        self.table.release(slot);
         self.register_dialed();
         if action == Action::Shutdown {
             self.ctx.shared.begin_shutdown();
@@ -484,22 +483,22 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// Closes connections whose poller registration failed.
     fn close_failed(&mut self) {
         while let Some((key, e)) = self.table.take_failed() {
-            if self.table.is_live(key) {
-                self.close(key.index(), Some(e));
+            if let Some(slot) = self.table.slot(key) {
+                self.close(slot, Some(e));
             }
         }
     }
 
-    fn detach(&mut self, index: usize) {
-        let Some(handover) = self.table.take_for_detach(index, &mut self.poller) else {
+    fn detach(&mut self, slot: Slot) {
+        let Some(handover) = self.table.take_for_detach(slot, &mut self.poller) else {
             return;
         };
         self.ctx.me.count_closed();
         let action = match DetachedStream::new(handover) {
-            Ok(stream) => self.handler.on_detached(view!(self, index), stream),
-            Err(e) => self.handler.on_closed(view!(self, index), Some(e)),
+            Ok(stream) => self.handler.on_detached(view!(self, slot), stream),
+            Err(e) => self.handler.on_closed(view!(self, slot), Some(e)),
         };
-        self.table.remove(index);
+        self.table.release(slot);
         if action == Action::Shutdown {
             self.ctx.shared.begin_shutdown();
         }
@@ -509,10 +508,11 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// then every connection is closed with `on_closed(None)`.
     fn close_all(&mut self) {
         self.stop_listeners();
-        for index in self.table.indexes() {
-            self.table.write_remaining(index);
-            self.close(index, None);
+        for slot in self.table.slots() {
+            self.table.write_remaining(slot);
+            self.close(slot, None);
         }
+        self.table.reap(&Quiescent::between_iterations());
         // Messages that arrived too late: fail their receipts, drop fds.
         // (Bounded, as in `drain_channel`; whatever arrives later is
         // dropped with the channel, and a dropped write fails its receipt.)

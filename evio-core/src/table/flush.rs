@@ -7,8 +7,8 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use evio_sys::{net, Interest, Poller};
 
+use super::connection::{Connection, Flags, Origin, Phase, Slot};
 use super::output::{Chunk, Output, OutputPool};
-use super::state::{ConnState, Flags, Origin, Phase};
 use super::{ConnTable, Flushed};
 use crate::key::{ConnKey, Token};
 use crate::receipt::{PendingReceipt, WriteError};
@@ -23,15 +23,15 @@ pub(crate) struct OutputRef<'a> {
     out: &'a mut Output,
     flags: &'a mut Flags,
     pool: &'a mut OutputPool,
-    dirty: &'a mut Vec<usize>,
-    index: usize,
+    dirty: &'a mut Vec<Slot>,
+    slot: Slot,
 }
 
 impl OutputRef<'_> {
     fn mark_dirty(&mut self) {
         if !self.flags.contains(Flags::DIRTY) {
             self.flags.insert(Flags::DIRTY);
-            self.dirty.push(self.index);
+            self.dirty.push(self.slot);
         }
     }
 
@@ -66,7 +66,7 @@ impl OutputRef<'_> {
 /// Either way it returns only once [`has_unsent`] is false or the socket
 /// refused more: on an edge-triggered poller no event comes for a socket
 /// that never filled up, so stopping early would stall the connection.
-pub(super) fn write_out<C>(c: &mut ConnState<C>) -> io::Result<(usize, usize)> {
+pub(super) fn write_out<C>(c: &mut Connection<C>) -> io::Result<(usize, usize)> {
     let Some(fd) = c.fd.as_ref().map(|fd| fd.as_fd()) else {
         return Ok((0, 0));
     };
@@ -108,7 +108,7 @@ pub(super) fn write_out<C>(c: &mut ConnState<C>) -> io::Result<(usize, usize)> {
 /// the handshake), or records inside the TLS session. This is what write
 /// interest follows: while it holds after a flush the socket is full, and
 /// writability must be watched.
-pub(super) fn has_unsent<C>(c: &ConnState<C>) -> bool {
+pub(super) fn has_unsent<C>(c: &Connection<C>) -> bool {
     #[cfg(feature = "tls")]
     if let Some(tls) = c.tls.as_deref() {
         return tls.wants_write() || (c.out.pending() > 0 && tls.takes_plaintext());
@@ -117,7 +117,7 @@ pub(super) fn has_unsent<C>(c: &ConnState<C>) -> bool {
 }
 
 /// Whether the connection speaks TLS (its plaintext must be encrypted).
-fn is_tls<C>(c: &ConnState<C>) -> bool {
+fn is_tls<C>(c: &Connection<C>) -> bool {
     #[cfg(feature = "tls")]
     return c.tls.is_some();
     #[cfg(not(feature = "tls"))]
@@ -129,7 +129,7 @@ fn is_tls<C>(c: &ConnState<C>) -> bool {
 
 /// Whether the handler has seen the connection open (a TLS connection
 /// opens when its handshake finishes), so `on_drained` may fire.
-fn opened<C>(c: &ConnState<C>) -> bool {
+fn opened<C>(c: &Connection<C>) -> bool {
     #[cfg(feature = "tls")]
     if let Some(tls) = c.tls.as_deref() {
         return tls.is_open();
@@ -151,37 +151,37 @@ fn interest(read: bool, write: bool) -> Interest {
 impl<C> ConnTable<C> {
     // ----- writing ----------------------------------------------------------
 
-    pub(super) fn mark_dirty(dirty: &mut Vec<usize>, index: usize, c: &mut ConnState<C>) {
+    pub(super) fn mark_dirty(dirty: &mut Vec<Slot>, slot: Slot, c: &mut Connection<C>) {
         if !c.flags.contains(Flags::DIRTY) {
             c.flags.insert(Flags::DIRTY);
-            dirty.push(index);
+            dirty.push(slot);
         }
     }
 
-    /// Appends `data` to the output of connection `index` (dropped after
+    /// Appends `data` to the output of the connection in `slot` (dropped after
     /// `shutdown_write`).
-    pub(crate) fn write(&mut self, index: usize, data: &[u8]) {
-        let c = &mut self.slab[index];
+    pub(crate) fn write(&mut self, slot: Slot, data: &[u8]) {
+        let c = &mut self.slab[slot.0];
         if c.writable() {
             c.out.push(data, &mut self.pool);
-            Self::mark_dirty(&mut self.dirty, index, c);
+            Self::mark_dirty(&mut self.dirty, slot, c);
         }
     }
 
     /// Queues an owned buffer as it is (dropped after `shutdown_write`).
-    pub(crate) fn write_chunk(&mut self, index: usize, chunk: Chunk) {
-        let c = &mut self.slab[index];
+    pub(crate) fn write_chunk(&mut self, slot: Slot, chunk: Chunk) {
+        let c = &mut self.slab[slot.0];
         if c.writable() {
             c.out.push_chunk(chunk);
-            Self::mark_dirty(&mut self.dirty, index, c);
+            Self::mark_dirty(&mut self.dirty, slot, c);
         }
     }
 
     /// Writes several slices: with nothing queued, at once with one
     /// `writev` (no copy; the rest, if the socket takes less, is queued);
     /// otherwise queued after what is there.
-    pub(crate) fn write_vectored(&mut self, index: usize, bufs: &[IoSlice<'_>]) {
-        let c = &mut self.slab[index];
+    pub(crate) fn write_vectored(&mut self, slot: Slot, bufs: &[IoSlice<'_>]) {
+        let c = &mut self.slab[slot.0];
         if !c.writable() {
             return;
         }
@@ -210,19 +210,19 @@ impl<C> ConnTable<C> {
             skip = 0;
         }
         if c.out.pending() > 0 {
-            Self::mark_dirty(&mut self.dirty, index, c);
+            Self::mark_dirty(&mut self.dirty, slot, c);
         }
     }
 
-    /// The context and the output of connection `index`, borrowed apart.
-    pub(crate) fn split(&mut self, index: usize) -> (&mut C, OutputRef<'_>) {
-        let c = &mut self.slab[index];
+    /// The context and the output of the connection in `slot`, borrowed apart.
+    pub(crate) fn split(&mut self, slot: Slot) -> (&mut C, OutputRef<'_>) {
+        let c = &mut self.slab[slot.0];
         let out = OutputRef {
             out: &mut c.out,
             flags: &mut c.flags,
             pool: &mut self.pool,
             dirty: &mut self.dirty,
-            index,
+            slot,
         };
         (&mut c.ctx, out)
     }
@@ -243,8 +243,8 @@ impl<C> ConnTable<C> {
             receipt.complete(Err(WriteError::NOT_CONNECTED));
             return false;
         }
-        let index = key.index();
-        let c = &mut self.slab[index];
+        let slot = Slot(key.index());
+        let c = &mut self.slab[slot.0];
         if data.len() <= SMALL_WRITE {
             // Small: a copy into the (pooled) buffer is cheaper than a
             // buffer of its own in the queue.
@@ -259,7 +259,7 @@ impl<C> ConnTable<C> {
             return true;
         }
         c.receipts.push((end, receipt));
-        Self::mark_dirty(&mut self.dirty, index, c);
+        Self::mark_dirty(&mut self.dirty, slot, c);
         true
     }
 
@@ -275,7 +275,7 @@ impl<C> ConnTable<C> {
             return false;
         }
         p.out.push(data, &mut self.pool);
-        Self::mark_dirty(&mut self.dirty, to.index(), p);
+        Self::mark_dirty(&mut self.dirty, Slot(to.index()), p);
         if to == from {
             return true;
         }
@@ -300,11 +300,11 @@ impl<C> ConnTable<C> {
             return false;
         };
         match c.phase {
-            Phase::Detaching => false,
+            Phase::Detaching | Phase::Released => false,
             Phase::Closing => true,
             Phase::Open => {
                 c.phase = Phase::Closing;
-                Self::mark_dirty(dirty, key.index(), c);
+                Self::mark_dirty(dirty, Slot(key.index()), c);
                 true
             }
         }
@@ -320,53 +320,49 @@ impl<C> ConnTable<C> {
             return false;
         }
         c.flags.insert(Flags::SHUT_WRITE);
-        Self::mark_dirty(dirty, key.index(), c);
+        Self::mark_dirty(dirty, Slot(key.index()), c);
         true
     }
 
-    /// Pauses or resumes reading `index` (the handler's own flow control,
+    /// Pauses or resumes reading `slot` (the handler's own flow control,
     /// apart from backpressure). Resuming reads what arrived meanwhile.
-    pub(crate) fn set_read_paused(&mut self, index: usize, paused: bool) {
-        let c = &mut self.slab[index];
+    pub(crate) fn set_read_paused(&mut self, slot: Slot, paused: bool) {
+        let c = &mut self.slab[slot.0];
         if paused {
             c.flags.insert(Flags::USER_PAUSED);
         } else if c.flags.contains(Flags::USER_PAUSED) {
             c.flags.remove(Flags::USER_PAUSED);
-            let key = c.key(index);
+            let key = c.key(slot);
             self.again.push(key);
         }
     }
 
-    pub(crate) fn is_read_paused(&self, index: usize) -> bool {
-        self.slab[index].flags.contains(Flags::USER_PAUSED)
-    }
-
-    /// Detaches connection `index` once its output is written (ignored for
+    /// Detaches the connection in `slot` once its output is written (ignored for
     /// UDP slots and connections already closing).
-    pub(crate) fn detach_later(&mut self, index: usize) {
-        let c = &mut self.slab[index];
+    pub(crate) fn detach_later(&mut self, slot: Slot) {
+        let c = &mut self.slab[slot.0];
         if c.phase == Phase::Open && !matches!(c.origin, Origin::Udp(_)) {
             c.phase = Phase::Detaching;
-            Self::mark_dirty(&mut self.dirty, index, c);
+            Self::mark_dirty(&mut self.dirty, slot, c);
         }
     }
 
-    /// After a callback on `index`: applies backpressure for its own output
+    /// After a callback on `slot`: applies backpressure for its own output
     /// and, for level-triggered pollers, brings its interest up to date.
-    pub(crate) fn after_callback<P: Poller>(&mut self, index: usize, poller: &mut P) {
-        let Some(c) = self.slab.get_mut(index) else {
+    pub(crate) fn after_callback<P: Poller>(&mut self, slot: Slot, poller: &mut P) {
+        let Some(c) = self.slab.get_mut(slot.0) else {
             return;
         };
         if c.out.pending() > self.high_water && !c.flags.contains(Flags::PEER_FED) {
             c.flags.insert(Flags::OWN_PAUSED);
         }
         if !P::EDGE_TRIGGERED {
-            self.update_interest(index, poller);
+            self.update_interest(slot, poller);
         }
     }
 
     /// Moves the dirty list into `into` (which must be empty) for flushing.
-    pub(crate) fn take_dirty(&mut self, into: &mut Vec<usize>) {
+    pub(crate) fn take_dirty(&mut self, into: &mut Vec<Slot>) {
         std::mem::swap(&mut self.dirty, into);
     }
 
@@ -374,10 +370,10 @@ impl<C> ConnTable<C> {
         !self.dirty.is_empty()
     }
 
-    /// Clears the dirty mark of `index`; `true` if it was set (so a flush is
+    /// Clears the dirty mark of `slot`; `true` if it was set (so a flush is
     /// due).
-    pub(crate) fn clear_dirty(&mut self, index: usize) -> bool {
-        match self.slab.get_mut(index) {
+    pub(crate) fn clear_dirty(&mut self, slot: Slot) -> bool {
+        match self.slab.get_mut(slot.0) {
             Some(c) if c.flags.contains(Flags::DIRTY) => {
                 c.flags.remove(Flags::DIRTY);
                 true
@@ -388,8 +384,8 @@ impl<C> ConnTable<C> {
 
     /// Writes queued output until done or the socket is full, completes
     /// receipts, recycles the buffer, and updates backpressure.
-    pub(crate) fn flush<P: Poller>(&mut self, index: usize, poller: &mut P) -> Flushed {
-        let Some(c) = self.slab.get_mut(index) else {
+    pub(crate) fn flush<P: Poller>(&mut self, slot: Slot, poller: &mut P) -> Flushed {
+        let Some(c) = self.slab.get_mut(slot.0).filter(|c| c.held()) else {
             return Flushed::Pending;
         };
         if c.flags.contains(Flags::CONNECTING) || matches!(c.origin, Origin::Udp(_)) {
@@ -426,7 +422,7 @@ impl<C> ConnTable<C> {
             match c.phase {
                 Phase::Closing => return Flushed::Close(None),
                 Phase::Detaching => return Flushed::Detach,
-                Phase::Open => {}
+                Phase::Open | Phase::Released => {}
             }
             if c.flags.contains(Flags::SHUT_WRITE) && !c.flags.contains(Flags::WRITE_DONE) {
                 c.flags.insert(Flags::WRITE_DONE);
@@ -445,7 +441,7 @@ impl<C> ConnTable<C> {
         if pending <= self.low_water {
             if c.flags.contains(Flags::OWN_PAUSED) {
                 c.flags.remove(Flags::OWN_PAUSED);
-                self.again.push(c.key(index));
+                self.again.push(c.key(slot));
             }
             for w in std::mem::take(&mut c.waiters) {
                 self.resume_waiter(w, poller);
@@ -457,10 +453,10 @@ impl<C> ConnTable<C> {
             return Flushed::Drained;
         }
         if !P::EDGE_TRIGGERED {
-            self.update_interest(index, poller);
+            self.update_interest(slot, poller);
         } else if unsent {
             // The socket is full: its next writable edge flushes again.
-            self.watch_writes(index, poller);
+            self.watch_writes(slot, poller);
         }
         Flushed::Pending
     }
@@ -470,18 +466,18 @@ impl<C> ConnTable<C> {
     /// paid only by connections that fill their socket buffer. One not yet
     /// registered gets both interests when it is. A failure queues the
     /// connection for closing.
-    fn watch_writes<P: Poller>(&mut self, index: usize, poller: &mut P) {
-        let Some(c) = self.slab.get_mut(index) else {
+    fn watch_writes<P: Poller>(&mut self, slot: Slot, poller: &mut P) {
+        let Some(c) = self.slab.get_mut(slot.0) else {
             return;
         };
         if !c.flags.contains(Flags::REGISTERED) || c.interest.is_writable() {
             return;
         }
         let Some(fd) = &c.fd else { return };
-        let token = Token::Conn(c.key(index)).encode();
+        let token = Token::Conn(c.key(slot)).encode();
         match poller.reregister(fd.as_raw_fd(), token, Interest::BOTH) {
             Ok(()) => c.interest = Interest::BOTH,
-            Err(e) => self.failed.push((c.key(index), e)),
+            Err(e) => self.failed.push((c.key(slot), e)),
         }
     }
 
@@ -492,7 +488,7 @@ impl<C> ConnTable<C> {
             wc.flags.remove(Flags::PEER_PAUSED);
             self.again.push(w);
             if !P::EDGE_TRIGGERED {
-                self.update_interest(w.index(), poller);
+                self.update_interest(Slot(w.index()), poller);
             }
         }
     }
@@ -503,8 +499,8 @@ impl<C> ConnTable<C> {
     /// a `write_to` sender waiting on its peer) stays registered for errors
     /// only, so a reset is noticed even then. A failure queues the
     /// connection for closing.
-    fn update_interest<P: Poller>(&mut self, index: usize, poller: &mut P) {
-        let Some(c) = self.slab.get_mut(index) else {
+    fn update_interest<P: Poller>(&mut self, slot: Slot, poller: &mut P) {
+        let Some(c) = self.slab.get_mut(slot.0) else {
             return;
         };
         let Some(fd) = &c.fd else { return };
@@ -517,10 +513,10 @@ impl<C> ConnTable<C> {
         if want == c.interest {
             return;
         }
-        let token = Token::Conn(c.key(index)).encode();
+        let token = Token::Conn(c.key(slot)).encode();
         match poller.reregister(fd.as_raw_fd(), token, want) {
             Ok(()) => c.interest = want,
-            Err(e) => self.failed.push((c.key(index), e)),
+            Err(e) => self.failed.push((c.key(slot), e)),
         }
     }
 }

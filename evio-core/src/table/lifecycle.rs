@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use evio_sys::{net, Poller};
 
-use super::state::{Flags, Phase};
+use super::connection::{Flags, Phase, Slot};
 use super::timers::TimerKind;
 use super::ConnTable;
 use crate::config::duration_ms;
@@ -19,15 +19,11 @@ use crate::Addr;
 impl<C> ConnTable<C> {
     // ----- dialing ----------------------------------------------------------
 
-    pub(crate) fn is_connecting(&self, index: usize) -> bool {
-        self.slab[index].flags.contains(Flags::CONNECTING)
-    }
-
     /// A dial's socket became writable (or failed): checks the connect's
     /// result; on success the connection is open and output queued while
     /// connecting (or a close asked for) is due now.
-    pub(crate) fn finish_connect(&mut self, index: usize) -> io::Result<()> {
-        let c = &mut self.slab[index];
+    pub(crate) fn finish_connect(&mut self, slot: Slot) -> io::Result<()> {
+        let c = &mut self.slab[slot.0];
         match c.fd.as_ref().map(net::take_error) {
             Some(Ok(None)) => {}
             Some(Ok(Some(e))) | Some(Err(e)) => return Err(e),
@@ -37,64 +33,9 @@ impl<C> ConnTable<C> {
         // The connect used up the writable edge: flush now what waited
         // (output, a close, a shutdown of the write side).
         if c.out.pending() > 0 || c.phase != Phase::Open || c.flags.contains(Flags::SHUT_WRITE) {
-            Self::mark_dirty(&mut self.dirty, index, c);
+            Self::mark_dirty(&mut self.dirty, slot, c);
         }
         Ok(())
-    }
-
-    // ----- the peer's side ---------------------------------------------------
-
-    /// We read the peer's EOF: no more reads. `true` if our write side is
-    /// already shut down too, so the connection is finished.
-    pub(crate) fn note_read_eof(&mut self, index: usize) -> bool {
-        let c = &mut self.slab[index];
-        c.flags.insert(Flags::READ_EOF);
-        c.flags.contains(Flags::WRITE_DONE)
-    }
-
-    /// Whether the connection reads now (not paused, not at EOF, open).
-    pub(crate) fn reads_now(&self, index: usize) -> bool {
-        self.slab[index].reading()
-    }
-
-    /// Whether reading is only paused (backpressure or the handler), not
-    /// ended: input read meanwhile must be kept.
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    pub(crate) fn reads_paused(&self, index: usize) -> bool {
-        let c = &self.slab[index];
-        c.phase == Phase::Open
-            && !c.flags.contains(Flags::READ_EOF)
-            && c.flags
-                .intersects(Flags::OWN_PAUSED | Flags::PEER_PAUSED | Flags::USER_PAUSED)
-    }
-
-    /// The socket's pending error (`SO_ERROR`), taken.
-    pub(crate) fn socket_error(&self, index: usize) -> Option<io::Error> {
-        match self.slab[index].fd.as_ref().map(net::take_error) {
-            Some(Ok(e)) => e,
-            Some(Err(e)) => Some(e),
-            None => None,
-        }
-    }
-
-    /// Whether the socket is parked out of the poller for good (see
-    /// [`park_hung_up`](Self::park_hung_up)): no event will come for it.
-    pub(crate) fn is_hung_up(&self, index: usize) -> bool {
-        self.slab[index].flags.contains(Flags::HUNG_UP)
-    }
-
-    /// Level-triggered pollers: the socket hung up (both directions are
-    /// closed) while nothing reads it. Takes it out of the poller for good,
-    /// or the hang-up would be reported on every wait; what it still holds
-    /// is read directly when reading resumes.
-    pub(crate) fn park_hung_up<P: Poller>(&mut self, index: usize, poller: &mut P) {
-        let c = &mut self.slab[index];
-        if let (Some(fd), false) = (&c.fd, c.flags.contains(Flags::HUNG_UP)) {
-            let _ = poller.deregister(fd.as_raw_fd());
-            // Gone both ways: once reading resumes, read on to the EOF,
-            // since no event will come for it.
-            c.flags.insert(Flags::HUNG_UP | Flags::PEER_EOF);
-        }
     }
 
     // ----- closing ----------------------------------------------------------
@@ -103,14 +44,14 @@ impl<C> ConnTable<C> {
     /// (one `close` on epoll and kqueue, where that ends the registration),
     /// pending receipts fail with `err` (or `ConnectionAborted`), writers
     /// paused on this connection resume. The slot stays for `on_closed`;
-    /// [`remove`](Self::remove) it afterwards. `false` if it is gone.
+    /// [`release`](Self::release) it afterwards. `false` if it is gone.
     pub(crate) fn begin_close<P: Poller>(
         &mut self,
-        index: usize,
+        slot: Slot,
         err: Option<&io::Error>,
         poller: &mut P,
     ) -> bool {
-        let Some(c) = self.slab.get_mut(index) else {
+        let Some(c) = self.slab.get_mut(slot.0).filter(|c| c.held()) else {
             return false;
         };
         if let Some(fd) = c.fd.take() {
@@ -143,10 +84,10 @@ impl<C> ConnTable<C> {
     /// it is a unix socket.
     pub(crate) fn take_for_detach<P: Poller>(
         &mut self,
-        index: usize,
+        slot: Slot,
         poller: &mut P,
     ) -> Option<Handover> {
-        let c = self.slab.get_mut(index)?;
+        let c = self.slab.get_mut(slot.0).filter(|c| c.held())?;
         let fd = c.fd.take()?;
         if !c.flags.contains(Flags::HUNG_UP) {
             let _ = poller.deregister(fd.as_raw_fd());
@@ -161,8 +102,8 @@ impl<C> ConnTable<C> {
 
     /// Shutdown: one last non-blocking attempt to deliver pending output.
     /// (Over TLS: what fits, then `close_notify`.)
-    pub(crate) fn write_remaining(&mut self, index: usize) {
-        if let Some(c) = self.slab.get_mut(index) {
+    pub(crate) fn write_remaining(&mut self, slot: Slot) {
+        if let Some(c) = self.slab.get_mut(slot.0).filter(|c| c.held()) {
             if !c.flags.contains(Flags::CONNECTING) {
                 c.phase = Phase::Closing;
                 let _ = super::flush::write_out(c);
@@ -172,18 +113,18 @@ impl<C> ConnTable<C> {
 
     /// Graceful shutdown: every connection closes once its output drains.
     pub(crate) fn close_all_later(&mut self) {
-        for index in self.indexes() {
-            let key = self.key(index);
+        for slot in self.slots() {
+            let key = self.key(slot);
             self.close_later(key);
         }
     }
 
     // ----- timers -----------------------------------------------------------
 
-    /// Sets the idle timeout of `index` (`None`: none).
-    pub(crate) fn set_idle_timeout(&mut self, index: usize, timeout: Option<Duration>) {
-        let key = self.key(index);
-        let c = &mut self.slab[index];
+    /// Sets the idle timeout of `slot` (`None`: none).
+    pub(crate) fn set_idle_timeout(&mut self, slot: Slot, timeout: Option<Duration>) {
+        let key = self.key(slot);
+        let c = &mut self.slab[slot.0];
         c.idle.ms = duration_ms(timeout);
         if c.idle.ms == 0 {
             return;
@@ -199,11 +140,11 @@ impl<C> ConnTable<C> {
         }
     }
 
-    /// Sets (or with `None` cancels) the handler's timer of `index`: it
+    /// Sets (or with `None` cancels) the handler's timer of `slot`: it
     /// fires once, `delay` from now. A later call replaces it.
-    pub(crate) fn set_timer(&mut self, index: usize, delay: Option<Duration>) {
-        let key = self.key(index);
-        let c = &mut self.slab[index];
+    pub(crate) fn set_timer(&mut self, slot: Slot, delay: Option<Duration>) {
+        let key = self.key(slot);
+        let c = &mut self.slab[slot.0];
         let Some(delay) = delay else {
             c.idle.user_due = 0;
             return;
@@ -215,23 +156,12 @@ impl<C> ConnTable<C> {
         self.timers.push(due, TimerKind::User, key);
     }
 
-    /// Marks `index` as between requests (or not): it may then be closed
-    /// to make room when the server runs out of descriptors.
-    pub(crate) fn set_reclaimable(&mut self, index: usize, yes: bool) {
-        let c = &mut self.slab[index];
-        if yes {
-            c.flags.insert(Flags::RECLAIMABLE);
-        } else {
-            c.flags.remove(Flags::RECLAIMABLE);
-        }
-    }
-
     /// Reclaimable connections to close, longest idle first — as nginx
     /// does, an eighth of them but at least 1 and at most `max` — each
     /// marked between requests, open, with nothing queued and nothing
     /// unread waiting in the socket (checked with a peek, so no byte a
     /// client sent is lost).
-    pub(crate) fn reclaim_candidates(&self, max: usize) -> Vec<usize> {
+    pub(crate) fn reclaim_candidates(&self, max: usize) -> Vec<Slot> {
         let mut idle: Vec<(u64, usize)> = self
             .slab
             .iter()
@@ -254,6 +184,7 @@ impl<C> ConnTable<C> {
                     .is_some_and(|fd| matches!(net::has_input(fd.as_fd()), Ok(false)))
             })
             .take(max)
+            .map(Slot)
             .collect()
     }
 
@@ -262,7 +193,10 @@ impl<C> ConnTable<C> {
     pub(super) fn compact_timers(&mut self) {
         let slab = &self.slab;
         self.timers.retain(|due, kind, key| {
-            let Some(c) = slab.get(key.index()).filter(|c| c.gen == key.gen()) else {
+            let Some(c) = slab
+                .get(key.index())
+                .filter(|c| c.gen == key.gen() && c.held())
+            else {
                 return false;
             };
             match kind {
@@ -278,10 +212,10 @@ impl<C> ConnTable<C> {
     }
 
     /// Gives a new connection the server's default idle timeout, if any.
-    pub(crate) fn apply_default_idle(&mut self, index: usize) {
+    pub(crate) fn apply_default_idle(&mut self, slot: Slot) {
         if self.idle_default_ms > 0 {
             let d = Duration::from_millis(u64::from(self.idle_default_ms));
-            self.set_idle_timeout(index, Some(d));
+            self.set_idle_timeout(slot, Some(d));
         }
     }
 
@@ -299,7 +233,7 @@ impl<C> ConnTable<C> {
 
     /// The next connection whose timer really expired (stale entries lapse,
     /// idle timers of active connections are re-armed).
-    pub(crate) fn pop_expired(&mut self) -> Option<(usize, TimerKind)> {
+    pub(crate) fn pop_expired(&mut self) -> Option<(Slot, TimerKind)> {
         if self.timers.is_empty() {
             return None;
         }
@@ -308,20 +242,20 @@ impl<C> ConnTable<C> {
             let Some(c) = self
                 .slab
                 .get_mut(key.index())
-                .filter(|c| c.gen == key.gen())
+                .filter(|c| c.gen == key.gen() && c.held())
             else {
                 continue;
             };
             match kind {
                 TimerKind::Connect => {
                     if c.flags.contains(Flags::CONNECTING) {
-                        return Some((key.index(), kind));
+                        return Some((Slot(key.index()), kind));
                     }
                 }
                 #[cfg(feature = "tls")]
                 TimerKind::Handshake => {
                     if c.tls.as_deref().is_some_and(|t| !t.is_open()) {
-                        return Some((key.index(), kind));
+                        return Some((Slot(key.index()), kind));
                     }
                 }
                 #[cfg(not(feature = "tls"))]
@@ -329,7 +263,7 @@ impl<C> ConnTable<C> {
                 TimerKind::User => {
                     if due == c.idle.user_due {
                         c.idle.user_due = 0;
-                        return Some((key.index(), kind));
+                        return Some((Slot(key.index()), kind));
                     }
                 }
                 TimerKind::Idle => {
@@ -342,7 +276,7 @@ impl<C> ConnTable<C> {
                     }
                     let expires = c.idle.last_active + u64::from(c.idle.ms);
                     if expires <= now {
-                        return Some((key.index(), kind));
+                        return Some((Slot(key.index()), kind));
                     }
                     c.idle.due = expires;
                     self.timers.push(expires, TimerKind::Idle, key);
@@ -355,19 +289,19 @@ impl<C> ConnTable<C> {
     // ----- UDP --------------------------------------------------------------
 
     /// Prepares the UDP slot for one datagram from `from`.
-    pub(crate) fn udp_begin(&mut self, slot: usize, from: SocketAddr)
+    pub(crate) fn udp_begin(&mut self, slot: Slot, from: SocketAddr)
     where
         C: Default,
     {
-        let c = &mut self.slab[slot];
+        let c = &mut self.slab[slot.0];
         c.remote = Addr::Inet(from);
         c.ctx = C::default();
         c.out.clear();
     }
 
     /// The reply the handler wrote for the datagram, if any.
-    pub(crate) fn udp_reply(&mut self, slot: usize) -> Option<&[u8]> {
-        let c = &mut self.slab[slot];
+    pub(crate) fn udp_reply(&mut self, slot: Slot) -> Option<&[u8]> {
+        let c = &mut self.slab[slot.0];
         c.flags.remove(Flags::DIRTY);
         (c.out.pending() > 0).then(|| c.out.first())
     }

@@ -9,16 +9,16 @@
 //! the poller registration of each connection in step with its state, with
 //! the poller lent by the loop.
 
+mod connection;
 mod flush;
 mod lifecycle;
 mod output;
-mod state;
 mod timers;
 #[cfg(feature = "tls")]
 mod tls;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use evio_sys::{net, Interest, Poller};
 use slab::Slab;
@@ -29,12 +29,25 @@ use crate::key::{ConnKey, Generations, Token};
 use crate::mailbox::Accepted;
 
 use crate::Addr;
+pub(crate) use connection::{Connection, Slot};
+use connection::{Flags, Idle, Origin, Phase};
 pub(crate) use flush::OutputRef;
 pub(crate) use output::Chunk;
 use output::{Output, OutputPool};
-use state::{ConnState, Flags, Idle, Origin, Phase};
 pub(crate) use timers::TimerKind;
 use timers::Timers;
+
+/// The event loop's proof that it is between iterations: no callback runs
+/// and no [`Slot`] is held, so slots may be freed ([`ConnTable::reap`]).
+/// Only the loop makes one.
+pub(crate) struct Quiescent(());
+
+impl Quiescent {
+    /// For the event loop's own use, once per iteration end.
+    pub(crate) fn between_iterations() -> Quiescent {
+        Quiescent(())
+    }
+}
 
 /// What a flush found, for the loop to act on.
 #[derive(Debug)]
@@ -51,17 +64,19 @@ pub(crate) enum Flushed {
 
 /// Every connection of one loop.
 pub(crate) struct ConnTable<C> {
-    slab: Slab<ConnState<C>>,
+    slab: Slab<Connection<C>>,
     gens: Generations,
     pool: OutputPool,
     /// Connections with output (or a close) queued since their last flush.
-    dirty: Vec<usize>,
+    dirty: Vec<Slot>,
     /// Connections to read again: cut short by the fairness cap, or reading
     /// resumed after backpressure.
     again: Vec<ConnKey>,
     /// Dialed connections to register with the poller after the callback
     /// that dialed them.
-    to_register: Vec<usize>,
+    to_register: Vec<Slot>,
+    /// Released slots, freed by `reap`.
+    released: Vec<Slot>,
     /// Connections whose poller registration failed: the loop closes them.
     failed: Vec<(ConnKey, io::Error)>,
     timers: Timers,
@@ -88,6 +103,7 @@ impl<C> ConnTable<C> {
             dirty: Vec::new(),
             again: Vec::new(),
             to_register: Vec::new(),
+            released: Vec::new(),
             failed: Vec::new(),
             timers: Timers::new(),
             idle_default_ms: duration_ms(config.idle_timeout),
@@ -106,24 +122,31 @@ impl<C> ConnTable<C> {
 
     /// The one liveness check: the slot exists and still holds the
     /// connection `key` named.
-    fn get(&self, key: ConnKey) -> Option<&ConnState<C>> {
-        self.slab.get(key.index()).filter(|c| c.gen == key.gen())
+    fn get(&self, key: ConnKey) -> Option<&Connection<C>> {
+        self.slab
+            .get(key.index())
+            .filter(|c| c.gen == key.gen() && c.held())
     }
 
-    fn get_mut(&mut self, key: ConnKey) -> Option<&mut ConnState<C>> {
+    fn get_mut(&mut self, key: ConnKey) -> Option<&mut Connection<C>> {
         self.slab
             .get_mut(key.index())
-            .filter(|c| c.gen == key.gen())
+            .filter(|c| c.gen == key.gen() && c.held())
     }
 
     /// A live connection and the dirty list, borrowed apart (to queue it
     /// for a flush).
-    fn get_mut_and_dirty(&mut self, key: ConnKey) -> Option<(&mut ConnState<C>, &mut Vec<usize>)> {
+    fn get_mut_and_dirty(&mut self, key: ConnKey) -> Option<(&mut Connection<C>, &mut Vec<Slot>)> {
         let c = self
             .slab
             .get_mut(key.index())
-            .filter(|c| c.gen == key.gen())?;
+            .filter(|c| c.gen == key.gen() && c.held())?;
         Some((c, &mut self.dirty))
+    }
+
+    /// The slot of the connection `key` names, if it is still in the table.
+    pub(crate) fn slot(&self, key: ConnKey) -> Option<Slot> {
+        self.get(key).map(|_| Slot(key.index()))
     }
 
     /// Whether `key` names a connection that is still in the table.
@@ -134,71 +157,42 @@ impl<C> ConnTable<C> {
     /// Whether `key` names an open stream connection (not closing, not
     /// detaching, not a UDP slot): the ones wakes and handle writes reach.
     pub(crate) fn takes_events(&self, key: ConnKey) -> bool {
-        self.get(key).is_some_and(ConnState::takes_events)
+        self.get(key).is_some_and(Connection::takes_events)
     }
 
-    /// The key of the connection in slot `index` (which must exist).
-    pub(crate) fn key(&self, index: usize) -> ConnKey {
-        self.slab[index].key(index)
+    /// The key of the connection in `slot`.
+    pub(crate) fn key(&self, slot: Slot) -> ConnKey {
+        self.slab[slot.0].key(slot)
     }
 
-    pub(crate) fn contains(&self, index: usize) -> bool {
-        self.slab.contains(index)
+    /// Whether `slot` still holds its connection (it has not been closed
+    /// and released).
+    pub(crate) fn holds(&self, slot: Slot) -> bool {
+        self.slab[slot.0].held()
     }
 
+    /// The connection in `slot` (closed ones too: see [`Slot`]).
+    pub(crate) fn conn(&self, slot: Slot) -> &Connection<C> {
+        &self.slab[slot.0]
+    }
+
+    /// The connection in `slot`, mutably.
+    pub(crate) fn conn_mut(&mut self, slot: Slot) -> &mut Connection<C> {
+        &mut self.slab[slot.0]
+    }
+
+    /// Whether no slot is in use (released ones count until reaped).
     pub(crate) fn is_empty(&self) -> bool {
         self.slab.is_empty()
     }
 
-    /// Every occupied slot (allocates: shutdown paths only).
-    pub(crate) fn indexes(&self) -> Vec<usize> {
-        self.slab.iter().map(|(i, _)| i).collect()
-    }
-
-    // ----- what a callback's view reads -------------------------------------
-
-    pub(crate) fn ctx(&self, index: usize) -> &C {
-        &self.slab[index].ctx
-    }
-
-    pub(crate) fn ctx_mut(&mut self, index: usize) -> &mut C {
-        &mut self.slab[index].ctx
-    }
-
-    pub(crate) fn remote(&self, index: usize) -> &Addr {
-        &self.slab[index].remote
-    }
-
-    pub(crate) fn fd(&self, index: usize) -> Option<BorrowedFd<'_>> {
-        self.slab[index].fd.as_ref().map(|fd| fd.as_fd())
-    }
-
-    /// The index of the address that accepted the connection (or owns the
-    /// UDP socket); `None` for a dialed connection.
-    pub(crate) fn listener(&self, index: usize) -> Option<usize> {
-        match self.slab[index].origin {
-            Origin::Listener(i) | Origin::Udp(i) => Some(i as usize),
-            Origin::Dialed => None,
-        }
-    }
-
-    pub(crate) fn is_udp(&self, index: usize) -> bool {
-        matches!(self.slab[index].origin, Origin::Udp(_))
-    }
-
-    /// Whether connection `index` speaks TLS (never, without the `tls`
-    /// feature).
-    #[cfg(not(feature = "tls"))]
-    pub(crate) fn is_tls(&self, _index: usize) -> bool {
-        false
-    }
-
-    pub(crate) fn is_unix(&self, index: usize) -> bool {
-        self.slab[index].flags.contains(Flags::UNIX)
-    }
-
-    pub(crate) fn output_len(&self, index: usize) -> usize {
-        self.slab[index].out.pending()
+    /// Every slot holding a connection (allocates: shutdown paths only).
+    pub(crate) fn slots(&self) -> Vec<Slot> {
+        self.slab
+            .iter()
+            .filter(|(_, c)| c.held())
+            .map(|(i, _)| Slot(i))
+            .collect()
     }
 
     /// Bytes queued on the connection `key`, if it is live.
@@ -215,8 +209,8 @@ impl<C> ConnTable<C> {
         flags: Flags,
         remote: Addr,
         ctx: C,
-    ) -> ConnState<C> {
-        ConnState {
+    ) -> Connection<C> {
+        Connection {
             fd,
             gen: self.gens.next(),
             origin,
@@ -239,7 +233,7 @@ impl<C> ConnTable<C> {
     }
 
     /// Adds an accepted connection; register it next.
-    pub(crate) fn insert_accepted(&mut self, a: Accepted) -> io::Result<usize>
+    pub(crate) fn insert_accepted(&mut self, a: Accepted) -> io::Result<Slot>
     where
         C: Default,
     {
@@ -262,29 +256,12 @@ impl<C> ConnTable<C> {
                 .ok_or_else(|| io::Error::other("TLS listener without a config"))?;
             state.tls = Some(Box::new(session?));
         }
-        let index = self.slab.insert(state);
+        let slot = Slot(self.slab.insert(state));
         #[cfg(feature = "tls")]
         if a.tls {
-            self.arm_handshake_timer(index);
+            self.arm_handshake_timer(slot);
         }
-        Ok(index)
-    }
-
-    /// Sets `TCP_NODELAY` as `Options` asks, unless it already is so.
-    pub(crate) fn apply_nodelay(&mut self, index: usize, on: bool) {
-        let c = &mut self.slab[index];
-        if c.flags.contains(Flags::UNIX) || c.flags.contains(Flags::NODELAY) == on {
-            return;
-        }
-        if let Some(fd) = &c.fd {
-            if net::set_nodelay(fd, on).is_ok() {
-                if on {
-                    c.flags.insert(Flags::NODELAY);
-                } else {
-                    c.flags.remove(Flags::NODELAY);
-                }
-            }
-        }
+        Ok(slot)
     }
 
     /// Starts a non-blocking connect to `addr` and adds it; it is registered
@@ -310,9 +287,9 @@ impl<C> ConnTable<C> {
     fn insert_dialed(&mut self, fd: OwnedFd, remote: Addr, unix: bool, ctx: C) -> ConnKey {
         let flags = Flags::CONNECTING | if unix { Flags::UNIX } else { Flags::default() };
         let state = self.new_state(Some(fd), Origin::Dialed, flags, remote, ctx);
-        let index = self.slab.insert(state);
-        let key = self.key(index);
-        self.to_register.push(index);
+        let slot = Slot(self.slab.insert(state));
+        let key = self.key(slot);
+        self.to_register.push(slot);
         if self.dial_timeout_ms > 0 {
             let now = self.timers.refresh();
             self.timers.push(
@@ -326,13 +303,13 @@ impl<C> ConnTable<C> {
 
     /// Adds a dial that failed at once, to be closed with its error (so it
     /// is reported like a connect that fails later).
-    pub(crate) fn insert_failed_dial(&mut self, remote: Addr, ctx: C) -> usize {
+    pub(crate) fn insert_failed_dial(&mut self, remote: Addr, ctx: C) -> Slot {
         let state = self.new_state(None, Origin::Dialed, Flags::CONNECTING, remote, ctx);
-        self.slab.insert(state)
+        Slot(self.slab.insert(state))
     }
 
     /// Adds the reply slot of the UDP socket at `listener`.
-    pub(crate) fn insert_udp_slot(&mut self, listener: usize) -> usize
+    pub(crate) fn insert_udp_slot(&mut self, listener: usize) -> Slot
     where
         C: Default,
     {
@@ -343,12 +320,30 @@ impl<C> ConnTable<C> {
             Addr::Unix(None),
             C::default(),
         );
-        self.slab.insert(state)
+        Slot(self.slab.insert(state))
     }
 
-    /// Frees a slot (after `on_closed` / `on_detached`).
-    pub(crate) fn remove(&mut self, index: usize) {
-        self.slab.try_remove(index);
+    /// Ends a connection's time in the table (after `on_closed` /
+    /// `on_detached`, or for one the handler never saw): from now on its
+    /// key is dead and `holds` is `false`, but the slot stays taken, so
+    /// no `Slot` the loop still holds can come to name another connection.
+    /// [`reap`](Self::reap) frees it.
+    pub(crate) fn release(&mut self, slot: Slot) {
+        let c = &mut self.slab[slot.0];
+        c.phase = Phase::Released;
+        c.flags.remove(Flags::DIRTY);
+        self.released.push(slot);
+    }
+
+    /// Frees the released slots: the one place a slot is freed. It takes
+    /// the loop's [`Quiescent`] proof, which only the loop holds and only
+    /// between iterations, when no callback runs and no `Slot` is kept
+    /// (a callback's `Conn` borrows the table, so it could not call this
+    /// anyway, and it has no proof to give).
+    pub(crate) fn reap(&mut self, _: &Quiescent) {
+        for slot in self.released.drain(..) {
+            self.slab.remove(slot.0);
+        }
         // Timers lapse lazily; under churn the entries of closed
         // connections would pile up for a whole timeout. Drop them once
         // they outnumber the live ones (each connection has at most three
@@ -358,15 +353,15 @@ impl<C> ConnTable<C> {
         }
     }
 
-    /// Adds connection `index` to the poller. Edge-triggered pollers watch
+    /// Adds the connection in `slot` to the poller. Edge-triggered pollers watch
     /// reads for good and writes from the first write that cannot finish
     /// (or at once, for a connect in progress or output already waiting):
     /// a connection that never fills its socket buffer then never gets an
     /// `EPOLLOUT` event, not even the one a registration with write
     /// interest reports at once. Level-triggered ones watch what it waits
     /// for.
-    pub(crate) fn register<P: Poller>(&mut self, index: usize, poller: &mut P) -> io::Result<()> {
-        let c = &mut self.slab[index];
+    pub(crate) fn register<P: Poller>(&mut self, slot: Slot, poller: &mut P) -> io::Result<()> {
+        let c = &mut self.slab[slot.0];
         let want = if P::EDGE_TRIGGERED {
             if c.flags.contains(Flags::CONNECTING) || flush::has_unsent(c) {
                 Interest::BOTH
@@ -379,14 +374,14 @@ impl<C> ConnTable<C> {
             Interest::READABLE
         };
         let fd = c.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
-        poller.register(fd, Token::Conn(c.key(index)).encode(), want)?;
+        poller.register(fd, Token::Conn(c.key(slot)).encode(), want)?;
         c.interest = want;
         c.flags.insert(Flags::REGISTERED);
         Ok(())
     }
 
     /// The next dialed connection to register, if a callback dialed one.
-    pub(crate) fn take_to_register(&mut self) -> Option<usize> {
+    pub(crate) fn take_to_register(&mut self) -> Option<Slot> {
         self.to_register.pop()
     }
 
@@ -397,31 +392,10 @@ impl<C> ConnTable<C> {
 
     // ----- reading ----------------------------------------------------------
 
-    /// The socket to read for `index`, if it takes reads now.
-    pub(crate) fn read_fd(&self, index: usize) -> Option<BorrowedFd<'_>> {
-        let c = self.slab.get(index)?;
-        if !c.takes_input() {
-            return None;
-        }
-        c.fd.as_ref().map(|fd| fd.as_fd())
-    }
-
-    /// Records that the peer shut down its side (reported once by
-    /// edge-triggered pollers).
-    pub(crate) fn note_peer_eof(&mut self, index: usize) {
-        self.slab[index].flags.insert(Flags::PEER_EOF);
-    }
-
-    pub(crate) fn peer_eof(&self, index: usize) -> bool {
-        self.slab
-            .get(index)
-            .is_some_and(|c| c.flags.contains(Flags::PEER_EOF))
-    }
-
     /// Records activity (for the idle timer and for reclaiming the
     /// longest idle first).
-    pub(crate) fn touch(&mut self, index: usize) {
-        self.slab[index].idle.last_active = self.timers.now_ms();
+    pub(crate) fn touch(&mut self, slot: Slot) {
+        self.slab[slot.0].idle.last_active = self.timers.now_ms();
     }
 
     /// Queues `key` to be read again next iteration.
@@ -459,7 +433,7 @@ mod tests {
         let mut peers = Vec::new();
         for round in 0..20_000 {
             let (a, b) = UnixStream::pair().unwrap();
-            let index = table
+            let slot = table
                 .insert_accepted(Accepted {
                     fd: a.into(),
                     remote: Addr::Unix(None),
@@ -470,13 +444,14 @@ mod tests {
                     deferred: false,
                 })
                 .unwrap();
-            table.apply_default_idle(index);
-            table.set_timer(index, Some(Duration::from_secs(60)));
+            table.apply_default_idle(slot);
+            table.set_timer(slot, Some(Duration::from_secs(60)));
             // Ten stay open; the rest come and go.
             if round % 2000 == 0 {
                 peers.push(b);
             } else {
-                table.remove(index);
+                table.release(slot);
+                table.reap(&Quiescent::between_iterations());
             }
         }
         assert_eq!(table.slab.len(), 10);
