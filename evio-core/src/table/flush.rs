@@ -1,4 +1,4 @@
-//! Writing: queueing output (own, `write_to`, with receipts), marking a
+//! Writing: queueing output (own, a `Peer`'s, with receipts), marking a
 //! close or detach, flushing to the socket, backpressure, and keeping a
 //! level-triggered poller's interest in step.
 

@@ -1,7 +1,11 @@
-//! The connection table: every connection of one loop, in a slab, and the
-//! per-connection state machine — writing and `write_to`, backpressure,
-//! close and detach, flush bookkeeping (receipts, buffer recycling), idle
-//! and connect timers, dials waiting to be registered.
+//! The connection table: every [`Connection`] of one loop, in a slab, and
+//! the state they share — the output pool, the dirty, read-again,
+//! to-register and released lists, the timers and the clock. It allocates
+//! (accepted, dialed, UDP slots), looks up (`slot(key)`, `conn(slot)`),
+//! releases and frees ([`ConnTable::reap`], the one place a slot is freed);
+//! what needs that shared state or two connections at once (writing and
+//! `Peer` writes, backpressure, flushing, closing, timers) is here too, in
+//! `flush.rs` and `lifecycle.rs`.
 //!
 //! The table never calls the handler: operations that end in a callback
 //! (a flush that drained or finished a close, an expired timer) report it,
