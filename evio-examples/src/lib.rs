@@ -30,6 +30,7 @@ use evio_core::{Conn, Writer};
 
 pub mod cli;
 pub mod echo;
+pub mod held;
 pub mod http;
 pub mod proxy;
 pub mod ratelimit;

@@ -183,10 +183,8 @@ impl Engine {
     /// [`Session::lingers`] tells whether the client may still be sending.
     ///
     /// Requests are executed while `out.output_len()` is at most the output
-    /// high-water mark; the rest of the input is kept, and
-    /// [`Session::is_held`] is true. Feed the session again, with an empty
-    /// `packet`, once the output has drained (`on_drained`) to continue
-    /// with the held input; new input fed meanwhile is appended to it.
+    /// high-water mark, then held ([`Session::is_held`]): see
+    /// [`held`](crate::held) for how the server resumes them.
     pub fn feed<O: Sink + ?Sized>(
         &mut self,
         session: &mut Session,

@@ -10,6 +10,7 @@ use evio_core::{Action, Conn, EventHandler, Options};
 
 use super::session::{HEAD_CLOCK, LINGERING, PEER_EOF, TIMER};
 use super::{Config, Engine, Session};
+use crate::held;
 
 /// Server-wide counters, shared by all loops.
 #[derive(Debug, Default)]
@@ -122,9 +123,8 @@ impl HttpServer {
             Action::Close if s.lingers() && !s.has(PEER_EOF) => return self.linger(conn),
             other => return other,
         }
-        if s.has(PEER_EOF) && !s.is_held() {
-            // The peer finished sending and everything it sent is answered
-            // (a partial request left now can never complete).
+        if held::finished(&*s) {
+            // A partial request left now can never complete.
             return Action::Close;
         }
         if s.has_partial_head() {
@@ -186,21 +186,17 @@ impl EventHandler for HttpServer {
     /// closes; otherwise it closes now, after what is queued.
     fn on_eof(&mut self, conn: &mut Conn<'_, Session>) -> Action {
         let s = conn.context_mut();
-        if s.is_held() && !s.has(LINGERING) {
-            s.set(PEER_EOF, true);
-            return Action::None;
-        }
-        Action::Close
+        let lingering = s.has(LINGERING);
+        held::on_eof(s, !lingering)
     }
 
     // ---- output bound: resume held requests once the output drained ----
     fn on_drained(&mut self, conn: &mut Conn<'_, Session>) -> Action {
-        if !conn.context().is_held() {
-            return Action::None;
+        let engine = &mut self.engine;
+        match held::on_drained(conn, |session, out| engine.feed(session, &[], out)) {
+            Some(action) => self.settle(conn, action),
+            None => Action::None,
         }
-        let (session, mut out) = conn.split();
-        let action = self.engine.feed(session, &[], &mut out);
-        self.settle(conn, action)
     }
 
     fn on_timer(&mut self, conn: &mut Conn<'_, Session>) -> Action {

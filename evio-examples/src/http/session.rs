@@ -38,6 +38,18 @@ pub(super) const HEAD_CLOCK: u8 = 16;
 /// The server's: in a lingering close.
 pub(super) const LINGERING: u8 = 32;
 
+impl crate::held::HeldSession for Session {
+    fn is_held(&self) -> bool {
+        self.has(HELD)
+    }
+    fn eof_behind_held(&self) -> bool {
+        self.has(PEER_EOF)
+    }
+    fn hold_eof(&mut self) {
+        self.set(PEER_EOF, true);
+    }
+}
+
 impl Session {
     /// Whether requests are waiting for the output to drain: the server
     /// then feeds the session again, with no new input, from `on_drained`.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use evio_core::{Action, Conn, EventHandler, Options};
 
 use super::{Config, Engine, Session};
+use crate::held;
 use crate::store::Store;
 
 /// The Redis server: an [`Engine`] per loop, sweeping expired keys on loop
@@ -46,8 +47,7 @@ impl RedisServer {
             return action;
         }
         let s = conn.context();
-        if s.peer_eof && !s.held {
-            // Everything the peer sent before its FIN is answered.
+        if held::finished(s) {
             return Action::Close;
         }
         let idle = s.is_idle();
@@ -77,22 +77,16 @@ impl EventHandler for RedisServer {
     /// closes; otherwise it closes now, after what is queued (a partial
     /// request can never complete).
     fn on_eof(&mut self, conn: &mut Conn<'_, Session>) -> Action {
-        let s = conn.context_mut();
-        if s.held {
-            s.peer_eof = true;
-            return Action::None;
-        }
-        Action::Close
+        held::on_eof(conn.context_mut(), true)
     }
 
     // ---- output bound: resume held requests once the output drained ----
     fn on_drained(&mut self, conn: &mut Conn<'_, Session>) -> Action {
-        if !conn.context().is_held() {
-            return Action::None;
+        let engine = &mut self.engine;
+        match held::on_drained(conn, |session, out| engine.feed(session, &[], out)) {
+            Some(action) => Self::settle(conn, action),
+            None => Action::None,
         }
-        let (session, mut out) = conn.split();
-        let action = self.engine.feed(session, &[], &mut out);
-        Self::settle(conn, action)
     }
 
     fn on_tick(&mut self) -> (Option<Duration>, Action) {

@@ -40,6 +40,18 @@ impl Session {
     }
 }
 
+impl crate::held::HeldSession for Session {
+    fn is_held(&self) -> bool {
+        self.held
+    }
+    fn eof_behind_held(&self) -> bool {
+        self.peer_eof
+    }
+    fn hold_eof(&mut self) {
+        self.peer_eof = true;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::engine;
