@@ -9,8 +9,9 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use evio_core::{Action, Builder, Conn, EventHandler, InputStream};
+use evio_core::{Action, Builder, InputStream};
 use evio_examples::{http, redis, resp, store::Store};
+use evio_test_support::Echo;
 
 fn redis_engine(c: &mut Criterion) {
     let mut g = c.benchmark_group("redis_feed");
@@ -83,17 +84,6 @@ fn input_stream(c: &mut Criterion) {
             n
         })
     });
-}
-
-#[derive(Clone)]
-struct Echo;
-
-impl EventHandler for Echo {
-    type Context = ();
-    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
-        conn.write(input);
-        Action::None
-    }
 }
 
 fn loop_round_trip(c: &mut Criterion) {

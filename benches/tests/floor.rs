@@ -1,39 +1,17 @@
 //! floor-server with real clients: every mode answers what it must, across
 //! split requests, pipelines and `Connection: close`. No timing asserted.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{Shutdown, TcpStream};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-struct Server(Child);
+use common::*;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(mode: &str) -> (Server, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_floor-server"))
-        .args(["--mode", mode, "--port", &port.to_string()])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let srv = Server(child);
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "did not start");
-        thread::sleep(Duration::from_millis(10));
-    }
-    (srv, port)
+fn start_floor(mode: &str) -> (Process, u16) {
+    start(env!("CARGO_BIN_EXE_floor-server"), &["--mode", mode])
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -51,7 +29,7 @@ fn read_exactly(s: &mut TcpStream, n: usize) -> Vec<u8> {
 
 #[test]
 fn redis_answers_inline_and_bulk_pings_split_anywhere() {
-    let (_srv, port) = start("redis");
+    let (_srv, port) = start_floor("redis");
     let mut s = connect(port);
     let reqs = b"PING\r\n*1\r\n$4\r\nPING\r\nPING\r\n";
     // One byte at a time: every request is split across reads.
@@ -67,7 +45,7 @@ fn redis_answers_inline_and_bulk_pings_split_anywhere() {
 
 #[test]
 fn http_keeps_alive_and_closes_on_request() {
-    let (_srv, port) = start("http");
+    let (_srv, port) = start_floor("http");
     let mut s = connect(port);
     let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     s.write_all(&[&get[..], &get[..]].concat()).unwrap();
@@ -91,7 +69,7 @@ fn http_keeps_alive_and_closes_on_request() {
 
 #[test]
 fn echo_answers_a_half_closed_peer() {
-    let (_srv, port) = start("echo");
+    let (_srv, port) = start_floor("echo");
     let mut s = connect(port);
     s.write_all(b"hello floor").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
@@ -102,25 +80,19 @@ fn echo_answers_a_half_closed_peer() {
 
 #[test]
 fn echo_under_loadgen_and_churn() {
-    let (_srv, port) = start("echo");
+    let (_srv, port) = start_floor("echo");
     for extra in [
         &["--conns", "20", "--size", "1024", "--depth", "2"][..],
         &["--churn", "--conns", "8", "--size", "64"][..],
         &["--churn", "--conns", "8", "--threads", "2"][..],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .args(["--addr", &format!("127.0.0.1:{port}")])
-            .args(["--duration", "0.3", "--warmup", "0.05"])
-            .args(extra)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (out, j) = loadgen(port, extra);
         assert!(
             out.status.success(),
             "{extra:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let j: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let j = j.expect("a JSON line");
         assert!(j["messages"].as_u64().unwrap() > 0, "{j}");
         assert_eq!(j["verify_errors"], 0, "{j}");
         assert_eq!(j["errors"], 0, "{j}");
@@ -129,7 +101,7 @@ fn echo_under_loadgen_and_churn() {
 
 #[test]
 fn echo_holds_back_for_a_peer_that_does_not_read() {
-    let (_srv, port) = start("echo");
+    let (_srv, port) = start_floor("echo");
     let mut s = connect(port);
     // Far more than the socket buffers hold: the server must stop reading
     // and resume when we read, losing nothing.

@@ -1,70 +1,24 @@
 //! The load generator against the peer servers, and against servers that
 //! corrupt, drop or close: it must notice. No wall-clock figure is asserted.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::TcpListener;
+use std::process::Output;
 use std::thread;
-use std::time::{Duration, Instant};
 
-fn wait_port(port: u16) {
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "server did not start"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
-}
+use common::start;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(bin: &str) -> (Server, u16) {
-    let port = free_port();
-    let child = Command::new(bin)
-        .args(["--port", &port.to_string()])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let s = Server(child);
-    wait_port(port);
-    (s, port)
-}
-
+/// `loadgen` (see `common::loadgen`), which must print its JSON line.
 fn loadgen(port: u16, extra: &[&str]) -> (Output, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .args(["--duration", "0.3", "--warmup", "0.05"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "no JSON line; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let json = serde_json::from_str(line).unwrap();
+    let (out, json) = common::loadgen(port, extra);
+    let json = json.unwrap_or_else(|| {
+        panic!(
+            "no JSON line; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (out, json)
 }
 
@@ -85,7 +39,7 @@ fn peers_echo_every_load_correctly() {
         env!("CARGO_BIN_EXE_tokio-echo"),
         env!("CARGO_BIN_EXE_mio-echo"),
     ] {
-        let (_srv, port) = start(bin);
+        let (_srv, port) = start(bin, &[]);
         for args in [
             &["--conns", "8", "--size", "64", "--depth", "1"][..],
             &["--conns", "8", "--size", "6", "--depth", "16"][..],
@@ -108,7 +62,7 @@ fn peers_echo_every_load_correctly() {
 
 #[test]
 fn marks_frame_the_json_line() {
-    let (_srv, port) = start(env!("CARGO_BIN_EXE_mio-echo"));
+    let (_srv, port) = start(env!("CARGO_BIN_EXE_mio-echo"), &[]);
     let (out, _) = loadgen(port, &["--conns", "2", "--marks"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -208,7 +162,7 @@ fn churn_and_threads_against_the_peers() {
         env!("CARGO_BIN_EXE_tokio-echo"),
         env!("CARGO_BIN_EXE_mio-echo"),
     ] {
-        let (_srv, port) = start(bin);
+        let (_srv, port) = start(bin, &[]);
         let (out, j) = loadgen(port, &["--churn", "--conns", "8", "--size", "64"]);
         check_clean(&out, &j);
         assert_eq!(j["mode"], "churn");

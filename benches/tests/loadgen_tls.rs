@@ -3,40 +3,20 @@
 //! certificate or name is refused, a corrupted byte inside the session is
 //! caught. No wall-clock figure is asserted.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::thread;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use common::{loadgen, Pki};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-/// Removes the test's directory, pass or fail.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A self-signed certificate for `localhost` written to `dir/name.pem`,
-/// and a server config (TLS 1.3 only) with it.
-fn certificate(dir: &Path, name: &str) -> (PathBuf, Arc<ServerConfig>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let path = dir.join(format!("{name}.pem"));
-    std::fs::write(&path, ck.cert.pem()).unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![CertificateDer::from(ck.cert.der().to_vec())], key)
-        .unwrap();
-    (path, Arc::new(config))
+/// A throwaway CA and certificate (TLS 1.3 only): the CA file for
+/// `loadgen --ca`, and the server side.
+fn certificate() -> Pki {
+    Pki::with(&[&rustls::version::TLS13], &[])
 }
 
 /// Echoes over TLS on a free port, one thread per connection; `corrupt`
@@ -73,33 +53,11 @@ fn tls_echo(config: Arc<ServerConfig>, corrupt: bool) -> u16 {
     port
 }
 
-fn loadgen(port: u16, extra: &[&str]) -> (Output, Option<serde_json::Value>) {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .args(["--duration", "0.3", "--warmup", "0.05"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let json = stdout
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap());
-    (out, json)
-}
-
-fn scratch(name: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("evio-loadgen-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
 #[test]
 fn every_shape_over_tls_comes_back_verified() {
-    let dir = scratch("tls");
-    let (ca, config) = certificate(&dir.0, "cert");
-    let port = tls_echo(config, false);
-    let ca = ca.to_str().unwrap();
+    let pki = certificate();
+    let port = tls_echo(pki.server.clone(), false);
+    let ca = pki.ca.to_str().unwrap();
     for shape in [
         &["--conns", "8", "--size", "64", "--depth", "1"][..],
         &["--conns", "8", "--size", "6", "--depth", "16"][..],
@@ -120,11 +78,10 @@ fn every_shape_over_tls_comes_back_verified() {
 
 #[test]
 fn refuses_a_certificate_it_cannot_verify() {
-    let dir = scratch("tls-refuse");
-    let (ca, config) = certificate(&dir.0, "cert");
-    let (other, _) = certificate(&dir.0, "other");
-    let port = tls_echo(config, false);
-    let (ca, other) = (ca.to_str().unwrap(), other.to_str().unwrap());
+    let pki = certificate();
+    let other = certificate();
+    let port = tls_echo(pki.server.clone(), false);
+    let (ca, other) = (pki.ca.to_str().unwrap(), other.ca.to_str().unwrap());
     for args in [
         &["--tls", "--ca", other][..],
         &["--tls", "--ca", ca, "--sni", "example.org"][..],
@@ -140,11 +97,10 @@ fn refuses_a_certificate_it_cannot_verify() {
 
 #[test]
 fn catches_a_flipped_byte_inside_the_session() {
-    let dir = scratch("tls-flip");
-    let (ca, config) = certificate(&dir.0, "cert");
-    let port = tls_echo(config, true);
+    let pki = certificate();
+    let port = tls_echo(pki.server.clone(), true);
     let args = ["--conns", "2", "--size", "64", "--tls", "--ca"];
-    let (out, j) = loadgen(port, &[&args[..], &[ca.to_str().unwrap()]].concat());
+    let (out, j) = loadgen(port, &[&args[..], &[pki.ca.to_str().unwrap()]].concat());
     assert_eq!(out.status.code(), Some(1));
     assert!(j.unwrap()["verify_errors"].as_u64().unwrap() >= 1);
 }

@@ -4,20 +4,12 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Removes the test's directory, pass or fail.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use evio_test_support::TempDir;
 
 #[test]
 fn bench_runs_echo_and_memory_on_the_peers() {
-    let guard =
-        TempDir(std::env::temp_dir().join(format!("evio-bench-test-{}", std::process::id())));
-    let tmp = guard.0.clone();
+    let guard = TempDir::new("bench-test");
+    let tmp = guard.path().to_path_buf();
     let bin = tmp.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     // Only the peers: this test must not depend on evio's own servers.
@@ -81,9 +73,8 @@ fn bench_runs_echo_and_memory_on_the_peers() {
 
 #[test]
 fn bench_runs_churn_with_the_floor_and_a_baseline() {
-    let guard =
-        TempDir(std::env::temp_dir().join(format!("evio-bench-churn-{}", std::process::id())));
-    let tmp = guard.0.clone();
+    let guard = TempDir::new("bench-churn");
+    let tmp = guard.path().to_path_buf();
     let exe_dir = PathBuf::from(env!("CARGO_BIN_EXE_loadgen"))
         .parent()
         .unwrap()

@@ -119,17 +119,6 @@ fn stream_1gib_with_bounded_memory<P: common::TestPoller>() {
     server.shutdown().unwrap();
 }
 
-#[derive(Clone, Copy, Default)]
-struct Echo;
-
-impl EventHandler for Echo {
-    type Context = ();
-    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
-        conn.write(input);
-        Action::None
-    }
-}
-
 /// A client that sends without reading: the echo server stops reading it
 /// (memory stays bounded), keeps serving others, and resumes when it reads.
 fn sender_that_never_reads_is_paused<P: common::TestPoller>() {

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::pki::*;
 use common::*;
 use evio_core::{Action, Builder, Conn, EventHandler, InputStream, Options, ServerHandle};
 
@@ -228,7 +227,7 @@ fn expect_exactly(c: &mut Client, expected: &[u8], what: &str) {
 
 fn cell<P: TestPoller>(transport: Transport, shape: Shape, reader: Reader) {
     let what = format!("{transport:?} {shape:?} {reader:?}");
-    let pki = pki();
+    let pki = Pki::new();
     let tiny = if let Shape::Fits = shape { 4096 } else { 0 };
     let h = Replies {
         send_buffer: tiny,
@@ -299,7 +298,7 @@ fn backpressure_bounds_tls_as_plain<P: TestPoller>() {
         }
     }
     const HIGH: usize = 256 << 10;
-    let pki = pki();
+    let pki = Pki::new();
     for transport in [Transport::Plain, Transport::Tls] {
         let h = Echo::default();
         let server = Builder::new()

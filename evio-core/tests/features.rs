@@ -424,15 +424,6 @@ fn close_delivers_all_pending_output<P: common::TestPoller>() {
 /// Half-close: the client shuts its write side; everything already sent is
 /// still answered before the server closes.
 fn half_close_is_answered<P: common::TestPoller>() {
-    #[derive(Clone)]
-    struct Echo;
-    impl EventHandler for Echo {
-        type Context = ();
-        fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
-            conn.write(input);
-            Action::None
-        }
-    }
     let server = Builder::new()
         .poller(|_| P::make())
         .start(Echo, &["tcp://127.0.0.1:0"])

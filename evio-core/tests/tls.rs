@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::pki::*;
 use common::*;
 use evio_core::{Action, Builder, Conn, DetachedStream, EventHandler, Options};
 use rustls::pki_types::ServerName;
@@ -105,7 +104,7 @@ fn same_handler_plain_and_tls<P: TestPoller>() {
         &[&rustls::version::TLS13][..],
         &[&rustls::version::TLS12][..],
     ] {
-        let pki = pki_with(versions, &[b"echo/1"]);
+        let pki = Pki::with(versions, &[b"echo/1"]);
         let h = TlsEcho::default();
         let server = start_tls::<P>(h.clone(), &pki);
         let plain = inet(&server.addrs()[0]);
@@ -138,7 +137,7 @@ fn deferred_tls_listener<P: TestPoller>() {
     if !cfg!(any(target_os = "linux", target_os = "android")) {
         return; // TCP_DEFER_ACCEPT is Linux's.
     }
-    let pki = pki();
+    let pki = Pki::new();
     let h = TlsEcho::default();
     let server = Builder::new()
         .poller(|_| P::make())
@@ -162,7 +161,7 @@ fn deferred_tls_listener<P: TestPoller>() {
 // ----- a big transfer with backpressure --------------------------------------------
 
 fn big_transfer_both_ways<P: TestPoller>() {
-    let pki = pki();
+    let pki = Pki::new();
     let server = start_tls::<P>(TlsEcho::default(), &pki);
     let mut c = tls_connect(inet(&server.addrs()[1]), &pki.client);
     assert_eq!(read_exactly(&mut c, 3), b"hi\n");
@@ -188,7 +187,7 @@ fn big_transfer_both_ways<P: TestPoller>() {
 // ----- close_notify, truncation -----------------------------------------------------
 
 fn close_sends_close_notify_and_eof_is_read<P: TestPoller>() {
-    let pki = pki();
+    let pki = Pki::new();
     let h = TlsEcho::default();
     let server = start_tls::<P>(h.clone(), &pki);
     let addr = inet(&server.addrs()[1]);
@@ -234,7 +233,7 @@ fn close_sends_close_notify_and_eof_is_read<P: TestPoller>() {
 // ----- detach ---------------------------------------------------------------------------
 
 fn detach_hands_over_a_tls_stream<P: TestPoller>() {
-    let pki = pki();
+    let pki = Pki::new();
     let h = TlsEcho::default();
     let server = start_tls::<P>(h.clone(), &pki);
     let mut c = tls_connect(inet(&server.addrs()[1]), &pki.client);
@@ -285,7 +284,7 @@ impl EventHandler for TlsRelay {
 }
 
 fn dial_tls_relays_through_a_tls_backend<P: TestPoller>() {
-    let pki = pki();
+    let pki = Pki::new();
     let backend = start_tls::<P>(TlsEcho::default(), &pki);
     let relay = Builder::new()
         .poller(|_| P::make())
@@ -310,7 +309,7 @@ fn dial_tls_relays_through_a_tls_backend<P: TestPoller>() {
 // ----- hostile peers ------------------------------------------------------------------
 
 fn garbage_closes_only_that_connection<P: TestPoller>() {
-    let pki = pki();
+    let pki = Pki::new();
     let h = TlsEcho::default();
     let server = start_tls::<P>(h.clone(), &pki);
     let addr = inet(&server.addrs()[1]);
@@ -334,7 +333,7 @@ fn garbage_closes_only_that_connection<P: TestPoller>() {
 }
 
 fn slow_handshakes_time_out_and_others_are_served<P: TestPoller>() {
-    let pki = pki();
+    let pki = Pki::new();
     let h = TlsEcho::default();
     let server = start_tls::<P>(h.clone(), &pki);
     let addr = inet(&server.addrs()[1]);
@@ -379,7 +378,7 @@ fn a_thousand_handshakes_at_once<P: TestPoller>() {
     } else {
         (have as usize / 3).max(50)
     };
-    let pki = pki();
+    let pki = Pki::new();
     // The handshakes finish one after another as this thread reads: give
     // them the default 10 s.
     let server = Builder::new()
@@ -411,7 +410,7 @@ fn a_thousand_handshakes_at_once<P: TestPoller>() {
 }
 
 fn records_split_at_every_byte_boundary<P: TestPoller>() {
-    let pki = pki();
+    let pki = Pki::new();
     let server = start_tls::<P>(TlsEcho::default(), &pki);
     let mut c = tls_connect(inet(&server.addrs()[1]), &pki.client);
     assert_eq!(read_exactly(&mut c, 3), b"hi\n");

@@ -5,9 +5,8 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,20 +16,6 @@ const ECHO: &str = env!("CARGO_BIN_EXE_echo-server");
 const HTTP: &str = env!("CARGO_BIN_EXE_http-server");
 const REDIS: &str = env!("CARGO_BIN_EXE_redis-server");
 const PROXY: &str = env!("CARGO_BIN_EXE_proxy");
-
-/// A backend that accepts connections and holds them, never reading.
-fn silent_backend() -> (std::net::SocketAddr, Arc<Mutex<Vec<TcpStream>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let keep = held.clone();
-    thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            keep.lock().unwrap().push(s);
-        }
-    });
-    (addr, held)
-}
 
 /// Connects and waits for the server to close; returns how long that took.
 fn closed_after(bin: &Bin, send: &[u8]) -> Duration {
@@ -124,7 +109,7 @@ fn with_64_fds(bin: &str, args: &[&str]) -> Option<Bin> {
 fn flood(bin: &Bin) -> Vec<TcpStream> {
     let flood: Vec<TcpStream> = (0..70).map(|_| connect(bin.addr())).collect();
     // Some were closed to make room for the others.
-    eventually("idle connections to be reclaimed", || {
+    wait_for("idle connections to be reclaimed", || {
         flood.iter().any(|s| {
             s.set_nonblocking(true).unwrap();
             let closed = matches!((&*s).read(&mut [0; 1]), Ok(0));
@@ -239,7 +224,7 @@ fn proxy_releases_a_stalled_pair() {
         let c = connect(proxy.addr());
         c.set_write_timeout(Some(Duration::from_millis(500)))
             .unwrap();
-        eventually("the pair to open", || open_fds(pid) == base + 2);
+        wait_for("the pair to open", || open_fds(pid) == base + 2);
         let chunk = vec![b'x'; 64 << 10];
         let mut sent = 0;
         while sent < 8 << 20 {
@@ -253,7 +238,7 @@ fn proxy_releases_a_stalled_pair() {
             thread::sleep(Duration::from_millis(1500));
             assert_eq!(open_fds(pid), base + 2, "the control: the pair leaks");
         } else {
-            eventually("both descriptors to be released", || open_fds(pid) == base);
+            wait_for("both descriptors to be released", || open_fds(pid) == base);
         }
         eprintln!("idle timeout {idle}: {sent} bytes sent");
     }

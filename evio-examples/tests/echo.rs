@@ -22,7 +22,7 @@ fn tcp_echo_large_and_many() {
             let data = data.clone();
             std::thread::spawn(move || s.write_all(&data).unwrap())
         };
-        let got = read_n(&mut s, data.len());
+        let got = read_n(&mut s, data.len()).unwrap();
         writer.join().unwrap();
         assert!(got == data, "echoed bytes differ");
         // Many connections at once, each its own stream.

@@ -40,7 +40,7 @@ fn http_response(r: &mut impl BufRead) -> u16 {
             len = v.trim_end().parse().unwrap();
         }
     }
-    read_n(r, len);
+    read_n(r, len).unwrap();
     status
 }
 
@@ -125,12 +125,12 @@ fn redis_answers_held_requests_after_the_clients_fin() {
     one.extend_from_slice(b"\r\n");
     let mut r = BufReader::new(Slow(s.try_clone().unwrap()));
     for i in 0..n {
-        let got = read_n(&mut r, one.len());
+        let got = read_n(&mut r, one.len()).unwrap();
         assert!(got == one, "reply {i} differs");
     }
     writer.join().unwrap().unwrap();
     assert_eq!(read_to_eof(&mut r).expect("EOF, not a reset"), b"");
-    eventually("the connection to close", || server.connections() == 0);
+    wait_for("the connection to close", || server.connections() == 0);
 }
 
 /// The same for HTTP: 30,000 pipelined GETs (870 KB; about 4 MiB of
@@ -162,7 +162,7 @@ fn http_answers_held_requests_after_the_clients_fin() {
     }
     writer.join().unwrap().unwrap();
     assert_eq!(read_to_eof(&mut r).expect("EOF, not a reset"), b"");
-    eventually("the connection to close", || server.connections() == 0);
+    wait_for("the connection to close", || server.connections() == 0);
 }
 
 /// A FIN with nothing held still closes at once (after the replies), and a
@@ -217,7 +217,7 @@ fn lingering_close_delivers_the_error_response_to_a_client_still_sending() {
         assert_eq!(read_to_eof(&mut r).expect("EOF, not a reset"), b"");
     }
     // The client's FIN ended the lingering: nothing stays open.
-    eventually("the connections to close", || server.connections() == 0);
+    wait_for("the connections to close", || server.connections() == 0);
 }
 
 /// A `Connection: close` request followed by more input (a pipelined
@@ -255,7 +255,7 @@ fn lingering_close_is_bounded() {
     let mut r = BufReader::new(silent.try_clone().unwrap());
     assert_eq!(http_response(&mut r), 400);
     assert_eq!(read_to_eof(&mut r).unwrap(), b"");
-    eventually("the silent lingering connection to close", || {
+    wait_for("the silent lingering connection to close", || {
         server.connections() == 0
     });
     drop(silent);
@@ -272,7 +272,7 @@ fn lingering_close_is_bounded() {
         assert!(t0.elapsed() < TIMEOUT, "never cut off");
     };
     assert!(cut >= Duration::from_millis(700), "cut off after {cut:?}");
-    eventually("the connection to close", || server.connections() == 0);
+    wait_for("the connection to close", || server.connections() == 0);
 }
 
 // ----- HTTP header timeout -------------------------------------------------------------
@@ -305,7 +305,7 @@ fn header_timeout_closes_silent_and_slow_heads() {
             "closed after {after:?}"
         );
     }
-    eventually("the connections to close", || server.connections() == 0);
+    wait_for("the connections to close", || server.connections() == 0);
 }
 
 /// The header timeout times each head, not the connection: a keep-alive

@@ -67,7 +67,7 @@ fn read_response(r: &mut impl BufRead, head_only: bool) -> Response {
         .parse()
         .unwrap();
     if !head_only {
-        resp.body = read_n(r, len);
+        resp.body = read_n(r, len).unwrap();
     }
     resp
 }

@@ -17,81 +17,6 @@ use evio_examples::proxy;
 
 const MIB: u64 = 1024 * 1024;
 
-// ----- a verifiable byte stream ----------------------------------------------------
-
-/// Byte `i` of the stream is `T[(i + seed) % 65521]`: a lost, duplicated or
-/// reordered byte shifts it. Checked with slice compares (fast in debug).
-#[derive(Clone)]
-struct Pattern(Arc<Vec<u8>>);
-
-const PERIOD: usize = 65_521;
-
-impl Pattern {
-    fn new(seed: u64) -> Pattern {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut t: Vec<u8> = (0..PERIOD)
-            .map(|_| {
-                x ^= x >> 12;
-                x ^= x << 25;
-                x ^= x >> 27;
-                (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-            })
-            .collect();
-        let head = t.clone();
-        t.extend_from_slice(&head);
-        Pattern(Arc::new(t))
-    }
-
-    fn at(&self, off: u64, len: usize) -> &[u8] {
-        let start = (off % PERIOD as u64) as usize;
-        &self.0[start..start + len.min(PERIOD)]
-    }
-
-    /// Sends `total` bytes, recording progress in `sent`.
-    fn send(&self, s: &mut impl Write, total: u64, sent: &AtomicU64) -> io::Result<()> {
-        let mut off = 0;
-        while off < total {
-            let n = (total - off).min(32 * 1024) as usize;
-            s.write_all(self.at(off, n))?;
-            off += n as u64;
-            sent.store(off, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-
-    /// Reads until EOF, checking every byte; returns the count.
-    fn recv_to_eof(&self, s: &mut impl Read) -> io::Result<u64> {
-        self.recv(s, u64::MAX)
-    }
-
-    /// Reads up to `limit` bytes or to EOF, checking every byte; returns the
-    /// count.
-    fn recv(&self, s: &mut impl Read, limit: u64) -> io::Result<u64> {
-        let mut buf = vec![0u8; PERIOD];
-        let mut off = 0u64;
-        while off < limit {
-            let want = (limit - off).min(PERIOD as u64) as usize;
-            let n = match s.read(&mut buf[..want]) {
-                // A signal (or the machine pausing the process) interrupts
-                // reads that have a timeout: not an error.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => r?,
-            };
-            if n == 0 {
-                return Ok(off);
-            }
-            if &buf[..n] != self.at(off, n) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("wrong bytes at offset {off}"),
-                ));
-            }
-            off += n as u64;
-        }
-        Ok(off)
-    }
-}
-
 /// Waits until `counter` stops moving (sampled every 200 ms); returns its
 /// value, or panics if it reaches `total` first.
 fn stalls(counter: &AtomicU64, total: u64, what: &str) -> u64 {
@@ -250,7 +175,7 @@ fn forwards_100_mib_both_ways<P: MakePoller>() {
     let e = ended(&ends);
     e.result.unwrap();
     assert_eq!(e.bytes, TOTAL, "the backend saw every byte, then EOF");
-    eventually("the pair to close", || server.connections() == 0);
+    wait_for("the pair to close", || server.connections() == 0);
     server.shutdown().unwrap();
 }
 
@@ -284,7 +209,7 @@ fn client_half_close_keeps_the_backend_direction<P: MakePoller>() {
     assert_eq!(got.len(), 14 + (4 << 20));
     assert_eq!(&got[..14], b"dnekcab ,olleh");
     assert!(got[14..].iter().all(|&b| b == b'z'));
-    eventually("the pair to close", || server.connections() == 0);
+    wait_for("the pair to close", || server.connections() == 0);
     server.shutdown().unwrap();
 }
 
@@ -327,7 +252,7 @@ fn backend_half_close_keeps_the_client_direction<P: MakePoller>() {
     e.result.unwrap();
     assert_eq!(e.bytes, (4 << 20) + 5);
     assert_eq!(read_to_close(&mut c), b"");
-    eventually("the pair to close", || server.connections() == 0);
+    wait_for("the pair to close", || server.connections() == 0);
     server.shutdown().unwrap();
 }
 
@@ -368,7 +293,7 @@ fn fin_before_the_backend_connects<P: MakePoller>() {
     b.write_all(b"late reply").unwrap();
     drop(b);
     assert_eq!(read_to_close(&mut c), b"late reply");
-    eventually("the pair to close", || server.connections() == 0);
+    wait_for("the pair to close", || server.connections() == 0);
     server.shutdown().unwrap();
 }
 
@@ -538,7 +463,7 @@ fn binary_proxies_and_exits_0_on_sigterm() {
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
-    let mut c = connect(([127, 0, 0, 1], port).into());
+    let mut c = connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     let pat = Pattern::new(6);
     let mut w = c.try_clone().unwrap();
     let p = pat.clone();
@@ -548,7 +473,7 @@ fn binary_proxies_and_exits_0_on_sigterm() {
     drop(c);
     assert_eq!(ended(&ends).bytes, 8 * MIB);
     // An open, idle pair is closed by the shutdown.
-    let mut idle = connect(([127, 0, 0, 1], port).into());
+    let mut idle = connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     idle.write_all(b"x").unwrap();
     expect(&mut idle, b"x");
     // Our own child, not reaped yet: the pid is still its.

@@ -194,7 +194,7 @@ fn expired_keys_are_swept_without_being_touched() {
     let _: () = con.set("forever", "v").unwrap();
     // DBSIZE counts keys without touching them: only the sweep lowers it.
     assert!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap() > 1);
-    eventually("the sweep", || {
+    wait_for("the sweep", || {
         redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap() == 1
     });
 }

@@ -91,7 +91,7 @@ fn garbage_instead_of_a_client_hello_closes_only_that_connection() {
         expect(&mut long, format!("{i}\n").as_bytes());
     }
     drop(long);
-    eventually("descriptors to come back", || {
+    wait_for("descriptors to come back", || {
         open_fds(server.pid()) == base
     });
 }
@@ -184,7 +184,7 @@ fn peers_closing_without_close_notify_are_cleaned_up() {
         drop(s);
     }
     served(addr, &pki);
-    eventually("descriptors to come back", || open_fds(pid) == base);
+    wait_for("descriptors to come back", || open_fds(pid) == base);
 }
 
 /// 1,000 connections sending garbage (50 at a time) against the HTTP
@@ -224,7 +224,7 @@ fn a_thousand_garbage_connections_do_not_grow_rss() {
         after <= before + 4096,
         "RSS grew from {before} to {after} KiB"
     );
-    eventually("descriptors to come back", || open_fds(pid) == base);
+    wait_for("descriptors to come back", || open_fds(pid) == base);
 }
 
 fn served_http(addr: SocketAddr, pki: &Pki) {
@@ -249,7 +249,8 @@ fn exits(bin: &str, args: &[&str]) -> (Option<i32>, String) {
 fn unreadable_or_invalid_pem_files_exit_1_naming_the_file() {
     let pki = Pki::new();
     let other = Pki::new();
-    let dir = temp_dir("badpem");
+    let scratch = TempDir::new("badpem");
+    let dir = scratch.path();
     let write = |name: &str, text: &str| {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
@@ -329,7 +330,6 @@ fn unreadable_or_invalid_pem_files_exit_1_naming_the_file() {
         assert_eq!(status, Some(2), "{args:?}: {err}");
         assert!(err.contains("usage:"), "{err}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// SEC1 (`EC PRIVATE KEY`) and PKCS#1 (`RSA PRIVATE KEY`) keys, made with

@@ -8,10 +8,10 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -196,9 +196,9 @@ fn streams_16_mib_both_ways_through_the_tls_proxy_to_an_echo_backend() {
     let pid = proxy.pid();
     let base = open_fds(pid);
     let c = tls_connect(addr, &pki.client);
-    eventually("the pair to open", || open_fds(pid) == base + 2);
+    wait_for("the pair to open", || open_fds(pid) == base + 2);
     drop(c);
-    eventually("the pair to close", || open_fds(pid) == base);
+    wait_for("the pair to close", || open_fds(pid) == base);
 }
 
 #[test]
@@ -251,20 +251,6 @@ fn backend_tls_refuses_a_wrong_name_or_an_untrusted_certificate() {
     redis_round_trip(proxy_to_tls(backend, &pki.ca, &[]).addr());
 }
 
-/// A backend that accepts and never reads.
-fn silent_backend() -> (SocketAddr, Arc<Mutex<Vec<TcpStream>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let keep = held.clone();
-    thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            keep.lock().unwrap().push(s);
-        }
-    });
-    (addr, held)
-}
-
 /// With `--idle-timeout 1`, a TLS client that goes silent after its
 /// handshake is closed, and both descriptors of the pair are released.
 /// (evio-core closes a timed-out connection at once, without close_notify,
@@ -277,14 +263,14 @@ fn idle_timeout_closes_a_silent_tls_client() {
     let pid = proxy.pid();
     let base = open_fds(pid);
     let mut c = tls_connect(addr, &pki.client);
-    eventually("the pair to open", || open_fds(pid) == base + 2);
+    wait_for("the pair to open", || open_fds(pid) == base + 2);
     c.sock
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let (got, clean) = read_to_end_tls(&mut c);
     assert_eq!(got, b"");
     eprintln!("closed by the idle timeout; close_notify: {clean}");
-    eventually("both descriptors to be released", || open_fds(pid) == base);
+    wait_for("both descriptors to be released", || open_fds(pid) == base);
 }
 
 /// A TLS client writing to a backend that never reads: the proxy stops

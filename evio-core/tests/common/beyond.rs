@@ -30,18 +30,6 @@ pub const MIB: usize = 1024 * 1024;
 /// The default high-water mark.
 pub const HIGH: usize = MIB;
 
-/// This process's resident set, in bytes.
-pub fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kb * 1024
-}
-
 /// CPU time (user + system) this process has used.
 pub fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
@@ -55,80 +43,6 @@ pub fn cpu_time() -> Duration {
         .collect();
     // Clock ticks: 100 per second on Linux.
     Duration::from_millis((f[0] + f[1]) * 10)
-}
-
-/// An endless byte stream, byte `i` = `T[(seed + i) % 65521]`: a lost,
-/// duplicated or reordered byte shifts the pattern. Checked with slice
-/// comparisons (memcmp), so even debug builds verify 100s of MiB quickly.
-pub struct Pattern {
-    table: Vec<u8>,
-}
-
-pub const PERIOD: usize = 65_521;
-
-impl Pattern {
-    pub fn new(seed: u64) -> Pattern {
-        let mut rng = Rng::new(seed);
-        let mut table = rng.bytes(PERIOD);
-        let head = table[..MIB.min(PERIOD)].to_vec();
-        // Doubled-up tail so any window of up to PERIOD bytes is one slice.
-        table.extend_from_slice(&head);
-        Pattern { table }
-    }
-
-    /// The `len` (≤ PERIOD) bytes at stream offset `off`.
-    pub fn at(&self, off: u64, len: usize) -> &[u8] {
-        assert!(len <= PERIOD);
-        let start = (off % PERIOD as u64) as usize;
-        &self.table[start..start + len]
-    }
-
-    pub fn check(&self, off: u64, got: &[u8]) -> bool {
-        let mut o = off;
-        for chunk in got.chunks(PERIOD) {
-            if chunk != self.at(o, chunk.len()) {
-                return false;
-            }
-            o += chunk.len() as u64;
-        }
-        true
-    }
-
-    /// Writes `total` bytes of the stream; stops early on an error.
-    pub fn send(&self, s: &mut impl Write, total: u64, sent: &AtomicU64) -> io::Result<()> {
-        let mut off = 0u64;
-        while off < total {
-            let n = (total - off).min(32 * 1024) as usize;
-            s.write_all(self.at(off, n))?;
-            off += n as u64;
-            sent.store(off, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-
-    /// Reads `total` bytes and checks them; returns how many matched.
-    pub fn recv(&self, s: &mut impl Read, total: u64) -> io::Result<u64> {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut off = 0u64;
-        while off < total {
-            let want = (total - off).min(buf.len() as u64) as usize;
-            let n = s.read(&mut buf[..want])?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("EOF after {off} of {total} bytes"),
-                ));
-            }
-            if !self.check(off, &buf[..n]) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("wrong bytes at offset {off}"),
-                ));
-            }
-            off += n as u64;
-        }
-        Ok(off)
-    }
 }
 
 pub fn kind(e: &Option<io::Error>) -> Option<io::ErrorKind> {

@@ -1,5 +1,5 @@
-//! An echo that counts its connections, and clients of it: shared by the
-//! reliability and fault tests.
+//! Clients of the counting echo (`evio_test_support::CountingEcho`): shared
+//! by the reliability and fault tests.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,29 +11,7 @@ use evio_core::{Action, Conn, EventHandler, Options};
 
 use super::eventually;
 
-/// Echo that counts open and opened connections.
-#[derive(Clone, Default)]
-pub struct CountingEcho {
-    pub open: Arc<AtomicUsize>,
-    pub opened: Arc<AtomicUsize>,
-}
-
-impl EventHandler for CountingEcho {
-    type Context = ();
-    fn on_opened(&mut self, _: &mut Conn<'_, ()>) -> (Options, Action) {
-        self.open.fetch_add(1, Ordering::SeqCst);
-        self.opened.fetch_add(1, Ordering::SeqCst);
-        (Options::default(), Action::None)
-    }
-    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
-        conn.write(input);
-        Action::None
-    }
-    fn on_closed(&mut self, _: &mut Conn<'_, ()>, _: Option<io::Error>) -> Action {
-        self.open.fetch_sub(1, Ordering::SeqCst);
-        Action::None
-    }
-}
+pub use evio_test_support::CountingEcho;
 
 /// Writes `msg` and reads back its echo (asserting it).
 pub fn echo_once(c: &mut TcpStream, msg: &[u8]) -> io::Result<()> {

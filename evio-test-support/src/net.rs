@@ -1,0 +1,185 @@
+//! Blocking clients for tests: every socket has timeouts, so a server that
+//! stops answering fails the test instead of hanging it.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use evio_core::Addr;
+
+/// How long a test waits for anything (a reply, a close, a condition).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Something a test connects to: a `SocketAddr` or an evio `Addr`.
+pub trait Target {
+    /// The internet address (panics for a unix one).
+    fn socket_addr(&self) -> SocketAddr;
+}
+
+impl Target for SocketAddr {
+    fn socket_addr(&self) -> SocketAddr {
+        *self
+    }
+}
+
+impl Target for &SocketAddr {
+    fn socket_addr(&self) -> SocketAddr {
+        **self
+    }
+}
+
+impl Target for &Addr {
+    fn socket_addr(&self) -> SocketAddr {
+        inet(self)
+    }
+}
+
+/// The socket address of an `Addr::Inet`; panics for anything else.
+pub fn inet(addr: &Addr) -> SocketAddr {
+    addr.as_inet()
+        .unwrap_or_else(|| panic!("not an inet address: {addr:?}"))
+}
+
+/// A TCP connection with read and write timeouts ([`TIMEOUT`]) and
+/// `TCP_NODELAY`.
+pub fn connect(addr: impl Target) -> TcpStream {
+    let addr = addr.socket_addr();
+    let s = TcpStream::connect_timeout(&addr, TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_n(r: &mut impl Read, n: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Reads exactly `expected.len()` bytes and checks they are `expected`.
+pub fn expect(r: &mut impl Read, expected: &[u8]) {
+    let got = read_n(r, expected.len())
+        .unwrap_or_else(|e| panic!("reading {} bytes: {e}", expected.len()));
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected),
+        "unexpected reply"
+    );
+}
+
+/// Reads to the end of the stream.
+pub fn read_to_eof(r: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    r.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// Reads until the peer closes (a reset counts as a close); panics on a
+/// timeout, that is when the peer did not close.
+pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0; 64 << 10];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return out,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!(
+                "waiting for the server to close: {e} (got {:?})",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+}
+
+/// Asserts the peer keeps the connection open, and silent, for 100 ms.
+pub fn assert_open(s: &mut TcpStream) {
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut b = [0; 1];
+    match s.read(&mut b) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("expected an open, silent connection, got {other:?}"),
+    }
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+}
+
+/// Writes `data` one byte at a time, pausing so that each byte is its own
+/// read on the server.
+pub fn write_bytewise(s: &mut TcpStream, data: &[u8]) {
+    for b in data {
+        s.write_all(std::slice::from_ref(b)).unwrap();
+        std::thread::sleep(Duration::from_micros(300));
+    }
+}
+
+/// Polls `cond` every 2 ms until it holds or `limit` passes; whether it
+/// held.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    cond()
+}
+
+/// Polls `cond` until it holds; panics naming `what` after [`TIMEOUT`].
+pub fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    assert!(eventually(TIMEOUT, cond), "timed out waiting for {what}");
+}
+
+/// Runs `f` on a thread and panics naming `what` if it does not finish
+/// within [`TIMEOUT`].
+pub fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(TIMEOUT)
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// A loopback port free a moment ago (another socket may take it first).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on loopback `port`.
+pub fn wait_port(port: u16) {
+    wait_for(&format!("a server on port {port}"), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// Whether this machine has an IPv6 loopback.
+pub fn has_ipv6_loopback() -> bool {
+    TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// A loopback listener that accepts connections and holds them, never
+/// reading (a backend that went silent); the accepted streams are kept in
+/// the returned list.
+pub fn silent_backend() -> (SocketAddr, Arc<Mutex<Vec<TcpStream>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    (addr, held)
+}
