@@ -111,3 +111,4 @@ pub use socket::SocketOptions;
 pub use stream::InputStream;
 #[cfg(feature = "tls")]
 pub use tls::TlsInfo;
+pub use warn::RateLimited;

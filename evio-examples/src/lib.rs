@@ -20,8 +20,10 @@
 //! requests while a client is not reading its replies (see
 //! [`redis::Engine::feed`] and [`http::Engine::feed`]).
 //!
-//! [`ratelimit`] keeps repeated warnings (the proxy's failed dials) from
-//! flooding stderr.
+//! [`held`] is how the HTTP and Redis servers hold requests while a client
+//! does not read its replies. The binaries log with `tracing` to stderr
+//! ([`cli`]: `--log-level`, `RUST_LOG`); repeated warnings go through
+//! [`evio_core::RateLimited`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,7 +35,6 @@ pub mod echo;
 pub mod held;
 pub mod http;
 pub mod proxy;
-pub mod ratelimit;
 pub mod redis;
 pub mod resp;
 pub mod store;

@@ -40,10 +40,11 @@
 //! error, which closes the pair as any error does. Backpressure and
 //! timeouts apply to the plaintext as on plain connections.
 //!
-//! Warnings (a failed dial) go to stderr through a shared
-//! [`Warnings`] limiter: with the backend down, every client connection
+//! Warnings (a failed dial) are logged with `tracing` through a shared
+//! [`RateLimited`] limiter: with the backend down, every client connection
 //! fails, and one line per failure would let anyone fill the disk. The first
-//! is printed, then at most one line a second plus a count of the others.
+//! is logged, then at most one line a second, each with the count of those
+//! held back (`suppressed=N`); loop 0's tick reports the end of a burst.
 //!
 //! Timeouts are the [`Builder`](evio_core::Builder)'s: the idle timeout
 //! applies to both sides (the `proxy` binary's `--idle-timeout`, 60 s), so
@@ -59,10 +60,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use evio_core::{Action, Addr, Conn, ConnId, EventHandler, Options};
+use evio_core::{Action, Addr, Conn, ConnId, EventHandler, Options, RateLimited};
 use rustls::ClientConfig;
-
-use crate::ratelimit::Warnings;
 
 /// The interval of the warning rate limit: one line (and one summary) per
 /// second at most.
@@ -75,7 +74,7 @@ pub struct Proxy {
     /// Dial the backend over TLS with this config and server name.
     backend_tls: Option<(Arc<ClientConfig>, String)>,
     /// Shared by every loop's clone: the limit is per server.
-    warnings: Arc<Mutex<Warnings>>,
+    warnings: Arc<Mutex<RateLimited>>,
 }
 
 /// Per-connection state: the other half of the pair, if any.
@@ -97,7 +96,7 @@ impl Proxy {
         Proxy {
             backend,
             backend_tls: None,
-            warnings: Arc::new(Mutex::new(Warnings::new("proxy", WARNING_INTERVAL))),
+            warnings: Arc::new(Mutex::new(RateLimited::with_interval(WARNING_INTERVAL))),
         }
     }
 
@@ -109,11 +108,11 @@ impl Proxy {
         self
     }
 
-    /// Prints a warning unless one was printed less than
-    /// [`WARNING_INTERVAL`] ago (then it is counted for the next summary).
+    /// Logs a warning unless one was logged less than [`WARNING_INTERVAL`]
+    /// ago (then it is counted, and reported with the next one).
     fn warn(&self, msg: std::fmt::Arguments<'_>) {
         let mut w = self.warnings.lock().unwrap_or_else(PoisonError::into_inner);
-        w.warn(msg);
+        w.warn(|held| tracing::warn!(suppressed = held, "proxy: {msg}"));
     }
 
     /// Where connections are forwarded.
@@ -194,7 +193,12 @@ impl EventHandler for Proxy {
     /// Reports warnings suppressed by the rate limit once their burst ends.
     fn on_tick(&mut self) -> (Option<Duration>, Action) {
         let mut w = self.warnings.lock().unwrap_or_else(PoisonError::into_inner);
-        w.flush();
+        w.flush(|held| {
+            tracing::warn!(
+                suppressed = held,
+                "proxy: {held} similar warnings suppressed"
+            )
+        });
         (Some(WARNING_INTERVAL), Action::None)
     }
 }

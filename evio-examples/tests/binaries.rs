@@ -360,17 +360,20 @@ fn proxy_rate_limits_dial_failure_warnings() {
         let Ok(line) = rx.recv_timeout(left) else {
             panic!("{printed} + {suppressed} of {n} failures reported: {lines:#?}");
         };
+        // `... WARN proxy: connecting to ADDR: ERROR suppressed=N`, or a
+        // burst's end: `... WARN proxy: N similar warnings suppressed suppressed=N`.
+        let count = line
+            .split("suppressed=")
+            .nth(1)
+            .and_then(|c| c.trim().parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        assert!(line.contains(" WARN "), "{line:?}");
         if line.contains("connecting to") || line.contains("dialing") {
             printed += 1;
-        } else if let Some(count) = line
-            .strip_prefix("proxy: ")
-            .and_then(|l| l.split(" similar warning").next())
-            .and_then(|c| c.parse::<usize>().ok())
-        {
-            suppressed += count;
         } else {
-            panic!("unexpected line {line:?}");
+            assert!(line.contains("similar warnings suppressed"), "{line:?}");
         }
+        suppressed += count;
         lines.push(line);
     }
     assert_eq!(printed + suppressed, n, "{lines:#?}");

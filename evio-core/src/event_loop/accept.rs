@@ -45,6 +45,8 @@ pub(super) struct Acceptor {
     shedding: bool,
     /// Accept failures, logged at most once a second.
     warned: RateLimited,
+    /// Idle connections closed to make room, logged at most once a second.
+    reclaimed: RateLimited,
     /// Per listener: whether accepted sockets inherit its `TCP_NODELAY`
     /// (learned from the first one accepted; Linux and the BSDs copy it).
     nodelay: Vec<Option<bool>>,
@@ -61,6 +63,7 @@ impl Acceptor {
             shedding: false,
             nodelay: Vec::new(),
             warned: RateLimited::default(),
+            reclaimed: RateLimited::default(),
         }
     }
 
@@ -246,7 +249,18 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         if !net::is_out_of_fds(e) || !self.ctx.shared.config.reclaim_idle {
             return false;
         }
-        if self.reclaim(MAX_RECLAIM) > 0 {
+        let closed = self.reclaim(MAX_RECLAIM);
+        if closed > 0 {
+            // Out of descriptors is an operator's problem even when idle
+            // clients pay for it: raise `nofile` (docs/operations.md).
+            self.accept.reclaimed.warn(|held| {
+                tracing::warn!(
+                    error = %e,
+                    closed,
+                    suppressed = held,
+                    "evio: out of file descriptors; closed the longest-idle connections to accept new ones"
+                )
+            });
             return true;
         }
         let me = self.ctx.index;

@@ -20,6 +20,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use crate::tls;
 
 mod help;
+pub mod log;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -128,6 +129,9 @@ pub struct Opts {
     /// `--backend-tls --backend-ca PATH [--backend-sni NAME]` (proxy):
     /// speak TLS to the backend.
     pub backend_tls: Option<tls::Backend>,
+    /// `--log-level off|error|warn|info|debug|trace` (default `warn`);
+    /// `RUST_LOG`, when set, wins ([`log::init`]).
+    pub log_level: &'static str,
 }
 
 impl Opts {
@@ -150,6 +154,7 @@ impl Opts {
             tls: None,
             tls_params: tls::Params::default(),
             backend_tls: None,
+            log_level: log::DEFAULT_LEVEL,
         }
     }
 
@@ -313,6 +318,12 @@ where
     H: EventHandler + Clone + Send + 'static,
 {
     let opts = parse_or_exit(spec);
+    if let Err(e) = log::init(opts.log_level) {
+        eprintln!(
+            "{}: {e}; logging at --log-level {}",
+            spec.bin, opts.log_level
+        );
+    }
     match make(&opts).and_then(|handler| run(spec, &opts, handler)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -28,6 +28,8 @@ pub(super) fn parse_secs(v: &str) -> Option<Option<Duration>> {
 pub enum CliError {
     /// `-h` / `--help`.
     Help,
+    /// `-V` / `--version`.
+    Version,
     /// A bad flag or value, explained.
     Bad(String),
 }
@@ -64,6 +66,14 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
             |flag: &str, v: &str| CliError::Bad(format!("invalid value for {flag}: {v:?}"));
         match flag.as_str() {
             "-h" | "--help" => return Err(CliError::Help),
+            "-V" | "--version" => return Err(CliError::Version),
+            "--log-level" => {
+                let v = value("a level")?;
+                opts.log_level = super::log::LEVELS
+                    .iter()
+                    .find(|l| l.eq_ignore_ascii_case(&v))
+                    .ok_or_else(|| bad_value("--log-level", &v))?;
+            }
             "--port" => {
                 let v = value("a port number")?;
                 opts.port = v.parse().map_err(|_| bad_value("--port", &v))?;
@@ -241,8 +251,23 @@ pub fn parse_or_exit(spec: &Spec) -> Opts {
             print!("{}", usage(spec));
             std::process::exit(0);
         }
+        Err(CliError::Version) => {
+            println!("{} {}", spec.bin, env!("CARGO_PKG_VERSION"));
+            std::process::exit(0);
+        }
         Err(CliError::Bad(msg)) => {
-            eprint!("{}: {msg}\n\n{}", spec.bin, usage(spec));
+            // The error on one line, then where to look (not the whole
+            // help: a script's log keeps the one line that matters).
+            eprintln!("{}: {msg}", spec.bin);
+            let backend = if spec.backend {
+                " --backend HOST:PORT"
+            } else {
+                ""
+            };
+            eprintln!(
+                "usage: {}{backend} [OPTIONS]; `{} --help` lists them",
+                spec.bin, spec.bin
+            );
             std::process::exit(2);
         }
     }

@@ -1,0 +1,169 @@
+//! What an operator meets first, on every binary: `--version`, `--help`,
+//! a bad flag (exit 2, one line naming it), and logs: the core's warnings
+//! reach stderr at the default level (out of file descriptors under
+//! `prlimit`), `--log-level` silences them, `RUST_LOG` wins over it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BINS: [(&str, &str); 4] = [
+    (env!("CARGO_BIN_EXE_echo-server"), "echo-server"),
+    (env!("CARGO_BIN_EXE_http-server"), "http-server"),
+    (env!("CARGO_BIN_EXE_redis-server"), "redis-server"),
+    (env!("CARGO_BIN_EXE_proxy"), "proxy"),
+];
+
+fn run(bin: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    run_for(cmd, TIMEOUT, b"")
+}
+
+#[test]
+fn version_and_help_exit_zero_on_stdout() {
+    for (bin, name) in BINS {
+        for flag in ["--version", "-V"] {
+            let (status, out, err) = run(bin, &[flag]);
+            assert_eq!(status, Some(0), "{name} {flag}: {err}");
+            assert_eq!(out, format!("{name} {}\n", env!("CARGO_PKG_VERSION")));
+        }
+        let (status, out, err) = run(bin, &["--help"]);
+        assert_eq!(status, Some(0), "{name} --help: {err}");
+        for want in ["usage:", "--port", "--log-level", "--version", "RUST_LOG"] {
+            assert!(out.contains(want), "{name} --help lacks {want}: {out}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_flag_or_value_is_named_and_exits_2() {
+    for (bin, name) in BINS {
+        for args in [
+            &["--no-such-flag"][..],
+            &["--log-level", "loud"],
+            &["--port", "seventy"],
+            &["--log-level"],
+        ] {
+            let (status, out, err) = run(bin, args);
+            assert_eq!(status, Some(2), "{name} {args:?}: {err}");
+            assert!(out.is_empty(), "{name} {args:?}: nothing on stdout: {out}");
+            let first = err.lines().next().unwrap_or("");
+            assert!(
+                first.starts_with(&format!("{name}: ")) && first.contains(args[0]),
+                "{name} {args:?}: the first line names the flag: {err}"
+            );
+        }
+    }
+}
+
+/// A server started under `prlimit --nofile=40`, its stderr lines sent to
+/// the receiver (the startup line first).
+struct Limited {
+    child: Child,
+    port: u16,
+    lines: Receiver<String>,
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn limited(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Option<Limited> {
+    if !have("prlimit") {
+        eprintln!("prlimit not found: skipped");
+        return None;
+    }
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=40:40", "--", bin, "--port", "0"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = lines.recv_timeout(TIMEOUT).expect("the startup line");
+    let port = first
+        .split("on port ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    Some(Limited { child, port, lines })
+}
+
+/// Opens 60 idle connections (more than 40 descriptors allow), then
+/// collects what the server logs for `wait`.
+fn flood_and_collect(server: &Limited, wait: Duration) -> (Vec<TcpStream>, Vec<String>) {
+    let conns: Vec<TcpStream> = (0..60)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", server.port)).ok())
+        .collect();
+    let mut got = Vec::new();
+    let end = Instant::now() + wait;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match server.lines.recv_timeout(left) {
+            Ok(line) => got.push(line),
+            Err(_) => break,
+        }
+    }
+    (conns, got)
+}
+
+fn out_of_fds_warning(lines: &[String]) -> bool {
+    lines
+        .iter()
+        .any(|l| l.contains(" WARN ") && (l.contains("file descriptors") || l.contains("accept")))
+}
+
+#[test]
+fn running_out_of_descriptors_warns_at_the_default_level() {
+    let Some(server) = limited(BINS[0].0, &[], &[]) else {
+        return;
+    };
+    let (_conns, lines) = flood_and_collect(&server, Duration::from_secs(3));
+    assert!(out_of_fds_warning(&lines), "no WARN on stderr: {lines:#?}");
+    // One line each, with a timestamp first (RFC 3339, UTC).
+    let warn = lines.iter().find(|l| l.contains(" WARN ")).unwrap();
+    assert!(
+        warn.starts_with("20") && warn.split_whitespace().next().unwrap().ends_with('Z'),
+        "{warn}"
+    );
+}
+
+#[test]
+fn log_level_error_silences_it_and_rust_log_wins() {
+    let Some(quiet) = limited(BINS[0].0, &["--log-level", "error"], &[]) else {
+        return;
+    };
+    let (_conns, lines) = flood_and_collect(&quiet, Duration::from_secs(2));
+    assert!(!out_of_fds_warning(&lines), "--log-level error: {lines:#?}");
+    drop(quiet);
+    let loud = limited(
+        BINS[0].0,
+        &["--log-level", "error"],
+        &[("RUST_LOG", "warn")],
+    )
+    .unwrap();
+    let (_conns, lines) = flood_and_collect(&loud, Duration::from_secs(3));
+    assert!(out_of_fds_warning(&lines), "RUST_LOG=warn wins: {lines:#?}");
+}
