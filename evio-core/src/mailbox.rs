@@ -13,6 +13,7 @@ use crossbeam_channel::Sender;
 use evio_sys::Waker;
 
 use crate::key::{ConnId, ConnKey};
+use crate::metrics::{Counters, LoopMetrics, Published};
 use crate::receipt::PendingReceipt;
 use crate::warn::RateLimited;
 use crate::Addr;
@@ -79,6 +80,8 @@ pub(crate) struct Mailbox {
     conns: AtomicUsize,
     /// Wake failures (any thread), logged at most once a second.
     warned: Mutex<RateLimited>,
+    /// The loop's counters, as it last published them.
+    metrics: Published,
 }
 
 impl Mailbox {
@@ -88,6 +91,7 @@ impl Mailbox {
             waker,
             conns: AtomicUsize::new(0),
             warned: Mutex::new(RateLimited::default()),
+            metrics: Published::default(),
         }
     }
 
@@ -112,6 +116,16 @@ impl Mailbox {
 
     pub(crate) fn open_connections(&self) -> usize {
         self.conns.load(Ordering::Acquire)
+    }
+
+    /// Publishes the loop's counters (the loop, once per iteration).
+    pub(crate) fn publish(&self, counters: &Counters, bytes_written: u64) {
+        self.metrics.store(counters, bytes_written);
+    }
+
+    /// The loop's counters as last published, and its open connections.
+    pub(crate) fn metrics(&self) -> LoopMetrics {
+        self.metrics.snapshot(self.open_connections() as u64)
     }
 
     /// Counts a connection in (accepted, dispatched or dialed).

@@ -34,6 +34,7 @@ pub mod cli;
 pub mod echo;
 pub mod held;
 pub mod http;
+pub mod metrics;
 pub mod proxy;
 pub mod redis;
 pub mod resp;

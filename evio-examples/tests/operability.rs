@@ -167,3 +167,72 @@ fn log_level_error_silences_it_and_rust_log_wins() {
     let (_conns, lines) = flood_and_collect(&loud, Duration::from_secs(3));
     assert!(out_of_fds_warning(&lines), "RUST_LOG=warn wins: {lines:#?}");
 }
+
+/// The sum over loops of the samples of `name` in a Prometheus text body.
+fn sum_of(body: &str, name: &str) -> u64 {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{loop=\"")))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn metrics_port_serves_prometheus_counters() {
+    use std::io::Write;
+    let server = spawn(
+        BINS[0].0,
+        &["--port", "0", "--metrics-port", "0", "--loops", "2"],
+    );
+    let metrics_port: u16 = server
+        .line
+        .split("metrics port ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics port in {:?}", server.line));
+    let mut conns = Vec::new();
+    for i in 0..10u8 {
+        let mut c = connect(server.addr());
+        c.write_all(&[b'a' + i; 100]).unwrap();
+        expect(&mut c, &[b'a' + i; 100]);
+        conns.push(c);
+    }
+    let mut body = String::new();
+    wait_for("the counters to be published", || {
+        body = get(metrics_port, "/metrics");
+        sum_of(&body, "evio_connections_accepted_total") >= 10
+            && sum_of(&body, "evio_bytes_read_total") >= 1000
+    });
+    assert!(body.starts_with("HTTP/1.1 200 OK\r\n"), "{body}");
+    assert!(
+        body.contains("Content-Type: text/plain; version=0.0.4"),
+        "{body}"
+    );
+    for name in [
+        "evio_connections_open",
+        "evio_connections_closed_total",
+        "evio_bytes_written_total",
+        "evio_wakes_total",
+        "evio_loop_iterations_total",
+        "evio_tls_handshakes_total",
+    ] {
+        assert!(body.contains(&format!("# TYPE {name} ")), "{name}: {body}");
+        assert!(
+            body.contains(&format!("{name}{{loop=\"1\"}} ")),
+            "{name}: {body}"
+        );
+    }
+    assert_eq!(sum_of(&body, "evio_connections_open"), 10, "{body}");
+    assert!(sum_of(&body, "evio_bytes_written_total") >= 1000, "{body}");
+    let missing = get(metrics_port, "/nothing");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+}

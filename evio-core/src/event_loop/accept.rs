@@ -202,6 +202,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                     if e.kind() == io::ErrorKind::Interrupted
                         || e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
+                    if net::is_out_of_fds(&e) {
+                        self.counters.accept_out_of_fds += 1;
+                    }
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection
                     // stays in the backlog. Make room by closing idle
                     // connections if allowed, else stop polling the listener
@@ -351,6 +354,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                     continue;
                 }
             };
+            self.counters.bytes_read += n as u64;
             // Reported as IPv4 if it is, answered at the address it came from.
             let sender = SocketAddr::new(from.ip().to_canonical(), from.port());
             self.table.udp_begin(slot, sender);

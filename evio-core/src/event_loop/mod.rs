@@ -30,6 +30,7 @@ use crate::detached::DetachedStream;
 use crate::handler::{Action, EventHandler, ServerInfo};
 use crate::key::{ConnKey, Token};
 use crate::mailbox::Msg;
+use crate::metrics::Counters;
 use crate::shared::Shared;
 use crate::table::{ConnTable, Flushed, Quiescent, Slot, TimerKind};
 use crate::warn::RateLimited;
@@ -67,6 +68,8 @@ pub(crate) struct EventLoop<P: Poller, H: EventHandler> {
     /// Per-connection failures (registration, TLS setup), logged at most
     /// once a second.
     warned: RateLimited,
+    /// What this loop did, published once per iteration.
+    counters: Counters,
     /// Plaintext out of TLS sessions, for `on_data` (allocated with the
     /// first TLS connection).
     #[cfg(feature = "tls")]
@@ -105,6 +108,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             next_tick: None,
             next_loop_tick: None,
             warned: RateLimited::default(),
+            counters: Counters::default(),
             #[cfg(feature = "tls")]
             plain: None,
         }
@@ -155,6 +159,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     }
 
     fn iteration(&mut self, events: &mut Events, deadline: Option<Instant>) -> io::Result<()> {
+        self.counters.iterations += 1;
         self.run_timers();
         // What timer callbacks wrote goes out before the loop sleeps.
         self.flush_dirty();
@@ -169,6 +174,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             self.dispatch(*ev);
         }
         if events.is_woken() {
+            self.counters.wakes += 1;
             self.drain_channel();
         }
         self.read_again();
@@ -176,7 +182,16 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         // Every callback of this iteration has returned and no slot is
         // held: the one point where closed connections' slots are freed.
         self.table.reap(&Quiescent::between_iterations());
+        self.publish_metrics();
         Ok(())
+    }
+
+    /// Publishes the counters for `ServerControl::metrics` (a relaxed store
+    /// each, once per iteration: nothing on the hot path).
+    fn publish_metrics(&self) {
+        self.ctx
+            .me
+            .publish(&self.counters, self.table.bytes_written());
     }
 
     /// Graceful shutdown: stop accepting, stop reading, keep writing until
@@ -232,7 +247,10 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             let why = match kind {
                 TimerKind::Connect => "connect timed out",
                 TimerKind::Idle => "idle timeout",
-                TimerKind::Handshake => "TLS handshake timed out",
+                TimerKind::Handshake => {
+                    self.counters.tls_handshake_failures += 1;
+                    "TLS handshake timed out"
+                }
                 TimerKind::User => {
                     let action = self.handler.on_timer(view!(self, slot));
                     self.after(slot, action);
@@ -312,6 +330,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                     return;
                 }
                 Ok(n) => {
+                    self.counters.bytes_read += n as u64;
                     self.table.touch(slot);
                     if !self.deliver(slot, n) {
                         return;
@@ -472,6 +491,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             return;
         }
         self.ctx.me.count_closed();
+        self.counters.closed += 1;
         let action = self.handler.on_closed(view!(self, slot), err);
         self.table.release(slot);
         self.register_dialed();
@@ -494,6 +514,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             return;
         };
         self.ctx.me.count_closed();
+        self.counters.closed += 1;
         let action = match DetachedStream::new(handover) {
             Ok(stream) => self.handler.on_detached(view!(self, slot), stream),
             Err(e) => self.handler.on_closed(view!(self, slot), Some(e)),
@@ -513,6 +534,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             self.close(slot, None);
         }
         self.table.reap(&Quiescent::between_iterations());
+        self.publish_metrics();
         // Messages that arrived too late: fail their receipts, drop fds.
         // (Bounded, as in `drain_channel`; whatever arrives later is
         // dropped with the channel, and a dropped write fails its receipt.)

@@ -31,6 +31,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 return;
             }
         };
+        self.counters.accepted += 1;
         let key = self.table.key(slot);
         // A level-triggered poller keeps interest in step with the output
         // queue, which needs the registration first.

@@ -78,6 +78,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
                 }
             }
             if self.table.conn_mut(slot).tls().take_opened() {
+                self.counters.tls_handshakes += 1;
                 self.open(slot);
                 if !self.table.holds(slot) {
                     return false;
@@ -144,6 +145,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// closes with the error.
     fn tls_failed(&mut self, slot: Slot, e: io::Error) {
         tracing::debug!(error = %e, "evio: TLS error");
+        if self.table.conn_mut(slot).tls().is_handshaking() {
+            self.counters.tls_handshake_failures += 1;
+        }
         self.flush(slot);
         self.close(slot, Some(e));
     }

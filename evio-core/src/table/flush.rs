@@ -196,6 +196,7 @@ impl<C> ConnTable<C> {
                 c.written += n as u64;
                 if n > 0 {
                     c.idle.last_active = self.timers.now_ms();
+                    self.bytes_written += n as u64;
                 }
             }
             // An error is met again (and handled) by the next flush.
@@ -400,6 +401,7 @@ impl<C> ConnTable<C> {
         };
         if wrote > 0 {
             c.idle.last_active = self.timers.now_ms();
+            self.bytes_written += wrote as u64;
         }
         let is_open = opened(c);
         // Over TLS, a write is done once its records are on the socket.

@@ -96,6 +96,8 @@ pub(crate) struct ConnTable<C> {
     handshake_ms: u32,
     high_water: usize,
     low_water: usize,
+    /// Bytes written to sockets, for the loop's metrics.
+    bytes_written: u64,
 }
 
 impl<C> ConnTable<C> {
@@ -119,6 +121,7 @@ impl<C> ConnTable<C> {
             handshake_ms: duration_ms(config.tls_handshake_timeout),
             high_water: config.high_water,
             low_water: config.low_water,
+            bytes_written: 0,
         }
     }
 
@@ -197,6 +200,11 @@ impl<C> ConnTable<C> {
             .filter(|(_, c)| c.held())
             .map(|(i, _)| Slot(i))
             .collect()
+    }
+
+    /// Bytes written to sockets so far (ciphertext, for TLS).
+    pub(crate) fn bytes_written(&self) -> u64 {
+        self.bytes_written
     }
 
     /// Bytes queued on the connection `key`, if it is live.

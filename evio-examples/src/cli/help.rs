@@ -93,7 +93,7 @@ pub fn usage(spec: &Spec) -> String {
     format!(
         "usage: {bin}{backend} [--port N] [--loops N] [--balance POLICY] [--reuseport]\n\
          \x20      [--per-loop-listeners] [--defer-accept] [--unix PATH] [--poller NAME]\n\
-         \x20      [--idle-timeout SECS] [--log-level LEVEL]{flags}\n\
+         \x20      [--idle-timeout SECS] [--log-level LEVEL] [--metrics-port N]{flags}\n\
          \n\
          {backend_help}\
          \x20 --port N                port to listen on, all interfaces (default {port}; 0 picks one)\n\
@@ -113,6 +113,9 @@ pub fn usage(spec: &Spec) -> String {
          \x20 --idle-timeout SECS     close connections without a byte read or written for\n\
          \x20                         SECS; 0 = never (default {idle})\n\
          {extra}\
+         \x20 --metrics-port N        serve the loops' counters (connections, bytes, wakes, TLS\n\
+         \x20                         handshakes) as Prometheus text on GET /metrics, port N\n\
+         \x20                         on all interfaces (0 picks one); off by default\n\
          \x20 --log-level LEVEL       off, error, warn, info, debug or trace: what is logged to\n\
          \x20                         stderr (default warn); RUST_LOG, when set, wins and takes\n\
          \x20                         tracing's filter syntax (RUST_LOG=evio_core=debug)\n\

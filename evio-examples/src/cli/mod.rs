@@ -132,6 +132,9 @@ pub struct Opts {
     /// `--log-level off|error|warn|info|debug|trace` (default `warn`);
     /// `RUST_LOG`, when set, wins ([`log::init`]).
     pub log_level: &'static str,
+    /// `--metrics-port N`: serve the loops' counters in the Prometheus text
+    /// format on `GET /metrics` ([`crate::metrics`]); off by default.
+    pub metrics_port: Option<u16>,
 }
 
 impl Opts {
@@ -155,6 +158,7 @@ impl Opts {
             tls_params: tls::Params::default(),
             backend_tls: None,
             log_level: log::DEFAULT_LEVEL,
+            metrics_port: None,
         }
     }
 
@@ -285,8 +289,22 @@ where
         Some(p) => format!(" and unix socket {}", p.display()),
         None => String::new(),
     };
+    // The metrics endpoint: a one-loop evio server of its own, reading the
+    // main server's counters (it adds no work to the main loops).
+    let metrics = match opts.metrics_port {
+        Some(p) => {
+            let control = server.control().clone();
+            let endpoint = crate::metrics::Endpoint::new(move || control.metrics());
+            Some(Builder::new().start(endpoint, &[format!("tcp://:{p}")])?)
+        }
+        None => None,
+    };
+    let metrics_line = match metrics.as_ref().and_then(|m| m.addrs().first()) {
+        Some(Addr::Inet(a)) => format!(" and metrics port {}", a.port()),
+        _ => String::new(),
+    };
     eprintln!(
-        "{} server started on port {port}{proto}{tls}{unix}",
+        "{} server started on port {port}{proto}{tls}{unix}{metrics_line}",
         spec.name
     );
     // `ServerHandle::shutdown` and `wait` consume the handle, so one thread

@@ -67,6 +67,10 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
         match flag.as_str() {
             "-h" | "--help" => return Err(CliError::Help),
             "-V" | "--version" => return Err(CliError::Version),
+            "--metrics-port" => {
+                let v = value("a port number")?;
+                opts.metrics_port = Some(v.parse().map_err(|_| bad_value("--metrics-port", &v))?);
+            }
             "--log-level" => {
                 let v = value("a level")?;
                 opts.log_level = super::log::LEVELS
