@@ -76,7 +76,7 @@ impl RateLimited {
         let now = Instant::now();
         let due = self
             .last
-            .map_or(true, |t| now.duration_since(t) >= self.interval);
+            .is_none_or(|t| now.duration_since(t) >= self.interval);
         if self.suppressed > 0 && due {
             log(self.suppressed);
             self.last = Some(now);
