@@ -1,4 +1,5 @@
-//! Parsing the example servers' flags into [`Opts`].
+//! Parsing the example servers' flags into [`Opts`]: lexopt splits the
+//! command line, the arms below check each value and word each error.
 
 use std::ffi::OsString;
 use std::net::ToSocketAddrs;
@@ -6,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use evio_core::LoadBalance;
+use lexopt::Arg::{Long, Short, Value};
 
 use super::{usage, Opts, PollerChoice, Spec};
 use crate::tls;
@@ -37,36 +39,33 @@ pub enum CliError {
 /// Parses the flags (without the program name).
 pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Opts, CliError> {
     let mut opts = Opts::defaults(spec);
-    let mut args = args.into_iter();
     // TLS flags, checked together at the end.
     let (mut tls_port, mut tls_cert, mut tls_key) = (None, None, None);
     let mut tls_params_given = None;
     let mut handshake_given = false;
     let (mut backend_tls, mut backend_ca, mut backend_sni) = (false, None, None);
     let mut backend_host = String::new();
-    while let Some(arg) = args.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|a| CliError::Bad(format!("argument is not UTF-8: {a:?}")))?;
-        // `--flag value` and `--flag=value` are both accepted.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg, None),
+    let mut parser = lexopt::Parser::from_args(args);
+    let lex_error = |e: lexopt::Error| CliError::Bad(e.to_string());
+    while let Some(arg) = parser.next().map_err(lex_error)? {
+        let flag = match arg {
+            Short('h') | Long("help") => return Err(CliError::Help),
+            Short('V') | Long("version") => return Err(CliError::Version),
+            Long(name) => format!("--{name}"),
+            Short(c) => return Err(CliError::Bad(format!("unknown flag \"-{c}\""))),
+            Value(v) => return Err(CliError::Bad(format!("unexpected argument {v:?}"))),
         };
+        // `--flag value` and `--flag=value` are both accepted (lexopt).
         let mut value = |what: &str| -> Result<String, CliError> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => args
-                    .next()
-                    .and_then(|v| v.into_string().ok())
-                    .ok_or_else(|| CliError::Bad(format!("{flag} needs {what}"))),
-            }
+            parser
+                .value()
+                .map_err(|_| CliError::Bad(format!("{flag} needs {what}")))?
+                .into_string()
+                .map_err(|v| CliError::Bad(format!("{flag}: the value is not UTF-8: {v:?}")))
         };
         let bad_value =
             |flag: &str, v: &str| CliError::Bad(format!("invalid value for {flag}: {v:?}"));
         match flag.as_str() {
-            "-h" | "--help" => return Err(CliError::Help),
-            "-V" | "--version" => return Err(CliError::Version),
             "--metrics-port" => {
                 let v = value("a port number")?;
                 opts.metrics_port = Some(v.parse().map_err(|_| bad_value("--metrics-port", &v))?);
@@ -166,15 +165,6 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
             "--connect-timeout" if spec.connect_timeout.is_some() => {
                 let v = value("seconds")?;
                 opts.connect_timeout = parse_secs(&v).ok_or_else(|| bad_value(&flag, &v))?;
-            }
-            "--reuseport"
-            | "--per-loop-listeners"
-            | "--defer-accept"
-            | "--udp"
-            | "--backend-tls"
-                if inline.is_some() =>
-            {
-                return Err(CliError::Bad(format!("{flag} takes no value")));
             }
             "--reuseport" => opts.reuseport = true,
             "--per-loop-listeners" => opts.per_loop_listeners = true,
