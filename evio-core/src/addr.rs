@@ -4,7 +4,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -311,6 +311,54 @@ impl ListenSpec {
             _ => None,
         };
         Ok((pick, only_v6))
+    }
+
+    /// Whether the inherited socket `s` can serve this address: a stream
+    /// socket for TCP and TLS (an internet one) or unix, a datagram one
+    /// for UDP.
+    pub(crate) fn can_adopt(&self, s: &net::Inherited) -> bool {
+        match (self.network, &s.addr) {
+            (Network::Unix, Addr::Unix(_)) => s.stream,
+            (n, Addr::Inet(_)) if n.is_udp() => !s.stream,
+            (n, Addr::Inet(_)) => n != Network::Unix && s.stream,
+            _ => false,
+        }
+    }
+
+    /// Whether `s` is bound exactly where this address asks (same port and
+    /// host, or the same unix path).
+    pub(crate) fn is_exactly(&self, s: &net::Inherited) -> bool {
+        match &s.addr {
+            Addr::Inet(a) => self
+                .resolve(false)
+                .is_ok_and(|(want, _)| want.port() == a.port() && want.ip() == a.ip()),
+            Addr::Unix(Some(p)) => self.network == Network::Unix && Path::new(&self.target) == p,
+            Addr::Unix(None) => false,
+        }
+    }
+
+    /// Serves the inherited socket `s` (systemd socket activation) for this
+    /// address instead of binding: the listener options (`TCP_NODELAY`,
+    /// `defer_accept`) are applied as to a bound one; its unix socket file,
+    /// if any, is the service manager's and is left alone.
+    pub(crate) fn adopt(&self, index: usize, s: net::Inherited) -> io::Result<Bound> {
+        if !self.network.is_udp() && !matches!(s.addr, Addr::Unix(_)) {
+            let _ = net::set_nodelay(&s.fd, true);
+            if self.defer_accept {
+                net::set_defer_accept(&s.fd, Some(Duration::from_secs(1)))
+                    .map_err(|e| self.bind_error(e))?;
+            }
+        }
+        Ok(Bound {
+            fd: Arc::new(s.fd),
+            index,
+            network: self.network,
+            addr: s.addr,
+            unix_path: None,
+            local: false,
+            tls: self.tls,
+            deferred: self.defer_accept,
+        })
     }
 
     /// Binds the address `copies` times: once normally; more than once

@@ -73,7 +73,8 @@ impl<C> ServerControl<C> {
 
     /// Starts stopping the server and returns at once: every loop stops,
     /// every open connection gets `on_closed`, listeners close, unix socket
-    /// files are removed. Calling it again does nothing.
+    /// files are removed. During a graceful stop it cuts the drain short.
+    /// Calling it again does nothing.
     pub fn shutdown(&self) {
         self.shared.begin_shutdown();
     }
@@ -81,7 +82,9 @@ impl<C> ServerControl<C> {
     /// Starts a graceful stop and returns at once: accepting and reading
     /// stop now, every connection writes its pending output and closes
     /// (each gets `on_closed`), and whatever is still open after `timeout`
-    /// is closed anyway.
+    /// is closed anyway. Called again, the earlier deadline wins; after
+    /// [`shutdown`](ServerControl::shutdown) it does nothing (a stop is
+    /// never turned into a drain).
     pub fn shutdown_gracefully(&self, timeout: Duration) {
         self.shared
             .begin_graceful_shutdown(Instant::now() + timeout);

@@ -71,27 +71,52 @@ impl Shared {
         Ok(())
     }
 
-    /// Asks every loop to stop (idempotent).
+    /// Stops the server now; during a graceful stop, cuts it short (the
+    /// drain deadline becomes now). Wakes every loop.
     pub(crate) fn begin_shutdown(&self) {
-        if !self.shutdown.swap(true, Ordering::AcqRel) {
-            tracing::debug!("evio: shutdown requested");
-            for l in &self.loops {
-                l.wake();
+        let cut = {
+            let mut d = self
+                .drain_deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let draining = d.is_some();
+            if draining {
+                *d = Some(Instant::now());
             }
-        }
+            draining
+        };
+        self.raise_stop(cut);
     }
 
-    /// Asks every loop to stop after flushing, until `deadline`.
+    /// Stops the server gracefully by `deadline` (the earliest deadline
+    /// asked for wins). Does nothing once a stop that is not graceful has
+    /// begun: a hard stop is never turned into a drain.
     pub(crate) fn begin_graceful_shutdown(&self, deadline: Instant) {
         {
             let mut d = self
                 .drain_deadline
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            // The earliest deadline asked for wins.
+            if d.is_none() && self.is_shutdown() {
+                return;
+            }
             *d = Some(d.map_or(deadline, |old| old.min(deadline)));
         }
-        self.begin_shutdown();
+        self.raise_stop(false);
+    }
+
+    /// Raises the stop flag; wakes every loop the first time, or again when
+    /// a drain was cut short (its loops sleep until the old deadline).
+    fn raise_stop(&self, wake_again: bool) {
+        let first = !self.shutdown.swap(true, Ordering::AcqRel);
+        if first {
+            tracing::debug!("evio: shutdown requested");
+        }
+        if first || wake_again {
+            for l in &self.loops {
+                l.wake();
+            }
+        }
     }
 
     pub(crate) fn is_shutdown(&self) -> bool {

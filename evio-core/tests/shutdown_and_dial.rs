@@ -396,6 +396,50 @@ fn writes_and_close_before_connect<P: common::TestPoller>() {
     }
 }
 
+/// A graceful stop with nothing left to write ends at once, long before
+/// its deadline: idle connections, a UDP socket and a second loop with no
+/// connection at all hold nothing up.
+fn graceful_stop_with_nothing_queued_ends_at_once<P: TestPoller>() {
+    let server = start_server::<P, _>(Echo, 2, &["tcp://127.0.0.1:0", "udp://127.0.0.1:0"]);
+    let mut idle = connect(&server.addrs()[0]);
+    idle.write_all(b"hi").unwrap();
+    assert_eq!(read_n(&mut idle, 2).unwrap(), b"hi");
+    let control = server.control().clone();
+    control.shutdown_gracefully(Duration::from_secs(600));
+    assert!(
+        eventually(Duration::from_secs(10), || control.is_stopped()),
+        "the drain waited for its deadline with nothing to drain"
+    );
+    assert_eq!(read_to_eof(&mut idle).unwrap(), b"");
+}
+
+/// A hard stop during a graceful one cuts the drain short: a client that
+/// never reads would otherwise hold the server until the drain deadline.
+fn shutdown_cuts_a_graceful_drain_short<P: TestPoller>() {
+    let server = start_server::<P, _>(Echo, 1, &["tcp://127.0.0.1:0"]);
+    let c = connect(&server.addrs()[0]);
+    let mut w = c.try_clone().unwrap();
+    thread::spawn(move || {
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..128 {
+            if w.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    // Output queued that the client will not read.
+    thread::sleep(Duration::from_millis(300));
+    let control = server.control().clone();
+    control.shutdown_gracefully(Duration::from_secs(600));
+    thread::sleep(Duration::from_millis(100));
+    assert!(!control.is_stopped(), "draining: the stuck client holds it");
+    // A stop is never turned back into a drain, and it ends this one.
+    control.shutdown();
+    control.shutdown_gracefully(Duration::from_secs(600));
+    assert!(eventually(Duration::from_secs(10), || control.is_stopped()));
+    drop(c);
+}
+
 on_every_poller!(
     shutdown_gracefully_with_a_stuck_client,
     shutdown_gracefully_flushes_pending_output,
@@ -404,4 +448,6 @@ on_every_poller!(
     dial_failing_at_once,
     server_handle_dial_exchanges_data,
     writes_and_close_before_connect,
+    shutdown_cuts_a_graceful_drain_short,
+    graceful_stop_with_nothing_queued_ends_at_once,
 );

@@ -236,3 +236,114 @@ fn metrics_port_serves_prometheus_counters() {
     let missing = get(metrics_port, "/nothing");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }
+
+/// `systemd-socket-activate -l 127.0.0.1:PORT BIN`: the binary serves the
+/// passed socket (its startup line names that port) instead of binding its
+/// default one; the first connection is what makes systemd start it.
+#[test]
+fn serves_a_socket_passed_by_systemd_socket_activation() {
+    use std::io::{Read, Write};
+    if !have("systemd-socket-activate") {
+        eprintln!("systemd-socket-activate not found: skipped");
+        return;
+    }
+    for (bin, name) in [BINS[1], BINS[0]] {
+        let port = free_port();
+        let mut cmd = Command::new("systemd-socket-activate");
+        cmd.args(["-l", &format!("127.0.0.1:{port}"), bin])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let guard = Limited { child, port, lines };
+        wait_port(port);
+        let mut c = connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        if name == "http-server" {
+            c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut reply = String::new();
+            c.read_to_string(&mut reply).unwrap();
+            assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{name}: {reply}");
+        } else {
+            c.write_all(b"passed socket\n").unwrap();
+            expect(&mut c, b"passed socket\n");
+        }
+        let started = guard
+            .lines
+            .iter()
+            .find(|l| l.contains("server started"))
+            .expect("a startup line");
+        assert!(
+            started.contains(&format!("on port {port}")),
+            "{name} serves the passed socket: {started}"
+        );
+    }
+}
+
+/// Waits for `child` to exit, at most `limit`; its status code.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<i32> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("still running after {limit:?}");
+}
+
+/// A client that sends 8 MiB and never reads: the echo's output stays
+/// queued, so a drain can only end at its deadline.
+fn stuck_client(port: u16) -> TcpStream {
+    use std::io::Write;
+    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut w = c.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..128 {
+            if w.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    c
+}
+
+#[test]
+fn sigterm_drains_until_its_deadline_and_sigquit_stops_at_once() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    // SIGTERM with a stuck client: the drain ends at --drain-timeout, exit 0.
+    let mut server = spawn(BINS[0].0, &["--port", "0", "--drain-timeout", "1"]);
+    let _stuck = stuck_client(server.port);
+    let mut idle = connect(server.addr());
+    kill(Pid::from_raw(server.pid() as i32), Signal::SIGTERM).unwrap();
+    // An idle connection is closed at once by the drain (EOF, not a reset).
+    assert_eq!(read_to_close(&mut idle), b"");
+    assert_eq!(exit_within(&mut server.child, TIMEOUT), Some(0));
+    // SIGQUIT with a stuck client and a long drain deadline: at once.
+    let mut server = spawn(BINS[0].0, &["--port", "0", "--drain-timeout", "600"]);
+    let _stuck = stuck_client(server.port);
+    kill(Pid::from_raw(server.pid() as i32), Signal::SIGQUIT).unwrap();
+    assert_eq!(exit_within(&mut server.child, TIMEOUT), Some(0));
+    // And SIGQUIT during a long drain cuts it short.
+    let mut server = spawn(BINS[0].0, &["--port", "0", "--drain-timeout", "600"]);
+    let _stuck = stuck_client(server.port);
+    kill(Pid::from_raw(server.pid() as i32), Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    kill(Pid::from_raw(server.pid() as i32), Signal::SIGQUIT).unwrap();
+    assert_eq!(exit_within(&mut server.child, TIMEOUT), Some(0));
+}

@@ -202,7 +202,17 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         self.next_loop_tick = None;
         self.table.close_all_later();
         self.flush_dirty();
-        while !self.table.is_empty() && Instant::now() < deadline {
+        // What closed just now is released, not freed: free it, or the
+        // table would not look empty and the loop would sleep until the
+        // deadline with nothing left to drain.
+        self.table.reap(&Quiescent::between_iterations());
+        // The deadline is read again each time: a hard stop during the
+        // drain moves it to now.
+        loop {
+            let deadline = self.ctx.shared.drain_deadline().unwrap_or(deadline);
+            if self.table.is_empty() || Instant::now() >= deadline {
+                break;
+            }
             self.iteration(events, Some(deadline))?;
         }
         Ok(())

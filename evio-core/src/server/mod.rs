@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use evio_sys::{DefaultPoller, Poller};
+use evio_sys::{net, DefaultPoller, Poller};
 
 use crate::addr::{self, Bound};
 use crate::balance::LoadBalance;
@@ -62,6 +62,7 @@ pub struct Builder<P = DefaultPoller> {
     num_loops: isize,
     config: Config,
     per_loop_listeners: bool,
+    socket_activation: bool,
     poller: PollerFactory<P>,
 }
 
@@ -71,6 +72,7 @@ impl<P> fmt::Debug for Builder<P> {
             .field("num_loops", &self.num_loops)
             .field("config", &self.config)
             .field("per_loop_listeners", &self.per_loop_listeners)
+            .field("socket_activation", &self.socket_activation)
             .field("poller", &std::any::type_name::<P>())
             .finish()
     }
@@ -90,6 +92,7 @@ impl Builder<DefaultPoller> {
             num_loops: 1,
             config: Config::default(),
             per_loop_listeners: false,
+            socket_activation: true,
             poller: Arc::new(|_| DefaultPoller::new()),
         }
     }
@@ -125,6 +128,34 @@ impl<P: Poller + 'static> Builder<P> {
     /// one loop.
     pub fn per_loop_listeners(mut self, on: bool) -> Self {
         self.per_loop_listeners = on;
+        self
+    }
+
+    /// Whether to serve the listening sockets systemd socket activation
+    /// passed to the process (`LISTEN_FDS`, `LISTEN_PID`) instead of
+    /// binding. On by default; nothing changes for a process started
+    /// without them.
+    ///
+    /// Each address given to `serve` takes the passed socket bound exactly
+    /// where it asks, else the next unused one of its kind (a stream socket
+    /// for `tcp`/`tls`, a datagram one for `udp`, a unix stream socket for
+    /// `unix`), in order: `systemd-socket-activate -l 127.0.0.1:8080 server`
+    /// serves the one socket for the first TCP address whatever its port.
+    /// Addresses left without one are bound as usual; passed sockets left
+    /// unused are closed, with a warning. The variables are consumed (a
+    /// second server of the process, or a child, sees none). With
+    /// [`per_loop_listeners`](Builder::per_loop_listeners), a passed socket
+    /// is accepted by loop 0, which hands connections over.
+    ///
+    /// ```no_run
+    /// # #[derive(Clone)] struct Http;
+    /// # impl evio_core::EventHandler for Http { type Context = (); }
+    /// // Under systemd: `ListenStream=80` in the .socket unit, `:8080` when run by hand.
+    /// evio_core::Builder::new().serve(Http, &["tcp://:8080"])?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn socket_activation(mut self, on: bool) -> Self {
+        self.socket_activation = on;
         self
     }
 
@@ -231,6 +262,7 @@ impl<P: Poller + 'static> Builder<P> {
             num_loops: self.num_loops,
             config: self.config,
             per_loop_listeners: self.per_loop_listeners,
+            socket_activation: self.socket_activation,
             poller: Arc::new(factory),
         }
     }
@@ -342,9 +374,26 @@ impl<P: Poller + 'static> Builder<P> {
         let copies = if self.per_loop_listeners { n } else { 1 };
         // Bound in order; on a failure, what was bound is dropped again (and
         // unix socket files removed).
+        let mut inherited = if self.socket_activation {
+            net::take_activation_sockets()?
+        } else {
+            Vec::new()
+        };
         let mut per_addr = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
-            per_addr.push(s.bind(i, copies)?);
+            let exact = inherited.iter().position(|sock| s.is_exactly(sock));
+            let pick = exact.or_else(|| inherited.iter().position(|sock| s.can_adopt(sock)));
+            match pick {
+                Some(k) => {
+                    let sock = inherited.remove(k);
+                    tracing::info!(addr = %s.original, local = %sock.addr, "evio: serving a socket passed by the service manager");
+                    per_addr.push(vec![s.adopt(i, sock)?]);
+                }
+                None => per_addr.push(s.bind(i, copies)?),
+            }
+        }
+        for sock in inherited {
+            tracing::warn!(local = %sock.addr, name = ?sock.name, "evio: a socket passed by the service manager matches no address; closing it");
         }
         let addrs: Vec<Addr> = per_addr.iter().map(|b| b[0].addr.clone()).collect();
         let mut listeners: Vec<Vec<Bound>> = (0..n).map(|_| Vec::new()).collect();

@@ -113,6 +113,9 @@ pub fn usage(spec: &Spec) -> String {
          \x20 --idle-timeout SECS     close connections without a byte read or written for\n\
          \x20                         SECS; 0 = never (default {idle})\n\
          {extra}\
+         \x20 --drain-timeout SECS    on SIGINT/SIGTERM: stop accepting and reading, let every\n\
+         \x20                         connection write what is queued for up to SECS, then\n\
+         \x20                         close what is left (default 10); SIGQUIT stops at once\n\
          \x20 --metrics-port N        serve the loops' counters (connections, bytes, wakes, TLS\n\
          \x20                         handshakes) as Prometheus text on GET /metrics, port N\n\
          \x20                         on all interfaces (0 picks one); off by default\n\

@@ -1,6 +1,7 @@
 //! The command line the example servers share, and how they run:
-//! start, print one line, serve until SIGINT/SIGTERM (or until a callback
-//! returns `Action::Shutdown`), shut down cleanly.
+//! start, print one line, serve until SIGINT/SIGTERM (a drain) or SIGQUIT
+//! (at once), or until a callback returns `Action::Shutdown`; shut down
+//! cleanly.
 //!
 //! Every binary also serves TLS with `--tls-port N --tls-cert PATH
 //! --tls-key PATH` (the same handler on both ports; see [`crate::tls`]),
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use evio_core::{Addr, Builder, EventHandler, LoadBalance, PollPoller};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 
 use crate::tls;
 
@@ -132,6 +133,10 @@ pub struct Opts {
     /// `--log-level off|error|warn|info|debug|trace` (default `warn`);
     /// `RUST_LOG`, when set, wins ([`log::init`]).
     pub log_level: &'static str,
+    /// `--drain-timeout SECS` (default 10): on SIGINT/SIGTERM, how long
+    /// connections may take to write what is queued before they are
+    /// closed anyway.
+    pub drain_timeout: Duration,
     /// `--metrics-port N`: serve the loops' counters in the Prometheus text
     /// format on `GET /metrics` ([`crate::metrics`]); off by default.
     pub metrics_port: Option<u16>,
@@ -159,6 +164,7 @@ impl Opts {
             backend_tls: None,
             log_level: log::DEFAULT_LEVEL,
             metrics_port: None,
+            drain_timeout: Duration::from_secs(10),
         }
     }
 
@@ -244,8 +250,12 @@ impl Opts {
 }
 
 /// Starts `handler` on the addresses of `opts`, prints the startup line and
-/// serves until SIGINT or SIGTERM (then shuts down: connections are closed,
-/// the unix socket file is removed) or until the server stops by itself.
+/// serves until a signal or until the server stops by itself. SIGINT and
+/// SIGTERM drain: accepting and reading stop, each connection closes once
+/// what is queued for it is written, the rest after `--drain-timeout`
+/// (a second one exits at once, status 1). SIGQUIT stops at once: one last
+/// attempt to write what is queued, then every connection closes. Either
+/// way the unix socket file is removed.
 ///
 /// With `--tls-port` the TLS config is loaded first (an unreadable or
 /// invalid PEM file is an error naming it) and the same handler serves the
@@ -262,12 +272,15 @@ where
             .tls_handshake_timeout(opts.tls_params.handshake_timeout);
     }
     // Install the handlers first, so that a signal right after the startup
-    // line is not lost. A second SIGINT/SIGTERM exits at once (status 1).
+    // line is not lost. SIGINT/SIGTERM drain (a second one exits at once,
+    // status 1); SIGQUIT stops now.
     let stop = Arc::new(AtomicBool::new(false));
+    let quit = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())?;
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    signal_hook::flag::register(SIGQUIT, quit.clone())?;
     raise_fd_limit();
     let server = match opts.poller {
         PollerChoice::Native => builder.start(handler, &opts.addrs())?,
@@ -310,8 +323,22 @@ where
     // `ServerHandle::shutdown` and `wait` consume the handle, so one thread
     // watches both the flag and the server.
     while !server.is_shutting_down() {
-        if stop.load(Ordering::Relaxed) {
+        if quit.load(Ordering::Relaxed) {
             return server.shutdown();
+        }
+        if stop.load(Ordering::Relaxed) {
+            // Accepting and reading stop; what is queued is written, each
+            // connection closes once its output is out, the rest at the
+            // deadline. SIGQUIT meanwhile cuts the drain short.
+            let control = server.control().clone();
+            control.shutdown_gracefully(opts.drain_timeout);
+            while !control.is_stopped() {
+                if quit.load(Ordering::Relaxed) {
+                    return server.shutdown();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return server.wait();
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -66,6 +66,12 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
         let bad_value =
             |flag: &str, v: &str| CliError::Bad(format!("invalid value for {flag}: {v:?}"));
         match flag.as_str() {
+            "--drain-timeout" => {
+                let v = value("seconds")?;
+                opts.drain_timeout = parse_secs(&v)
+                    .ok_or_else(|| bad_value(&flag, &v))?
+                    .unwrap_or(Duration::ZERO);
+            }
             "--metrics-port" => {
                 let v = value("a port number")?;
                 opts.metrics_port = Some(v.parse().map_err(|_| bad_value("--metrics-port", &v))?);

@@ -13,12 +13,14 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod activation;
 mod addr;
 mod io;
 mod limit;
 mod opts;
 mod socket;
 
+pub use activation::{take_activation_sockets, Inherited};
 pub use addr::{local_addr, peer_addr, Addr};
 pub use io::{
     has_input, is_family_unsupported, is_out_of_fds, read, recv_from, send_to, shutdown, write,
