@@ -249,6 +249,9 @@ impl Opts {
     }
 }
 
+/// How long a metrics connection may stay silent.
+const METRICS_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Starts `handler` on the addresses of `opts`, prints the startup line and
 /// serves until a signal or until the server stops by itself. SIGINT and
 /// SIGTERM drain: accepting and reading stop, each connection closes once
@@ -308,7 +311,10 @@ where
         Some(p) => {
             let control = server.control().clone();
             let endpoint = crate::metrics::Endpoint::new(move || control.metrics());
-            Some(Builder::new().start(endpoint, &[format!("tcp://:{p}")])?)
+            // A scraper that connects and stalls is dropped (as any
+            // client of the servers is, after their idle timeout).
+            let builder = Builder::new().idle_timeout(Some(METRICS_IDLE_TIMEOUT));
+            Some(builder.start(endpoint, &[format!("tcp://:{p}")])?)
         }
         None => None,
     };
