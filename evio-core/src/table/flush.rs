@@ -6,10 +6,11 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd};
 
 use evio_sys::{net, Interest, Poller};
+use smallvec::SmallVec;
 
 use super::connection::{Connection, Flags, Origin, Phase, Slot};
 use super::output::{Chunk, Output, OutputPool};
-use super::{ConnTable, Flushed};
+use super::{ConnTable, Flushed, LoopState};
 use crate::key::{ConnKey, Token};
 use crate::receipt::{PendingReceipt, WriteError};
 
@@ -148,55 +149,53 @@ fn interest(read: bool, write: bool) -> Interest {
     }
 }
 
-impl<C> ConnTable<C> {
-    // ----- writing ----------------------------------------------------------
-
-    pub(super) fn mark_dirty(dirty: &mut Vec<Slot>, slot: Slot, c: &mut Connection<C>) {
-        if !c.flags.contains(Flags::DIRTY) {
-            c.flags.insert(Flags::DIRTY);
+/// A connection's own writing: queueing, flushing, backpressure, its poller
+/// interest. Each takes the loop state (`st`) it shares with the others,
+/// lent beside it by the table; what reaches another connection (a `Peer`
+/// write, resuming writers paused on this output) is the table's.
+impl<C> Connection<C> {
+    pub(super) fn mark_dirty(&mut self, slot: Slot, dirty: &mut Vec<Slot>) {
+        if !self.flags.contains(Flags::DIRTY) {
+            self.flags.insert(Flags::DIRTY);
             dirty.push(slot);
         }
     }
 
-    /// Appends `data` to the output of the connection in `slot` (dropped after
-    /// `shutdown_write`).
-    pub(crate) fn write(&mut self, slot: Slot, data: &[u8]) {
-        let c = &mut self.slab[slot.0];
-        if c.writable() {
-            c.out.push(data, &mut self.pool);
-            Self::mark_dirty(&mut self.dirty, slot, c);
+    /// Appends `data` to the output (dropped after `shutdown_write`).
+    pub(super) fn write(&mut self, slot: Slot, data: &[u8], st: &mut LoopState) {
+        if self.writable() {
+            self.out.push(data, &mut st.pool);
+            self.mark_dirty(slot, &mut st.dirty);
         }
     }
 
     /// Queues an owned buffer as it is (dropped after `shutdown_write`).
-    pub(crate) fn write_chunk(&mut self, slot: Slot, chunk: Chunk) {
-        let c = &mut self.slab[slot.0];
-        if c.writable() {
-            c.out.push_chunk(chunk);
-            Self::mark_dirty(&mut self.dirty, slot, c);
+    pub(super) fn write_chunk(&mut self, slot: Slot, chunk: Chunk, st: &mut LoopState) {
+        if self.writable() {
+            self.out.push_chunk(chunk);
+            self.mark_dirty(slot, &mut st.dirty);
         }
     }
 
     /// Writes several slices: with nothing queued, at once with one
     /// `writev` (no copy; the rest, if the socket takes less, is queued);
     /// otherwise queued after what is there.
-    pub(crate) fn write_vectored(&mut self, slot: Slot, bufs: &[IoSlice<'_>]) {
-        let c = &mut self.slab[slot.0];
-        if !c.writable() {
+    pub(super) fn write_vectored(&mut self, slot: Slot, bufs: &[IoSlice<'_>], st: &mut LoopState) {
+        if !self.writable() {
             return;
         }
-        let direct = c.out.pending() == 0
-            && !c.flags.contains(Flags::CONNECTING)
-            && !matches!(c.origin, Origin::Udp(_))
-            && !is_tls(c);
+        let direct = self.out.pending() == 0
+            && !self.flags.contains(Flags::CONNECTING)
+            && !matches!(self.origin, Origin::Udp(_))
+            && !is_tls(self);
         let mut skip = 0;
-        if let (true, Some(fd)) = (direct, &c.fd) {
+        if let (true, Some(fd)) = (direct, &self.fd) {
             if let Ok(n) = net::writev(fd.as_fd(), bufs) {
                 skip = n;
-                c.written += n as u64;
+                self.written += n as u64;
                 if n > 0 {
-                    c.idle.last_active = self.timers.now_ms();
-                    self.bytes_written += n as u64;
+                    self.idle.last_active = st.timers.now_ms();
+                    st.bytes_written += n as u64;
                 }
             }
             // An error is met again (and handled) by the next flush.
@@ -207,22 +206,229 @@ impl<C> ConnTable<C> {
                 skip -= b.len();
                 continue;
             }
-            c.out.push(&b[skip..], &mut self.pool);
+            self.out.push(&b[skip..], &mut st.pool);
             skip = 0;
         }
-        if c.out.pending() > 0 {
-            Self::mark_dirty(&mut self.dirty, slot, c);
+        if self.out.pending() > 0 {
+            self.mark_dirty(slot, &mut st.dirty);
         }
+    }
+
+    /// Queues a cross-thread write (as it is above `SMALL_WRITE`) with its
+    /// receipt, completed once the bytes are written.
+    fn write_with_receipt(
+        &mut self,
+        slot: Slot,
+        data: Vec<u8>,
+        receipt: PendingReceipt,
+        st: &mut LoopState,
+    ) {
+        if data.len() <= SMALL_WRITE {
+            // Small: a copy into the (pooled) buffer is cheaper than a
+            // buffer of its own in the queue.
+            self.out.push(&data, &mut st.pool);
+        } else {
+            self.out.push_chunk(Chunk::Vec(data));
+        }
+        let end = self.written + self.out.pending() as u64;
+        if end <= self.written {
+            // Nothing queued before it and nothing in it: done already.
+            receipt.complete(Ok(()));
+            return;
+        }
+        self.receipts.push((end, receipt));
+        self.mark_dirty(slot, &mut st.dirty);
+    }
+
+    /// Writes queued output until done or the socket is full, completes
+    /// receipts, recycles the buffer, and updates backpressure. Returns what
+    /// the loop must do, and the writers paused on this output that may
+    /// read again (the table resumes them: they are other connections).
+    fn flush<P: Poller>(
+        &mut self,
+        slot: Slot,
+        st: &mut LoopState,
+        poller: &mut P,
+    ) -> (Flushed, SmallVec<[ConnKey; 1]>) {
+        let none = SmallVec::new();
+        if self.flags.contains(Flags::CONNECTING)
+            || matches!(self.origin, Origin::Udp(_))
+            || self.fd.is_none()
+        {
+            return (Flushed::Pending, none);
+        }
+        let (wrote, backlog) = match write_out(self) {
+            Ok(r) => r,
+            Err(e) => return (Flushed::Close(Some(e)), none),
+        };
+        if wrote > 0 {
+            self.idle.last_active = st.timers.now_ms();
+            st.bytes_written += wrote as u64;
+        }
+        let is_open = opened(self);
+        // Over TLS, a write is done once its records are on the socket.
+        if !self.receipts.is_empty() && backlog == 0 {
+            let written = self.written;
+            let done = self
+                .receipts
+                .iter()
+                .take_while(|(end, _)| *end <= written)
+                .count();
+            for (_, r) in self.receipts.drain(..done) {
+                r.complete(Ok(()));
+            }
+        }
+        let pending = self.out.pending() + backlog;
+        let unsent = has_unsent(self);
+        self.out.settle(&mut st.pool);
+        if pending == 0 {
+            self.flags.remove(Flags::PEER_FED);
+            match self.phase {
+                Phase::Closing => return (Flushed::Close(None), none),
+                Phase::Detaching => return (Flushed::Detach, none),
+                Phase::Open | Phase::Released => {}
+            }
+            if self.flags.contains(Flags::SHUT_WRITE) && !self.flags.contains(Flags::WRITE_DONE) {
+                self.flags.insert(Flags::WRITE_DONE);
+                if self.flags.contains(Flags::READ_EOF) {
+                    // Both directions are done.
+                    return (Flushed::Close(None), none);
+                }
+                let shut = self
+                    .fd
+                    .as_ref()
+                    .map(|fd| net::shutdown(fd, net::Shutdown::Write));
+                if let Some(Err(e)) = shut {
+                    return (Flushed::Close(Some(e)), none);
+                }
+            }
+        }
+        let mut resumed = none;
+        if pending <= st.low_water {
+            if self.flags.contains(Flags::OWN_PAUSED) {
+                self.flags.remove(Flags::OWN_PAUSED);
+                st.again.push(self.key(slot));
+            }
+            resumed = std::mem::take(&mut self.waiters);
+        } else if pending > st.high_water && !self.flags.contains(Flags::PEER_FED) {
+            self.flags.insert(Flags::OWN_PAUSED);
+        }
+        if wrote > 0 && pending == 0 && is_open {
+            return (Flushed::Drained, resumed);
+        }
+        if !P::EDGE_TRIGGERED {
+            self.update_interest(slot, &mut st.failed, poller);
+        } else if unsent {
+            // The socket is full: its next writable edge flushes again.
+            self.watch_writes(slot, &mut st.failed, poller);
+        }
+        (Flushed::Pending, resumed)
+    }
+
+    /// After a callback: backpressure for its own output (a peer's bytes
+    /// pause their writer instead, `PEER_FED`).
+    fn apply_backpressure(&mut self, high_water: usize) {
+        if self.out.pending() > high_water && !self.flags.contains(Flags::PEER_FED) {
+            self.flags.insert(Flags::OWN_PAUSED);
+        }
+    }
+
+    /// Edge-triggered pollers: a write could not finish, so writability is
+    /// watched from now on — one `epoll_ctl(MOD)` in the connection's life,
+    /// paid only by connections that fill their socket buffer. One not yet
+    /// registered gets both interests when it is. A failure queues the
+    /// connection for closing.
+    fn watch_writes<P: Poller>(
+        &mut self,
+        slot: Slot,
+        failed: &mut Vec<(ConnKey, io::Error)>,
+        poller: &mut P,
+    ) {
+        if !self.flags.contains(Flags::REGISTERED) || self.interest.is_writable() {
+            return;
+        }
+        let Some(fd) = &self.fd else { return };
+        let token = Token::Conn(self.key(slot)).encode();
+        match poller.reregister(fd.as_raw_fd(), token, Interest::BOTH) {
+            Ok(()) => self.interest = Interest::BOTH,
+            Err(e) => failed.push((self.key(slot), e)),
+        }
+    }
+
+    /// Level-triggered pollers only: keeps the registered interest in step
+    /// with what the connection wants, so poll(2) never reports a readiness
+    /// nobody will act on. A connection that waits for nothing (paused, or
+    /// a `Peer` writer waiting on its peer) stays registered for errors
+    /// only, so a reset is noticed even then. A failure queues the
+    /// connection for closing.
+    fn update_interest<P: Poller>(
+        &mut self,
+        slot: Slot,
+        failed: &mut Vec<(ConnKey, io::Error)>,
+        poller: &mut P,
+    ) {
+        let Some(fd) = &self.fd else { return };
+        if self.flags.contains(Flags::HUNG_UP) {
+            return; // out of the poller for good; resuming reads directly
+        }
+        let read = self.takes_input();
+        let write = has_unsent(self) || self.flags.contains(Flags::CONNECTING);
+        let want = interest(read, write);
+        if want == self.interest {
+            return;
+        }
+        let token = Token::Conn(self.key(slot)).encode();
+        match poller.reregister(fd.as_raw_fd(), token, want) {
+            Ok(()) => self.interest = want,
+            Err(e) => failed.push((self.key(slot), e)),
+        }
+    }
+
+    /// Marks the connection to close once its output is written. `false`
+    /// if it is detaching (a detach is never turned into a close).
+    fn close_later(&mut self, slot: Slot, dirty: &mut Vec<Slot>) -> bool {
+        match self.phase {
+            Phase::Detaching | Phase::Released => false,
+            Phase::Closing => true,
+            Phase::Open => {
+                self.phase = Phase::Closing;
+                self.mark_dirty(slot, dirty);
+                true
+            }
+        }
+    }
+}
+
+impl<C> ConnTable<C> {
+    // ----- writing ----------------------------------------------------------
+
+    /// Appends `data` to the output of the connection in `slot` (dropped
+    /// after `shutdown_write`).
+    pub(crate) fn write(&mut self, slot: Slot, data: &[u8]) {
+        let (c, st) = self.with_state(slot);
+        c.write(slot, data, st);
+    }
+
+    /// Queues an owned buffer as it is (dropped after `shutdown_write`).
+    pub(crate) fn write_chunk(&mut self, slot: Slot, chunk: Chunk) {
+        let (c, st) = self.with_state(slot);
+        c.write_chunk(slot, chunk, st);
+    }
+
+    /// See [`Connection::write_vectored`].
+    pub(crate) fn write_vectored(&mut self, slot: Slot, bufs: &[IoSlice<'_>]) {
+        let (c, st) = self.with_state(slot);
+        c.write_vectored(slot, bufs, st);
     }
 
     /// The context and the output of the connection in `slot`, borrowed apart.
     pub(crate) fn split(&mut self, slot: Slot) -> (&mut C, OutputRef<'_>) {
-        let c = &mut self.slab[slot.0];
+        let (c, st) = self.with_state(slot);
         let out = OutputRef {
             out: &mut c.out,
             flags: &mut c.flags,
-            pool: &mut self.pool,
-            dirty: &mut self.dirty,
+            pool: &mut st.pool,
+            dirty: &mut st.dirty,
             slot,
         };
         (&mut c.ctx, out)
@@ -245,22 +451,8 @@ impl<C> ConnTable<C> {
             return false;
         }
         let slot = Slot(key.index());
-        let c = &mut self.slab[slot.0];
-        if data.len() <= SMALL_WRITE {
-            // Small: a copy into the (pooled) buffer is cheaper than a
-            // buffer of its own in the queue.
-            c.out.push(&data, &mut self.pool);
-        } else {
-            c.out.push_chunk(Chunk::Vec(data));
-        }
-        let end = c.written + c.out.pending() as u64;
-        if end <= c.written {
-            // Nothing queued before it and nothing in it: done already.
-            receipt.complete(Ok(()));
-            return true;
-        }
-        c.receipts.push((end, receipt));
-        Self::mark_dirty(&mut self.dirty, slot, c);
+        let (c, st) = self.with_state(slot);
+        c.write_with_receipt(slot, data, receipt, st);
         true
     }
 
@@ -268,20 +460,19 @@ impl<C> ConnTable<C> {
     /// `false` if `to` is gone or closing. When `to`'s queue passes the
     /// high-water mark, `from` stops being read until it drains.
     pub(crate) fn write_to(&mut self, from: ConnKey, to: ConnKey, data: &[u8]) -> bool {
-        let high = self.high_water;
-        let Some(p) = self.slab.get_mut(to.index()).filter(|p| p.gen == to.gen()) else {
+        let Some(slot) = self.slot(to) else {
             return false;
         };
+        let (p, st) = self.with_state(slot);
         if p.phase != Phase::Open || !p.writable() {
             return false;
         }
-        p.out.push(data, &mut self.pool);
-        Self::mark_dirty(&mut self.dirty, Slot(to.index()), p);
+        p.write(slot, data, st);
         if to == from {
             return true;
         }
         p.flags.insert(Flags::PEER_FED);
-        if p.out.pending() > high {
+        if p.out.pending() > st.high_water {
             // PEER_PAUSED (not OWN_PAUSED, which only our own flush clears):
             // the peer's flush resumes every writer it paused.
             if !p.waiters.contains(&from) {
@@ -300,15 +491,7 @@ impl<C> ConnTable<C> {
         let Some((c, dirty)) = self.get_mut_and_dirty(key) else {
             return false;
         };
-        match c.phase {
-            Phase::Detaching | Phase::Released => false,
-            Phase::Closing => true,
-            Phase::Open => {
-                c.phase = Phase::Closing;
-                Self::mark_dirty(dirty, Slot(key.index()), c);
-                true
-            }
-        }
+        c.close_later(Slot(key.index()), dirty)
     }
 
     /// Shuts down the write side of `key` once its output is written (the
@@ -321,204 +504,84 @@ impl<C> ConnTable<C> {
             return false;
         }
         c.flags.insert(Flags::SHUT_WRITE);
-        Self::mark_dirty(dirty, Slot(key.index()), c);
+        c.mark_dirty(Slot(key.index()), dirty);
         true
     }
 
     /// Pauses or resumes reading `slot` (the handler's own flow control,
     /// apart from backpressure). Resuming reads what arrived meanwhile.
     pub(crate) fn set_read_paused(&mut self, slot: Slot, paused: bool) {
-        let c = &mut self.slab[slot.0];
+        let (c, st) = self.with_state(slot);
         if paused {
             c.flags.insert(Flags::USER_PAUSED);
         } else if c.flags.contains(Flags::USER_PAUSED) {
             c.flags.remove(Flags::USER_PAUSED);
-            let key = c.key(slot);
-            self.again.push(key);
+            st.again.push(c.key(slot));
         }
     }
 
     /// Detaches the connection in `slot` once its output is written (ignored for
     /// UDP slots and connections already closing).
     pub(crate) fn detach_later(&mut self, slot: Slot) {
-        let c = &mut self.slab[slot.0];
+        let (c, st) = self.with_state(slot);
         if c.phase == Phase::Open && !matches!(c.origin, Origin::Udp(_)) {
             c.phase = Phase::Detaching;
-            Self::mark_dirty(&mut self.dirty, slot, c);
+            c.mark_dirty(slot, &mut st.dirty);
         }
     }
 
     /// After a callback on `slot`: applies backpressure for its own output
     /// and, for level-triggered pollers, brings its interest up to date.
     pub(crate) fn after_callback<P: Poller>(&mut self, slot: Slot, poller: &mut P) {
-        let Some(c) = self.slab.get_mut(slot.0) else {
-            return;
-        };
-        if c.out.pending() > self.high_water && !c.flags.contains(Flags::PEER_FED) {
-            c.flags.insert(Flags::OWN_PAUSED);
-        }
+        let (c, st) = self.with_state(slot);
+        c.apply_backpressure(st.high_water);
         if !P::EDGE_TRIGGERED {
-            self.update_interest(slot, poller);
+            c.update_interest(slot, &mut st.failed, poller);
         }
     }
 
     /// Moves the dirty list into `into` (which must be empty) for flushing.
     pub(crate) fn take_dirty(&mut self, into: &mut Vec<Slot>) {
-        std::mem::swap(&mut self.dirty, into);
+        std::mem::swap(&mut self.st.dirty, into);
     }
 
     pub(crate) fn has_dirty(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.st.dirty.is_empty()
     }
 
     /// Clears the dirty mark of `slot`; `true` if it was set (so a flush is
     /// due).
     pub(crate) fn clear_dirty(&mut self, slot: Slot) -> bool {
-        match self.slab.get_mut(slot.0) {
-            Some(c) if c.flags.contains(Flags::DIRTY) => {
-                c.flags.remove(Flags::DIRTY);
-                true
-            }
-            _ => false,
-        }
+        let c = &mut self.slab[slot.0];
+        let was = c.flags.contains(Flags::DIRTY);
+        c.flags.remove(Flags::DIRTY);
+        was
     }
 
-    /// Writes queued output until done or the socket is full, completes
-    /// receipts, recycles the buffer, and updates backpressure.
+    /// Flushes the connection in `slot` ([`Connection::flush`]) and resumes
+    /// the writers its drained output paused.
     pub(crate) fn flush<P: Poller>(&mut self, slot: Slot, poller: &mut P) -> Flushed {
-        let Some(c) = self.slab.get_mut(slot.0).filter(|c| c.held()) else {
-            return Flushed::Pending;
-        };
-        if c.flags.contains(Flags::CONNECTING) || matches!(c.origin, Origin::Udp(_)) {
+        if !self.holds(slot) {
             return Flushed::Pending;
         }
-        if c.fd.is_none() {
-            return Flushed::Pending;
+        let (c, st) = self.with_state(slot);
+        let (flushed, resumed) = c.flush(slot, st, poller);
+        for w in resumed {
+            self.resume_waiter(w, poller);
         }
-        let (wrote, backlog) = match write_out(c) {
-            Ok(r) => r,
-            Err(e) => return Flushed::Close(Some(e)),
-        };
-        if wrote > 0 {
-            c.idle.last_active = self.timers.now_ms();
-            self.bytes_written += wrote as u64;
-        }
-        let is_open = opened(c);
-        // Over TLS, a write is done once its records are on the socket.
-        if !c.receipts.is_empty() && backlog == 0 {
-            let written = c.written;
-            let done = c
-                .receipts
-                .iter()
-                .take_while(|(end, _)| *end <= written)
-                .count();
-            for (_, r) in c.receipts.drain(..done) {
-                r.complete(Ok(()));
-            }
-        }
-        let pending = c.out.pending() + backlog;
-        let unsent = has_unsent(c);
-        c.out.settle(&mut self.pool);
-        if pending == 0 {
-            c.flags.remove(Flags::PEER_FED);
-            match c.phase {
-                Phase::Closing => return Flushed::Close(None),
-                Phase::Detaching => return Flushed::Detach,
-                Phase::Open | Phase::Released => {}
-            }
-            if c.flags.contains(Flags::SHUT_WRITE) && !c.flags.contains(Flags::WRITE_DONE) {
-                c.flags.insert(Flags::WRITE_DONE);
-                if c.flags.contains(Flags::READ_EOF) {
-                    // Both directions are done.
-                    return Flushed::Close(None);
-                }
-                let shut =
-                    c.fd.as_ref()
-                        .map(|fd| net::shutdown(fd, net::Shutdown::Write));
-                if let Some(Err(e)) = shut {
-                    return Flushed::Close(Some(e));
-                }
-            }
-        }
-        if pending <= self.low_water {
-            if c.flags.contains(Flags::OWN_PAUSED) {
-                c.flags.remove(Flags::OWN_PAUSED);
-                self.again.push(c.key(slot));
-            }
-            for w in std::mem::take(&mut c.waiters) {
-                self.resume_waiter(w, poller);
-            }
-        } else if pending > self.high_water && !c.flags.contains(Flags::PEER_FED) {
-            c.flags.insert(Flags::OWN_PAUSED);
-        }
-        if wrote > 0 && pending == 0 && is_open {
-            return Flushed::Drained;
-        }
-        if !P::EDGE_TRIGGERED {
-            self.update_interest(slot, poller);
-        } else if unsent {
-            // The socket is full: its next writable edge flushes again.
-            self.watch_writes(slot, poller);
-        }
-        Flushed::Pending
-    }
-
-    /// Edge-triggered pollers: a write could not finish, so writability is
-    /// watched from now on — one `epoll_ctl(MOD)` in the connection's life,
-    /// paid only by connections that fill their socket buffer. One not yet
-    /// registered gets both interests when it is. A failure queues the
-    /// connection for closing.
-    fn watch_writes<P: Poller>(&mut self, slot: Slot, poller: &mut P) {
-        let Some(c) = self.slab.get_mut(slot.0) else {
-            return;
-        };
-        if !c.flags.contains(Flags::REGISTERED) || c.interest.is_writable() {
-            return;
-        }
-        let Some(fd) = &c.fd else { return };
-        let token = Token::Conn(c.key(slot)).encode();
-        match poller.reregister(fd.as_raw_fd(), token, Interest::BOTH) {
-            Ok(()) => c.interest = Interest::BOTH,
-            Err(e) => self.failed.push((c.key(slot), e)),
-        }
+        flushed
     }
 
     /// A connection paused on another's output may read again.
     pub(super) fn resume_waiter<P: Poller>(&mut self, w: ConnKey, poller: &mut P) {
-        let Some(wc) = self.get_mut(w) else { return };
+        let Some(slot) = self.slot(w) else { return };
+        let (wc, st) = self.with_state(slot);
         if wc.flags.contains(Flags::PEER_PAUSED) {
             wc.flags.remove(Flags::PEER_PAUSED);
-            self.again.push(w);
+            st.again.push(w);
             if !P::EDGE_TRIGGERED {
-                self.update_interest(Slot(w.index()), poller);
+                wc.update_interest(slot, &mut st.failed, poller);
             }
-        }
-    }
-
-    /// Level-triggered pollers only: keeps the registered interest in step
-    /// with what the connection wants, so poll(2) never reports a readiness
-    /// nobody will act on. A connection that waits for nothing (paused, or
-    /// a `write_to` sender waiting on its peer) stays registered for errors
-    /// only, so a reset is noticed even then. A failure queues the
-    /// connection for closing.
-    fn update_interest<P: Poller>(&mut self, slot: Slot, poller: &mut P) {
-        let Some(c) = self.slab.get_mut(slot.0) else {
-            return;
-        };
-        let Some(fd) = &c.fd else { return };
-        if c.flags.contains(Flags::HUNG_UP) {
-            return; // out of the poller for good; resuming reads directly
-        }
-        let read = c.takes_input();
-        let write = has_unsent(c) || c.flags.contains(Flags::CONNECTING);
-        let want = interest(read, write);
-        if want == c.interest {
-            return;
-        }
-        let token = Token::Conn(c.key(slot)).encode();
-        match poller.reregister(fd.as_raw_fd(), token, want) {
-            Ok(()) => c.interest = want,
-            Err(e) => self.failed.push((c.key(slot), e)),
         }
     }
 }

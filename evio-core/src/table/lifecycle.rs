@@ -33,7 +33,7 @@ impl<C> ConnTable<C> {
         // The connect used up the writable edge: flush now what waited
         // (output, a close, a shutdown of the write side).
         if c.out.pending() > 0 || c.phase != Phase::Open || c.flags.contains(Flags::SHUT_WRITE) {
-            Self::mark_dirty(&mut self.dirty, slot, c);
+            c.mark_dirty(slot, &mut self.st.dirty);
         }
         Ok(())
     }
@@ -129,14 +129,14 @@ impl<C> ConnTable<C> {
         if c.idle.ms == 0 {
             return;
         }
-        let now = self.timers.refresh();
+        let now = self.st.timers.refresh();
         c.idle.last_active = now;
         let due = now + u64::from(c.idle.ms);
         // A shorter timeout than the scheduled one (e.g. `Options` under a
         // longer server default) needs an earlier timer; the later one lapses.
         if c.idle.due == 0 || due < c.idle.due {
             c.idle.due = due;
-            self.timers.push(due, TimerKind::Idle, key);
+            self.st.timers.push(due, TimerKind::Idle, key);
         }
     }
 
@@ -149,11 +149,11 @@ impl<C> ConnTable<C> {
             c.idle.user_due = 0;
             return;
         };
-        let now = self.timers.refresh();
+        let now = self.st.timers.refresh();
         // At least 1 ms, so 0 stays "none".
         let due = now + (delay.as_millis().min(u64::MAX as u128 / 2) as u64).max(1);
         c.idle.user_due = due;
-        self.timers.push(due, TimerKind::User, key);
+        self.st.timers.push(due, TimerKind::User, key);
     }
 
     /// Reclaimable connections to close, longest idle first — as nginx
@@ -192,7 +192,7 @@ impl<C> ConnTable<C> {
     /// gone, or they were superseded.
     pub(super) fn compact_timers(&mut self) {
         let slab = &self.slab;
-        self.timers.retain(|due, kind, key| {
+        self.st.timers.retain(|due, kind, key| {
             let Some(c) = slab
                 .get(key.index())
                 .filter(|c| c.gen == key.gen() && c.held())
@@ -221,24 +221,24 @@ impl<C> ConnTable<C> {
 
     /// Refreshes the loop clock after a wait, if anything uses it.
     pub(crate) fn refresh_clock(&mut self) {
-        if !self.timers.is_empty() || self.idle_default_ms > 0 || self.track_activity {
-            self.timers.refresh();
+        if !self.st.timers.is_empty() || self.idle_default_ms > 0 || self.track_activity {
+            self.st.timers.refresh();
         }
     }
 
     /// When the earliest timer is due.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        self.st.timers.next_deadline()
     }
 
     /// The next connection whose timer really expired (stale entries lapse,
     /// idle timers of active connections are re-armed).
     pub(crate) fn pop_expired(&mut self) -> Option<(Slot, TimerKind)> {
-        if self.timers.is_empty() {
+        if self.st.timers.is_empty() {
             return None;
         }
-        let now = self.timers.refresh();
-        while let Some((due, kind, key)) = self.timers.pop_due(now) {
+        let now = self.st.timers.refresh();
+        while let Some((due, kind, key)) = self.st.timers.pop_due(now) {
             let Some(c) = self
                 .slab
                 .get_mut(key.index())
@@ -279,7 +279,7 @@ impl<C> ConnTable<C> {
                         return Some((Slot(key.index()), kind));
                     }
                     c.idle.due = expires;
-                    self.timers.push(expires, TimerKind::Idle, key);
+                    self.st.timers.push(expires, TimerKind::Idle, key);
                 }
             }
         }

@@ -70,20 +70,11 @@ pub(crate) enum Flushed {
 pub(crate) struct ConnTable<C> {
     slab: Slab<Connection<C>>,
     gens: Generations,
-    pool: OutputPool,
-    /// Connections with output (or a close) queued since their last flush.
-    dirty: Vec<Slot>,
-    /// Connections to read again: cut short by the fairness cap, or reading
-    /// resumed after backpressure.
-    again: Vec<ConnKey>,
     /// Dialed connections to register with the poller after the callback
     /// that dialed them.
     to_register: Vec<Slot>,
     /// Released slots, freed by `reap`.
     released: Vec<Slot>,
-    /// Connections whose poller registration failed: the loop closes them.
-    failed: Vec<(ConnKey, io::Error)>,
-    timers: Timers,
     idle_default_ms: u32,
     dial_timeout_ms: u32,
     /// Keep the clock current for activity stamps even without timers
@@ -94,6 +85,23 @@ pub(crate) struct ConnTable<C> {
     tls_config: Option<std::sync::Arc<rustls::ServerConfig>>,
     #[cfg(feature = "tls")]
     handshake_ms: u32,
+    /// What a connection's own operations share with the others, lent to
+    /// them beside the connection (`Connection::write`, `Connection::flush`).
+    st: LoopState,
+}
+
+/// The loop-wide state a connection's operations use: lent to them with
+/// the connection, borrowed apart from the slab.
+struct LoopState {
+    pool: OutputPool,
+    /// Connections with output (or a close) queued since their last flush.
+    dirty: Vec<Slot>,
+    /// Connections to read again: cut short by the fairness cap, or reading
+    /// resumed after backpressure.
+    again: Vec<ConnKey>,
+    /// Connections whose poller registration failed: the loop closes them.
+    failed: Vec<(ConnKey, io::Error)>,
+    timers: Timers,
     high_water: usize,
     low_water: usize,
     /// Bytes written to sockets, for the loop's metrics.
@@ -105,13 +113,8 @@ impl<C> ConnTable<C> {
         ConnTable {
             slab: Slab::new(),
             gens: Generations::default(),
-            pool: OutputPool::default(),
-            dirty: Vec::new(),
-            again: Vec::new(),
             to_register: Vec::new(),
             released: Vec::new(),
-            failed: Vec::new(),
-            timers: Timers::new(),
             idle_default_ms: duration_ms(config.idle_timeout),
             dial_timeout_ms: duration_ms(config.dial_timeout),
             track_activity: config.reclaim_idle,
@@ -119,10 +122,22 @@ impl<C> ConnTable<C> {
             tls_config: config.tls.clone(),
             #[cfg(feature = "tls")]
             handshake_ms: duration_ms(config.tls_handshake_timeout),
-            high_water: config.high_water,
-            low_water: config.low_water,
-            bytes_written: 0,
+            st: LoopState {
+                pool: OutputPool::default(),
+                dirty: Vec::new(),
+                again: Vec::new(),
+                failed: Vec::new(),
+                timers: Timers::new(),
+                high_water: config.high_water,
+                low_water: config.low_water,
+                bytes_written: 0,
+            },
         }
+    }
+
+    /// The connection in `slot` and the loop state, borrowed apart.
+    fn with_state(&mut self, slot: Slot) -> (&mut Connection<C>, &mut LoopState) {
+        (&mut self.slab[slot.0], &mut self.st)
     }
 
     // ----- lookup ---------------------------------------------------------
@@ -148,7 +163,7 @@ impl<C> ConnTable<C> {
             .slab
             .get_mut(key.index())
             .filter(|c| c.gen == key.gen() && c.held())?;
-        Some((c, &mut self.dirty))
+        Some((c, &mut self.st.dirty))
     }
 
     /// The slot of the connection `key` names, if it is still in the table.
@@ -204,7 +219,7 @@ impl<C> ConnTable<C> {
 
     /// Bytes written to sockets so far (ciphertext, for TLS).
     pub(crate) fn bytes_written(&self) -> u64 {
-        self.bytes_written
+        self.st.bytes_written
     }
 
     /// Bytes queued on the connection `key`, if it is live.
@@ -230,7 +245,7 @@ impl<C> ConnTable<C> {
             flags,
             interest: Interest::READABLE,
             idle: Idle {
-                last_active: self.timers.now_ms(),
+                last_active: self.st.timers.now_ms(),
                 ..Idle::default()
             },
             remote,
@@ -303,8 +318,8 @@ impl<C> ConnTable<C> {
         let key = self.key(slot);
         self.to_register.push(slot);
         if self.dial_timeout_ms > 0 {
-            let now = self.timers.refresh();
-            self.timers.push(
+            let now = self.st.timers.refresh();
+            self.st.timers.push(
                 now + u64::from(self.dial_timeout_ms),
                 TimerKind::Connect,
                 key,
@@ -360,7 +375,7 @@ impl<C> ConnTable<C> {
         // connections would pile up for a whole timeout. Drop them once
         // they outnumber the live ones (each connection has at most three
         // live timers), so the heap stays proportional to what is open.
-        if self.timers.len() > 6 * self.slab.len() + 1024 {
+        if self.st.timers.len() > 6 * self.slab.len() + 1024 {
             self.compact_timers();
         }
     }
@@ -399,7 +414,7 @@ impl<C> ConnTable<C> {
 
     /// The next connection whose registration failed, to be closed.
     pub(crate) fn take_failed(&mut self) -> Option<(ConnKey, io::Error)> {
-        self.failed.pop()
+        self.st.failed.pop()
     }
 
     // ----- reading ----------------------------------------------------------
@@ -407,21 +422,21 @@ impl<C> ConnTable<C> {
     /// Records activity (for the idle timer and for reclaiming the
     /// longest idle first).
     pub(crate) fn touch(&mut self, slot: Slot) {
-        self.slab[slot.0].idle.last_active = self.timers.now_ms();
+        self.slab[slot.0].idle.last_active = self.st.timers.now_ms();
     }
 
     /// Queues `key` to be read again next iteration.
     pub(crate) fn read_again_later(&mut self, key: ConnKey) {
-        self.again.push(key);
+        self.st.again.push(key);
     }
 
     pub(crate) fn has_again(&self) -> bool {
-        !self.again.is_empty()
+        !self.st.again.is_empty()
     }
 
     /// Moves the read-again list into `into` (which must be empty).
     pub(crate) fn take_again(&mut self, into: &mut Vec<ConnKey>) {
-        std::mem::swap(&mut self.again, into);
+        std::mem::swap(&mut self.st.again, into);
     }
 }
 
@@ -468,14 +483,14 @@ mod tests {
         }
         assert_eq!(table.slab.len(), 10);
         assert!(
-            table.timers.len() <= 6 * 10 + 1024 + 2,
+            table.st.timers.len() <= 6 * 10 + 1024 + 2,
             "{} timer entries for 10 connections",
-            table.timers.len()
+            table.st.timers.len()
         );
         // The live ones still fire.
         table.compact_timers();
         assert_eq!(
-            table.timers.len(),
+            table.st.timers.len(),
             20,
             "an idle timer and a user timer each"
         );

@@ -17,8 +17,8 @@ impl<C> ConnTable<C> {
     pub(crate) fn arm_handshake_timer(&mut self, slot: Slot) {
         if self.handshake_ms > 0 {
             let key = self.key(slot);
-            let now = self.timers.refresh();
-            self.timers.push(
+            let now = self.st.timers.refresh();
+            self.st.timers.push(
                 now + u64::from(self.handshake_ms),
                 TimerKind::Handshake,
                 key,
@@ -52,7 +52,7 @@ impl<C> ConnTable<C> {
         let c = &mut self.slab[slot.0];
         if !c.flags.contains(Flags::DIRTY) {
             c.flags.insert(Flags::DIRTY);
-            self.dirty.push(slot);
+            self.st.dirty.push(slot);
         }
     }
 }
