@@ -4,6 +4,7 @@
 //! names and the same meaning.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::key::{ConnId, ConnKey};
 use crate::table::ConnTable;
@@ -80,6 +81,65 @@ impl<C> Peer<'_, C> {
     /// Returns `false` if it is already gone or being detached.
     pub fn close(&mut self) -> bool {
         self.table.close_later(self.id.key)
+    }
+
+    /// The peer's context, `None` once it is gone: a pair's halves can
+    /// hand each other state (a proxy's client learning that its response
+    /// has ended) without a channel.
+    pub fn context_mut(&mut self) -> Option<&mut C> {
+        self.table.ctx_of(self.id.key)
+    }
+
+    /// Runs the peer's [`on_wake`](crate::EventHandler::on_wake) later in
+    /// this loop iteration, after the current callback has returned: how
+    /// one half asks the other to act on what it handed over (with
+    /// [`context_mut`](Peer::context_mut)). No syscall, unlike
+    /// [`ConnHandle::wake`](crate::ConnHandle::wake). Returns `false` if
+    /// the peer is gone or closing (it takes no more events).
+    ///
+    /// ```
+    /// use evio_core::{Action, Conn, ConnId, EventHandler};
+    ///
+    /// /// Each connection wakes its partner after every read.
+    /// struct Nudge;
+    /// impl EventHandler for Nudge {
+    ///     type Context = Option<ConnId>;
+    ///     fn on_data(&mut self, conn: &mut Conn<'_, Option<ConnId>>, input: &[u8]) -> Action {
+    ///         if input.is_empty() {
+    ///             return Action::None; // woken
+    ///         }
+    ///         if let Some(other) = *conn.context() {
+    ///             conn.peer(other).map(|mut p| p.wake());
+    ///         }
+    ///         Action::None
+    ///     }
+    /// }
+    /// ```
+    pub fn wake(&mut self) -> bool {
+        self.table.wake_later(self.id.key)
+    }
+
+    /// Sets the peer's timer ([`Conn::set_timer`](crate::Conn::set_timer)):
+    /// its `on_timer` fires once `delay` has passed; `None` cancels it.
+    /// Returns `false` if the peer is gone.
+    pub fn set_timer(&mut self, delay: Option<Duration>) -> bool {
+        let Some(slot) = self.table.slot(self.id.key) else {
+            return false;
+        };
+        self.table.set_timer(slot, delay);
+        true
+    }
+
+    /// Sets the peer's idle timeout
+    /// ([`Conn::set_idle_timeout`](crate::Conn::set_idle_timeout)): a
+    /// pooled connection kept for a shorter time than one in use. Returns
+    /// `false` if the peer is gone.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) -> bool {
+        let Some(slot) = self.table.slot(self.id.key) else {
+            return false;
+        };
+        self.table.set_idle_timeout(slot, timeout);
+        true
     }
 
     /// Shuts the peer's write side down once its queued output is written

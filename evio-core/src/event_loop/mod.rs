@@ -60,6 +60,8 @@ pub(crate) struct EventLoop<P: Poller, H: EventHandler> {
     buf: Box<[u8]>,
     /// Reused lists (no allocation per iteration).
     again: Vec<ConnKey>,
+    /// Scratch for the woken list (kept for its capacity).
+    woken: Vec<ConnKey>,
     dirty: Vec<Slot>,
     /// `on_tick` (loop 0).
     next_tick: Option<Instant>,
@@ -104,6 +106,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             rx,
             buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
             again: Vec::new(),
+            woken: Vec::new(),
             dirty: Vec::new(),
             next_tick: None,
             next_loop_tick: None,
@@ -178,6 +181,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             self.drain_channel();
         }
         self.read_again();
+        self.run_woken();
         self.flush_dirty();
         // Every callback of this iteration has returned and no slot is
         // held: the one point where closed connections' slots are freed.
@@ -219,7 +223,7 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     }
 
     fn timeout(&self) -> Option<Duration> {
-        if self.table.has_again() {
+        if self.table.has_again() || self.table.has_woken() {
             return Some(Duration::ZERO);
         }
         let deadline = [
@@ -435,6 +439,25 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             }
         }
         self.again = list;
+    }
+
+    /// Runs `on_wake` for the connections another one woke (`Peer::wake`)
+    /// this iteration; those they wake in turn run in the next one.
+    fn run_woken(&mut self) {
+        if !self.table.has_woken() {
+            return;
+        }
+        let mut list = std::mem::take(&mut self.woken);
+        self.table.take_woken(&mut list);
+        for key in list.drain(..) {
+            if let Some(slot) = self.table.slot(key) {
+                if self.table.takes_events(key) {
+                    let action = self.handler.on_wake(view!(self, slot));
+                    self.after(slot, action);
+                }
+            }
+        }
+        self.woken = list;
     }
 
     /// Applies a callback's action, registers connections it dialed, and

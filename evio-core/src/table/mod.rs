@@ -99,6 +99,9 @@ struct LoopState {
     /// Connections to read again: cut short by the fairness cap, or reading
     /// resumed after backpressure.
     again: Vec<ConnKey>,
+    /// Connections woken by another one of this loop (`Peer::wake`): their
+    /// `on_wake` runs later in this iteration.
+    woken: Vec<ConnKey>,
     /// Connections whose poller registration failed: the loop closes them.
     failed: Vec<(ConnKey, io::Error)>,
     timers: Timers,
@@ -126,6 +129,7 @@ impl<C> ConnTable<C> {
                 pool: OutputPool::default(),
                 dirty: Vec::new(),
                 again: Vec::new(),
+                woken: Vec::new(),
                 failed: Vec::new(),
                 timers: Timers::new(),
                 high_water: config.high_water,
@@ -437,6 +441,31 @@ impl<C> ConnTable<C> {
     /// Moves the read-again list into `into` (which must be empty).
     pub(crate) fn take_again(&mut self, into: &mut Vec<ConnKey>) {
         std::mem::swap(&mut self.st.again, into);
+    }
+
+    /// Queues `key`'s `on_wake` for later in this iteration; `false` if it
+    /// is gone or takes no more events.
+    pub(crate) fn wake_later(&mut self, key: ConnKey) -> bool {
+        if !self.takes_events(key) {
+            return false;
+        }
+        self.st.woken.push(key);
+        true
+    }
+
+    pub(crate) fn has_woken(&self) -> bool {
+        !self.st.woken.is_empty()
+    }
+
+    /// Moves the woken list into `into` (which must be empty).
+    pub(crate) fn take_woken(&mut self, into: &mut Vec<ConnKey>) {
+        std::mem::swap(&mut self.st.woken, into);
+    }
+
+    /// The context of the connection `key`, if it is live.
+    pub(crate) fn ctx_of(&mut self, key: ConnKey) -> Option<&mut C> {
+        let slot = self.slot(key)?;
+        Some(self.conn_mut(slot).ctx_mut())
     }
 }
 
