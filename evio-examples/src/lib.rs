@@ -8,6 +8,8 @@
 //! - [`redis`]: a RESP2 key-value server; [`resp`] parses the protocol and
 //!   [`store`] keeps the data.
 //! - [`proxy`]: an L4 TCP proxy, both directions forwarded inside one loop.
+//! - [`http_proxy`]: an HTTP/1.1 reverse proxy with per-loop upstream
+//!   pools, streaming bodies, retries and health checks.
 //! - [`cli`]: the flags they all share, and the run-until-signal loop.
 //! - [`tls`]: the rustls configs behind the `--tls-*` flags (every binary
 //!   also serves TLS with `--tls-port`; the proxy dials TLS backends).
@@ -34,6 +36,7 @@ pub mod cli;
 pub mod echo;
 pub mod held;
 pub mod http;
+pub mod http_proxy;
 pub mod metrics;
 pub mod proxy;
 pub mod redis;

@@ -287,6 +287,30 @@ pub fn client_config(ca: &Path, params: &Params) -> io::Result<Arc<ClientConfig>
             ))
         })?;
     }
+    client_config_trusting(roots, params)
+}
+
+/// A client config trusting the system's CA certificates (as found by
+/// `rustls-native-certs`: `SSL_CERT_FILE`, or the distribution's bundle),
+/// with `params`' suites and versions (the HTTP proxy's `--upstream-tls`
+/// without `--upstream-ca`).
+///
+/// # Errors
+/// No usable system certificate was found.
+pub fn system_client_config(params: &Params) -> io::Result<Arc<ClientConfig>> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(invalid(format!(
+            "no system CA certificates found ({} errors); give --upstream-ca PATH",
+            found.errors.len()
+        )));
+    }
+    client_config_trusting(roots, params)
+}
+
+fn client_config_trusting(roots: RootCertStore, params: &Params) -> io::Result<Arc<ClientConfig>> {
     let config = ClientConfig::builder_with_provider(Arc::new(params.provider()))
         .with_protocol_versions(&params.rustls_versions())
         .map_err(|e| invalid(format!("TLS: {e}")))?

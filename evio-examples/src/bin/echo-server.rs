@@ -24,6 +24,7 @@ const SPEC: Spec = Spec {
     header_timeout: None,
     connect_timeout: None,
     alpn: &[],
+    extra: None,
 };
 
 fn main() -> ExitCode {

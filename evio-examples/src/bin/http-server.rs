@@ -26,6 +26,7 @@ const SPEC: Spec = Spec {
     header_timeout: Some(60),
     connect_timeout: None,
     alpn: &[b"http/1.1"],
+    extra: None,
 };
 
 fn main() -> ExitCode {

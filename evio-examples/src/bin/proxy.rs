@@ -37,6 +37,7 @@ const SPEC: Spec = Spec {
     header_timeout: None,
     connect_timeout: Some(5),
     alpn: &[],
+    extra: None,
 };
 
 fn main() -> ExitCode {

@@ -29,7 +29,7 @@ pub fn usage(spec: &Spec) -> String {
             "  --backend HOST:PORT     where to forward connections (required)\n",
         )
     } else {
-        ("", "")
+        spec.extra.map_or(("", ""), |x| (x.synopsis, x.help))
     };
     extra.push_str(&format!(
         "  --tls-port N            also serve TLS on port N, all interfaces (0 picks one),\n\

@@ -54,6 +54,29 @@ pub struct Spec {
     /// The ALPN protocols the TLS port advertises (`http/1.1` for the HTTP
     /// server); empty: no ALPN (a client's offer is ignored).
     pub alpn: &'static [&'static [u8]],
+    /// A binary's own flags, beyond the shared ones (the HTTP proxy's).
+    pub extra: Option<&'static Extra>,
+}
+
+/// One of a binary's own flags as given: its name (with the dashes) and
+/// value (`None` for a switch).
+pub type ExtraFlag = (String, Option<String>);
+
+/// A binary's own flags: recognised here, collected in [`Opts::extra`] in
+/// order, checked by `check` (its message is a bad-flag error, exit 2) and
+/// interpreted by the binary. An extra flag wins over a shared one of the
+/// same name (the HTTP proxy's `--balance` picks upstreams, not loops).
+#[derive(Clone, Copy, Debug)]
+pub struct Extra {
+    /// `Some(true)` for a flag that takes a value, `Some(false)` for a
+    /// switch, `None` for a flag that is not one of them.
+    pub takes_value: fn(&str) -> Option<bool>,
+    /// Checks the collected flags together.
+    pub check: fn(&[ExtraFlag]) -> Result<(), String>,
+    /// The synopsis part, e.g. `" --upstream HOST:PORT..."`.
+    pub synopsis: &'static str,
+    /// The help lines, each starting with two spaces.
+    pub help: &'static str,
 }
 
 /// `--poller`: which readiness backend the loops use.
@@ -140,6 +163,9 @@ pub struct Opts {
     /// `--metrics-port N`: serve the loops' counters in the Prometheus text
     /// format on `GET /metrics` ([`crate::metrics`]); off by default.
     pub metrics_port: Option<u16>,
+    /// The binary's own flags ([`Spec::extra`]), in order: name (with the
+    /// dashes) and value.
+    pub extra: Vec<ExtraFlag>,
 }
 
 impl Opts {
@@ -165,6 +191,7 @@ impl Opts {
             log_level: log::DEFAULT_LEVEL,
             metrics_port: None,
             drain_timeout: Duration::from_secs(10),
+            extra: Vec::new(),
         }
     }
 
@@ -209,7 +236,7 @@ impl Opts {
             .per_loop_listeners(self.per_loop_listeners)
             .idle_timeout(self.idle_timeout)
             .reclaim_idle(true);
-        if self.backend.is_some() {
+        if self.backend.is_some() || self.connect_timeout.is_some() {
             builder.dial_timeout(self.connect_timeout)
         } else {
             builder

@@ -65,6 +65,11 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
         };
         let bad_value =
             |flag: &str, v: &str| CliError::Bad(format!("invalid value for {flag}: {v:?}"));
+        if let Some(takes) = spec.extra.and_then(|x| (x.takes_value)(&flag)) {
+            let v = if takes { Some(value("a value")?) } else { None };
+            opts.extra.push((flag, v));
+            continue;
+        }
         match flag.as_str() {
             "--drain-timeout" => {
                 let v = value("seconds")?;
@@ -180,6 +185,9 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
             _ => return Err(CliError::Bad(format!("unknown flag {flag:?}"))),
         }
     }
+    if let Some(x) = spec.extra {
+        (x.check)(&opts.extra).map_err(CliError::Bad)?;
+    }
     if opts.defer_accept && opts.udp {
         return Err(CliError::Bad("--defer-accept is for TCP, not --udp".into()));
     }
@@ -262,7 +270,7 @@ pub fn parse_or_exit(spec: &Spec) -> Opts {
             let backend = if spec.backend {
                 " --backend HOST:PORT"
             } else {
-                ""
+                spec.extra.map_or("", |x| x.synopsis)
             };
             eprintln!(
                 "usage: {}{backend} [OPTIONS]; `{} --help` lists them",

@@ -14,6 +14,7 @@ const SPEC: Spec = Spec {
     header_timeout: None,
     connect_timeout: None,
     alpn: &[],
+    extra: None,
 };
 
 fn p(args: &[&str]) -> Result<Opts, CliError> {
@@ -254,6 +255,7 @@ fn backend_flag() {
         header_timeout: None,
         connect_timeout: Some(5),
         alpn: &[],
+        extra: None,
     };
     let pp = |args: &[&str]| parse(&proxy, args.iter().map(OsString::from));
     let o = pp(&["--backend", "127.0.0.1:6379", "--port", "0"]).unwrap();

@@ -1,0 +1,40 @@
+//! `http-proxy`: an HTTP/1.1 reverse proxy (see `evio_examples::http_proxy`).
+//! Per-loop keep-alive pools to the upstreams, bodies streamed both ways
+//! with backpressure, hop-by-hop headers removed and `X-Forwarded-For`,
+//! `X-Forwarded-Proto` and `Via` added, ambiguous requests refused,
+//! retries only where safe, passive and active health checks.
+//!
+//! ```text
+//! http-proxy --port 8080 --upstream 127.0.0.1:9001 --upstream 127.0.0.1:9002 --loops -1
+//! curl http://127.0.0.1:8080/
+//! http-proxy --port 8080 --tls-port 8443 --tls-cert cert.pem --tls-key key.pem \
+//!     --upstream origin.example:443 --upstream-tls --balance least-conn --health-check /health
+//! ```
+
+use std::process::ExitCode;
+
+use evio_examples::cli::{self, Spec};
+use evio_examples::http_proxy::{flags, probe, HttpProxy};
+
+const SPEC: Spec = Spec {
+    bin: "http-proxy",
+    name: "http-proxy",
+    default_port: 8080,
+    udp: false,
+    backend: false,
+    idle_timeout: 75,
+    header_timeout: None,
+    connect_timeout: Some(5),
+    alpn: &[b"http/1.1"],
+    extra: Some(&flags::EXTRA),
+};
+
+fn main() -> ExitCode {
+    cli::main(&SPEC, |opts| {
+        let settings = flags::Settings::from_opts(opts)?;
+        if let Some(p) = settings.probe.clone() {
+            probe::spawn(settings.upstreams.clone(), p)?;
+        }
+        Ok(HttpProxy::new(settings.upstreams, settings.config))
+    })
+}
