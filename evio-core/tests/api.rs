@@ -687,6 +687,74 @@ fn a_reset_is_noticed_while_reading_is_paused<P: TestPoller>() {
     server.shutdown().unwrap();
 }
 
+// ----- Peer: handing state to another connection and waking it --------------------
+
+/// The first connection of a pair gets, through its context, what the
+/// second one reads, and writes it out when woken.
+#[derive(Clone, Default)]
+struct Relay {
+    first: Arc<Mutex<Option<ConnId>>>,
+    wakes: Arc<Mutex<usize>>,
+}
+
+#[derive(Default)]
+struct RelayCtx {
+    partner: Option<ConnId>,
+    inbox: Vec<u8>,
+}
+
+impl EventHandler for Relay {
+    type Context = RelayCtx;
+    fn on_opened(&mut self, conn: &mut Conn<'_, RelayCtx>) -> (Options, Action) {
+        let mut first = self.first.lock().unwrap();
+        match first.take() {
+            None => *first = Some(conn.id()),
+            Some(id) => conn.context_mut().partner = Some(id),
+        }
+        (Options::default(), Action::None)
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, RelayCtx>, input: &[u8]) -> Action {
+        let Some(partner) = conn.context().partner else {
+            return Action::None;
+        };
+        let mut peer = conn.peer(partner).expect("the partner is open");
+        peer.context_mut()
+            .expect("live")
+            .inbox
+            .extend_from_slice(input);
+        assert!(peer.wake());
+        // Woken later in this iteration, not now.
+        assert_eq!(*self.wakes.lock().unwrap(), 0);
+        Action::None
+    }
+    fn on_wake(&mut self, conn: &mut Conn<'_, RelayCtx>) -> Action {
+        *self.wakes.lock().unwrap() += 1;
+        let inbox = std::mem::take(&mut conn.context_mut().inbox);
+        conn.write(&inbox);
+        Action::None
+    }
+}
+
+fn peer_context_and_wake<P: TestPoller>() {
+    let h = Relay::default();
+    let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
+    let mut a = connect(&server.addrs()[0]);
+    assert!(eventually(Duration::from_secs(5), || h
+        .first
+        .lock()
+        .unwrap()
+        .is_some()));
+    let mut b = connect(&server.addrs()[0]);
+    assert!(eventually(Duration::from_secs(5), || server.connections() == 2));
+    b.write_all(b"handed over").unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = [0u8; 11];
+    a.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"handed over");
+    assert_eq!(*h.wakes.lock().unwrap(), 1);
+    server.shutdown().unwrap();
+}
+
 on_every_poller!(
     control_counts_and_stops,
     split_borrows_context_and_writer,
@@ -699,4 +767,5 @@ on_every_poller!(
     close_conn_does_not_turn_a_detach_into_a_close,
     receipts_keep_the_os_error,
     a_reset_is_noticed_while_reading_is_paused,
+    peer_context_and_wake,
 );
