@@ -5,6 +5,8 @@
 use std::mem;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use evio_core::{Action, Conn, ConnId};
 
 use super::framing::{Body, Kind};
@@ -18,6 +20,11 @@ use super::{
     UpstreamPhase, REPLAY_LIMIT,
 };
 
+/// How long a client connection closed after an early response may go on
+/// sending before it is closed anyway (nginx's `lingering_time` is 30 s,
+/// between reads 5 s).
+pub(super) const LINGER: Duration = Duration::from_secs(5);
+
 /// What an upstream connection tells its client (then wakes it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Event {
@@ -26,8 +33,14 @@ pub(super) enum Event {
     Done { keep_alive: bool },
     /// The upstream connection failed before a response head: `retry`
     /// whether sending the request elsewhere is safe, `timed_out` for a
-    /// `504` instead of a `502`.
-    Failed { retry: bool, timed_out: bool },
+    /// `504` instead of a `502`; `stale`: it was a pooled connection the
+    /// upstream had closed meanwhile (the same upstream may be tried again,
+    /// on a new connection).
+    Failed {
+        retry: bool,
+        timed_out: bool,
+        stale: bool,
+    },
     /// The upstream connection ended in the middle of the response (or of
     /// a tunnel): the client connection closes after what was forwarded.
     Truncated,
@@ -223,7 +236,7 @@ impl HttpProxy {
             keep_alive: request.keep_alive && !c.eof,
             head: request.head,
         };
-        let pooled = if request.websocket {
+        let pooled = if request.websocket || mem::replace(&mut c.fresh, false) {
             None
         } else {
             self.take_pooled(conn, index)
@@ -359,9 +372,19 @@ impl HttpProxy {
                 self.release_upstream(conn);
                 Action::Close
             }
-            Event::Failed { retry, timed_out } => {
+            Event::Failed {
+                retry,
+                timed_out,
+                stale,
+            } => {
                 if let Some((_, index)) = c.upstream.take() {
                     self.upstreams.end(index);
+                    if stale {
+                        // Not the upstream's fault: it may take the
+                        // request again, on a connection of its own.
+                        c.tried &= !(1 << index);
+                        c.fresh = true;
+                    }
                 }
                 let c = me_client(conn);
                 if retry && c.replayable && c.phase != ClientPhase::Closing {
@@ -391,7 +414,11 @@ impl HttpProxy {
                     log_request(c, index.map(|i| self.upstreams.addr(i)), status);
                 }
                 if !keep_alive || c.eof || c.phase != ClientPhase::Waiting {
+                    let still_sending = c.phase == ClientPhase::Body || !c.held.is_empty();
                     c.phase = ClientPhase::Closing;
+                    if still_sending && !c.eof {
+                        return self.linger(conn);
+                    }
                     return Action::Close;
                 }
                 c.phase = ClientPhase::Head;
@@ -408,6 +435,18 @@ impl HttpProxy {
                 action
             }
         }
+    }
+
+    /// Closes after a response the client may still be sending to (an
+    /// early answer to a body): the write side is shut down once the
+    /// response is out, and what the client sends meanwhile is read and
+    /// dropped until its FIN or [`LINGER`], so that the close does not
+    /// reset the connection before the client has read the response.
+    fn linger(&mut self, conn: &mut Conn<'_, Side>) -> Action {
+        self.resume(conn);
+        conn.shutdown_write();
+        conn.set_timer(Some(LINGER));
+        Action::None
     }
 
     /// Resumes reading if it was paused for a response.
@@ -463,6 +502,7 @@ impl HttpProxy {
                 self.answer(conn, GATEWAY_TIMEOUT, 504, index);
                 Action::Close
             }
+            ClientPhase::Closing => Action::Close, // the linger is over
             _ => Action::None,
         }
     }

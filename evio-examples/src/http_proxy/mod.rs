@@ -227,6 +227,8 @@ pub struct Client {
     upstream: Option<(ConnId, usize)>,
     /// Upstreams tried for this request (a bit each).
     tried: u64,
+    /// The next try takes a new connection, not a pooled one.
+    fresh: bool,
     /// The response head has been sent to the client.
     responded: bool,
     /// The client half-closed: close once the response is out.

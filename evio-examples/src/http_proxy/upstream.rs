@@ -53,7 +53,12 @@ impl HttpProxy {
                     if data.is_empty() {
                         return Action::None;
                     }
-                    let to = u.to_client.expect("set when the request was sent");
+                    let mut to = u.to_client.expect("set when the request was sent");
+                    // An answer before the request's end (to a body still
+                    // coming) closes the client connection: say so.
+                    to.keep_alive &= conn.peer(client).is_some_and(|mut p| {
+                        matches!(as_client(p.context_mut()), Some(c) if c.phase == ClientPhase::Waiting)
+                    });
                     let mut head = mem::take(&mut self.scratch);
                     head.clear();
                     let parsed = parse_response(data, to, &mut head);
@@ -71,6 +76,7 @@ impl HttpProxy {
                                 Event::Failed {
                                     retry: false,
                                     timed_out: false,
+                                    stale: false,
                                 },
                             );
                             Some(Action::Close)
@@ -162,6 +168,7 @@ impl HttpProxy {
                     Event::Failed {
                         retry: false,
                         timed_out: false,
+                        stale: false,
                     },
                 );
                 return Some(Action::Close);
@@ -314,6 +321,7 @@ impl HttpProxy {
                     .unwrap_or(false);
                 Event::Failed {
                     retry: !connected || idempotent,
+                    stale: reused,
                     timed_out: err
                         .as_ref()
                         .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut),
