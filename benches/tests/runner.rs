@@ -130,3 +130,23 @@ fn bench_runs_churn_with_the_floor_and_a_baseline() {
     let md = String::from_utf8_lossy(&out.stdout);
     assert!(md.contains("## Connection churn"), "{md}");
 }
+
+#[test]
+fn http_proxy_is_a_workload() {
+    // Needs no tool: the usage names it, and a bad list names it as known.
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let usage = String::from_utf8_lossy(&out.stdout);
+    assert!(usage.contains("proxy,http-proxy,churn"), "{usage}");
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--workloads", "http-proxy,nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown workload \"nope\""), "{err}");
+    assert!(err.contains("http-proxy"), "{err}");
+}

@@ -10,7 +10,7 @@ use crate::svg;
 
 /// Per workload: title, value axis, and whether the bars are rates (else
 /// CPU per request).
-const CHARTS: [(&str, &str, &str, bool); 8] = [
+const CHARTS: [(&str, &str, &str, bool); 9] = [
     (
         "echo",
         "Echo: server CPU per message (lower is better)",
@@ -39,6 +39,12 @@ const CHARTS: [(&str, &str, &str, bool); 8] = [
         "proxy",
         "TCP proxy: proxy CPU per message (lower is better)",
         "µs of CPU per message",
+        false,
+    ),
+    (
+        "http-proxy",
+        "HTTP reverse proxy: proxy CPU per request (lower is better)",
+        "µs of CPU per request (the proxy only, not the upstream)",
         false,
     ),
     (
@@ -137,6 +143,24 @@ pub fn charts(rep: &Report) -> Vec<(String, String)> {
             };
             out.push((format!("bench-{w}-ratio.svg"), svg::render(&chart)));
         }
+        let mut also: Vec<String> = Vec::new();
+        for name in rows.iter().flat_map(|r| r.cpu_vs_also.keys()) {
+            if !also.contains(name) {
+                also.push(name.clone());
+            }
+        }
+        for to in also {
+            let chart = svg::Chart {
+                title: format!("{w}: server CPU per request relative to {to} (lower is better)"),
+                y_label: format!("× {to}'s CPU per request"),
+                groups: short.clone(),
+                series: series(&rows, &groups, &servers, |r| {
+                    r.cpu_vs_also.get(&to).copied()
+                }),
+            };
+            let file = to.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+            out.push((format!("bench-{w}-ratio-{file}.svg"), svg::render(&chart)));
+        }
         if rows.iter().any(|r| r.cpu_vs_floor.is_some()) {
             let chart = svg::Chart {
                 title: format!(
@@ -187,4 +211,27 @@ pub fn write_outputs(s: &Settings, rep: &Report, md: &str) -> io::Result<()> {
         fs::write(dir.join(name), body)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::markdown::tests::http_proxy_report;
+
+    #[test]
+    fn http_proxy_charts_include_the_haproxy_ratio() {
+        let out = charts(&http_proxy_report([8.0, 10.0, 12.0, 5.0]));
+        let files: Vec<&str> = out.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            files,
+            [
+                "bench-http-proxy.svg",
+                "bench-http-proxy-ratio.svg",
+                "bench-http-proxy-ratio-haproxy.svg"
+            ]
+        );
+        let (_, svg) = &out[2];
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("relative to haproxy"));
+    }
 }

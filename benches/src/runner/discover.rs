@@ -23,7 +23,7 @@ pub fn baseline_name(name: &str) -> String {
     name.replacen(OURS, &format!("{OURS} {BASELINE}"), 1)
 }
 
-/// Our four servers from one directory of binaries.
+/// Our servers from one directory of binaries.
 #[derive(Debug, Clone, Default)]
 pub struct Ours {
     /// `echo-server`.
@@ -34,6 +34,8 @@ pub struct Ours {
     pub redis: Option<ServerSpec>,
     /// `proxy --backend {backend}`.
     pub proxy: Option<ServerSpec>,
+    /// `http-proxy --upstream {backend}` (the HTTP/1.1 reverse proxy).
+    pub http_proxy: Option<ServerSpec>,
 }
 
 impl Ours {
@@ -46,6 +48,12 @@ impl Ours {
             redis: bin("redis-server", notes),
             proxy: bin("proxy", notes).map(|spec| {
                 spec.with(spec.name.clone(), &["--backend".into(), "{backend}".into()])
+            }),
+            http_proxy: bin("http-proxy", notes).map(|spec| {
+                spec.with(
+                    spec.name.clone(),
+                    &["--upstream".into(), "{backend}".into()],
+                )
             }),
         }
     }

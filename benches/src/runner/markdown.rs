@@ -5,10 +5,11 @@
 use std::fmt::Write as _;
 
 use crate::runner::certs::SUITE;
+use crate::runner::discover::OURS;
 use crate::runner::report::{MemRow, Report, Row};
 
 /// The tables in order: workload and title.
-pub const TITLES: [(&str, &str); 8] = [
+pub const TITLES: [(&str, &str); 9] = [
     ("echo", "Echo (loadgen; CPU vs tokio-echo)"),
     (
         "redis",
@@ -24,6 +25,10 @@ pub const TITLES: [(&str, &str); 8] = [
         "TCP proxy (loadgen → proxy → mio-echo; proxy CPU vs HAProxy, 1 thread)",
     ),
     (
+        "http-proxy",
+        "HTTP reverse proxy (wrk -t1 keep-alive → proxy → nginx upstream, 1 worker; proxy CPU vs nginx proxy_pass, 1 worker, and HAProxy mode http, 1 thread)",
+    ),
+    (
         "churn",
         "Connection churn (a new connection per request; CPU vs tokio-echo, nginx, redis-server)",
     ),
@@ -35,6 +40,13 @@ pub const TITLES: [(&str, &str); 8] = [
         "scaling",
         "Scaling (server on N cores, load on the others; CPU vs tokio multi-thread / nginx N workers)",
     ),
+];
+
+/// The targets a workload's table is checked against: our server's CPU per
+/// request at most this many times the named server's.
+pub const GOALS: [(&str, &str, f64); 2] = [
+    ("http-proxy", "nginx", 0.85),
+    ("http-proxy", "haproxy", 0.80),
 ];
 
 /// `v` with `digits` decimals, or `–`.
@@ -91,10 +103,20 @@ fn preamble(rep: &Report, o: &mut String) {
 fn table(o: &mut String, title: &str, rows: &[&Row]) {
     let strace = rows.iter().any(|r| r.strace.is_some());
     let floor = rows.iter().any(|r| r.cpu_vs_floor.is_some());
+    let mut also: Vec<&String> = Vec::new();
+    for name in rows.iter().flat_map(|r| r.cpu_vs_also.keys()) {
+        if !also.contains(&name) {
+            also.push(name);
+        }
+    }
     let per_conn = strace && rows.iter().any(|r| r.churn);
     let _ = writeln!(o, "## {title}\n");
     let mut head = String::from("| load | server | req/s | CPU µs/req | CPU vs ref |");
     let mut align = String::from("|---|---|--:|--:|--:|");
+    for name in &also {
+        let _ = write!(head, " CPU vs {name} |");
+        align.push_str("--:|");
+    }
     if floor {
         head.push_str(" CPU vs floor |");
         align.push_str("--:|");
@@ -130,6 +152,9 @@ fn table(o: &mut String, title: &str, rows: &[&Row]) {
             f(r.cpu_us_per_req, 2),
             ratio(r.cpu_vs_reference),
         );
+        for name in &also {
+            let _ = write!(o, " {} |", ratio(r.cpu_vs_also.get(*name).copied()));
+        }
         if floor {
             let _ = write!(o, " {} |", ratio(r.cpu_vs_floor));
         }
@@ -160,6 +185,38 @@ fn table(o: &mut String, title: &str, rows: &[&Row]) {
         o.push('\n');
     }
     o.push('\n');
+}
+
+/// Our server's ratios against the workload's [`GOALS`], one line (none
+/// where the workload has no goal or our server did not run).
+fn goals(o: &mut String, workload: &str, rows: &[&Row]) {
+    let Some(ours) = rows.iter().find(|r| r.server == OURS) else {
+        return;
+    };
+    let mut parts = Vec::new();
+    for (w, to, max) in GOALS {
+        if w != workload {
+            continue;
+        }
+        let v = if ours.reference.as_deref() == Some(to) {
+            ours.cpu_vs_reference
+        } else {
+            ours.cpu_vs_also.get(to).copied()
+        };
+        let verdict = match v {
+            Some(v) if v <= max => "met",
+            Some(_) => "not met",
+            None => "not measured",
+        };
+        parts.push(format!("≤ {max:.2}× {to}: {} ({verdict})", ratio(v)));
+    }
+    if !parts.is_empty() {
+        let _ = writeln!(
+            o,
+            "Goals, {OURS}'s CPU per request: {}.\n",
+            parts.join("; ")
+        );
+    }
 }
 
 /// The calls per accepted connection of the traced churn runs.
@@ -356,6 +413,7 @@ pub fn markdown(rep: &Report) -> String {
             let _ = writeln!(o, "## {title}\n");
         } else {
             table(&mut o, title, &rows);
+            goals(&mut o, w, &rows);
             per_connection(&mut o, &rows);
         }
         if w == "tls" {
@@ -385,8 +443,87 @@ pub fn markdown(rep: &Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::args::Args;
+    use crate::runner::load::{Load, RunResult};
+    use crate::runner::plan::Group;
+    use crate::runner::report::{build_rows, machine};
+    use crate::runner::server::ServerSpec;
+    use crate::runner::settings::Settings;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    /// A report of the HTTP proxy workload's one load, with these CPU
+    /// figures (µs per request) for ours, nginx, HAProxy and the L4 proxy.
+    pub(crate) fn http_proxy_report(cpu: [f64; 4]) -> Report {
+        let names = ["evio-rs", "nginx", "haproxy", "evio-rs L4 proxy"];
+        let g = Group {
+            workload: "http-proxy",
+            load: Load::Http {
+                conns: 50,
+                pipeline: 1,
+            },
+            reference: Some("nginx".into()),
+            also_vs: vec!["haproxy".into()],
+            servers: names
+                .iter()
+                .map(|n| ServerSpec::new(n, PathBuf::from("/bin/true"), &[]))
+                .collect(),
+            server_cpus: None,
+            load_cpus: None,
+            load_threads: 1,
+            server_cores: None,
+            backend: Some(ServerSpec::new(
+                "nginx upstream",
+                PathBuf::from("/bin/true"),
+                &[],
+            )),
+        };
+        let mut runs = BTreeMap::new();
+        for (i, c) in cpu.into_iter().enumerate() {
+            let r = RunResult {
+                ok: true,
+                rate: 20_000.0,
+                cpu_us_per_req: Some(c),
+                ..Default::default()
+            };
+            runs.insert((0, i), vec![r]);
+        }
+        Report {
+            generated_by: "test",
+            date_utc: "2026-01-01 00:00".into(),
+            machine: machine(),
+            settings: Settings::from_args(Args::new(Vec::new())).unwrap(),
+            notes: Vec::new(),
+            failures: Vec::new(),
+            rows: build_rows(&[g], &runs, &BTreeMap::new()),
+            memory: Vec::new(),
+            tls_probes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn http_proxy_table_has_both_ratios_and_the_goals() {
+        let md = markdown(&http_proxy_report([8.0, 10.0, 12.0, 5.0]));
+        assert!(md.contains("## HTTP reverse proxy ("), "{md}");
+        assert!(
+            md.contains("| load | server | req/s | CPU µs/req | CPU vs ref | CPU vs haproxy |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 50 conns | evio-rs | 20.0k | 8.00 | 0.80× | 0.67× |"),
+            "{md}"
+        );
+        assert!(md.contains("| 50 conns | haproxy | 20.0k | 12.00 | 1.20× | 1.00× |"));
+        assert!(md.contains("| 50 conns | evio-rs L4 proxy | 20.0k | 5.00 | 0.50× | 0.42× |"));
+        assert!(
+            md.contains("Goals, evio-rs's CPU per request: ≤ 0.85× nginx: 0.80× (met); ≤ 0.80× haproxy: 0.67× (met)."),
+            "{md}"
+        );
+        let md = markdown(&http_proxy_report([9.0, 10.0, 10.0, 5.0]));
+        assert!(md.contains("≤ 0.85× nginx: 0.90× (not met); ≤ 0.80× haproxy: 0.90× (not met)"));
+    }
 
     #[test]
     fn numbers() {

@@ -1,8 +1,9 @@
 //! What runs: the groups (one load against several servers, A B A B) of
-//! each workload, and the ordered list of jobs. The churn and TLS
-//! workloads' groups are planned in their submodules (`runner/plan/`).
+//! each workload, and the ordered list of jobs. The churn, HTTP proxy and
+//! TLS workloads' groups are planned in their submodules (`runner/plan/`).
 
 mod churn;
+mod http_proxy;
 mod tls;
 
 pub use tls::{our_tls_variant, real_redis_tls};
@@ -24,6 +25,9 @@ pub struct Group {
     pub load: Load,
     /// The server the others are compared with.
     pub reference: Option<String>,
+    /// More servers every server's CPU is compared with, beside the
+    /// reference (the HTTP proxy workload: HAProxy beside nginx).
+    pub also_vs: Vec<String>,
     /// The servers, in table order.
     pub servers: Vec<ServerSpec>,
     /// Where the servers run.
@@ -53,6 +57,7 @@ impl Group {
             workload,
             load,
             reference: Some(reference.to_string()),
+            also_vs: Vec::new(),
             servers,
             server_cpus: s.pinned.then_some(Cpus::Core(0)),
             load_cpus: s.pinned.then_some(Cpus::Core(1)),
@@ -323,6 +328,7 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
                     p.groups.push(g);
                 }
             }
+            "http-proxy" => http_proxy::plan_http_proxy(s, sv, notes, &mut p),
             "churn" => churn::plan_churn(s, sv, notes, &mut p),
             "tls" => mem_after = tls::plan_tls(s, sv, notes, &mut p),
             "scaling" => plan_scaling(s, sv, notes, &mut p),
@@ -424,6 +430,7 @@ fn plan_scaling(s: &Settings, sv: &Servers, notes: &mut Vec<String>, p: &mut Pla
             workload,
             load,
             reference: Some(reference),
+            also_vs: Vec::new(),
             servers,
             server_cpus: Some(Cpus::Span { first: 0, count: n }),
             load_cpus: Some(Cpus::Span {
@@ -511,6 +518,7 @@ mod tests {
             http: spec(OURS, program),
             redis: spec(OURS, program),
             proxy: None,
+            http_proxy: None,
         };
         Servers {
             ours,

@@ -70,6 +70,10 @@ pub struct Row {
     pub sys_us_per_req: Option<f64>,
     /// CPU per request relative to the reference's.
     pub cpu_vs_reference: Option<f64>,
+    /// CPU per request relative to each of the group's further references
+    /// ([`Group::also_vs`]) that ran, by server name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cpu_vs_also: BTreeMap<String, f64>,
     /// CPU per request relative to the floor server's (where it ran).
     pub cpu_vs_floor: Option<f64>,
     /// Ours: CPU per request relative to the baseline copy's (`--compare`).
@@ -243,6 +247,7 @@ pub fn build_rows(
                 cpu_us_per_req: med(&|r| r.cpu_us_per_req),
                 sys_us_per_req: med(&|r| r.sys_us_per_req),
                 cpu_vs_reference: None,
+                cpu_vs_also: BTreeMap::new(),
                 cpu_vs_floor: None,
                 cpu_vs_baseline: None,
                 server_cores: group.server_cores,
@@ -261,6 +266,11 @@ pub fn build_rows(
                 .filter(|c| *c > 0.0)
         };
         let reference = group.reference.as_deref().and_then(|n| cpu_of(rows, n));
+        let also: Vec<(&String, f64)> = group
+            .also_vs
+            .iter()
+            .filter_map(|n| cpu_of(rows, n).map(|c| (n, c)))
+            .collect();
         let floor = cpu_of(rows, FLOOR);
         let baselines: Vec<Option<f64>> = rows
             .iter()
@@ -273,6 +283,11 @@ pub fn build_rows(
         for (r, base) in rows.iter_mut().zip(baselines) {
             let ratio = |to: Option<f64>| r.cpu_us_per_req.zip(to).map(|(c, b)| c / b);
             r.cpu_vs_reference = ratio(reference);
+            for &(name, cpu) in &also {
+                if let Some(v) = ratio(Some(cpu)) {
+                    r.cpu_vs_also.insert(name.clone(), v);
+                }
+            }
             r.cpu_vs_floor = ratio(floor);
             r.cpu_vs_baseline = ratio(base);
         }
@@ -364,6 +379,7 @@ mod tests {
                 depth: 1,
             },
             reference: Some("tokio-echo".into()),
+            also_vs: Vec::new(),
             servers: servers.iter().map(|n| spec(n)).collect(),
             server_cpus: None,
             load_cpus: None,
@@ -393,6 +409,31 @@ mod tests {
         assert_eq!(rows[1].cpu_us_per_req, Some(5.0));
         assert_eq!(rows[0].cpu_vs_reference, Some(1.8));
         assert_eq!(rows[1].cpu_vs_reference, Some(1.0));
+    }
+
+    #[test]
+    fn further_references() {
+        let mut g = echo_group(&["evio-rs", "nginx", "haproxy", "evio-rs L4 proxy"]);
+        g.reference = Some("nginx".into());
+        g.also_vs = vec!["haproxy".into(), "not-run".into()];
+        let mut runs = BTreeMap::new();
+        runs.insert((0, 0), vec![run(6.0)]);
+        runs.insert((0, 1), vec![run(8.0)]);
+        runs.insert((0, 2), vec![run(10.0)]);
+        runs.insert((0, 3), vec![run(5.0)]);
+        let rows = build_rows(&[g], &runs, &BTreeMap::new());
+        assert_eq!(rows[0].cpu_vs_reference, Some(0.75));
+        assert_eq!(rows[0].cpu_vs_also.get("haproxy"), Some(&0.6));
+        assert_eq!(rows[2].cpu_vs_also.get("haproxy"), Some(&1.0));
+        assert_eq!(rows[3].cpu_vs_also.get("haproxy"), Some(&0.5));
+        // A further reference that did not run gives no ratio.
+        assert_eq!(rows[0].cpu_vs_also.len(), 1);
+        let j = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(j["cpu_vs_also"]["haproxy"], 0.6);
+        // Left out of the JSON where a group has none.
+        let rows = build_rows(&[echo_group(&["x"])], &runs, &BTreeMap::new());
+        let j = serde_json::to_value(&rows[0]).unwrap();
+        assert!(j.get("cpu_vs_also").is_none());
     }
 
     #[test]

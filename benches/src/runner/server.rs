@@ -38,6 +38,13 @@ pub enum Setup {
     /// HAProxy terminating TLS (the run's certificate, TLS 1.3, one cipher
     /// suite) in front of the run's plain backend.
     HaproxyTls,
+    /// nginx with one worker as an HTTP reverse proxy (`proxy_pass` to an
+    /// `upstream` with `keepalive 64`, HTTP/1.1, `Connection ""`) in front
+    /// of the run's backend.
+    NginxProxy,
+    /// HAProxy in HTTP mode (`mode http`, `http-reuse always`, one thread)
+    /// in front of the run's backend.
+    HaproxyHttp,
 }
 
 /// How a server is started: `{port}` in an argument becomes the port the
@@ -115,12 +122,48 @@ pub fn nginx_conf_tls(prefix: &Path, port: u16, f: &TlsFiles) -> String {
     nginx_conf_with(prefix, port, 1, "", Some(f))
 }
 
+/// nginx with one worker as an HTTP/1.1 reverse proxy: every request goes
+/// to `backend` through an `upstream` block that keeps up to 64 idle
+/// connections open (`keepalive 64`, unlimited requests on each), with
+/// `proxy_http_version 1.1` and an empty `Connection` header so that the
+/// upstream connections stay open; no access log, as [`nginx_conf`].
+pub fn nginx_conf_proxy(prefix: &Path, port: u16, backend: u16) -> String {
+    let upstream = format!(
+        "\x20   upstream up {{\n\
+         \x20       server 127.0.0.1:{backend};\n\
+         \x20       keepalive 64;\n\
+         \x20       keepalive_requests 1000000000;\n\
+         \x20   }}\n"
+    );
+    let location = "\x20       location / {\n\
+                    \x20           proxy_pass http://up;\n\
+                    \x20           proxy_http_version 1.1;\n\
+                    \x20           proxy_set_header Connection \"\";\n\
+                    \x20       }\n";
+    nginx_conf_full(prefix, port, 1, "", None, &upstream, location)
+}
+
 fn nginx_conf_with(
     prefix: &Path,
     port: u16,
     workers: usize,
     listen_opts: &str,
     tls: Option<&TlsFiles>,
+) -> String {
+    let location = "\x20       location / { return 200 \"Hello World!\\r\\n\"; }\n";
+    nginx_conf_full(prefix, port, workers, listen_opts, tls, "", location)
+}
+
+/// The nginx config: `upstream` goes into the `http` block before the
+/// server, `location` into the server.
+fn nginx_conf_full(
+    prefix: &Path,
+    port: u16,
+    workers: usize,
+    listen_opts: &str,
+    tls: Option<&TlsFiles>,
+    upstream: &str,
+    location: &str,
 ) -> String {
     let p = prefix.display();
     let (ssl, tls) = match tls {
@@ -153,10 +196,11 @@ fn nginx_conf_with(
          \x20   fastcgi_temp_path {p}/fastcgi;\n\
          \x20   uwsgi_temp_path {p}/uwsgi;\n\
          \x20   scgi_temp_path {p}/scgi;\n\
+         {upstream}\
          \x20   server {{\n\
          \x20       listen 127.0.0.1:{port}{listen_opts}{ssl};\n\
          {tls}\
-         \x20       location / {{ return 200 \"Hello World!\\r\\n\"; }}\n\
+         {location}\
          \x20   }}\n\
          }}\n"
     )
@@ -173,6 +217,32 @@ pub fn haproxy_conf(port: u16, backend: u16) -> String {
 /// `backend`.
 pub fn haproxy_conf_tls(port: u16, backend: u16, f: &TlsFiles) -> String {
     haproxy_conf_with(port, backend, Some(f))
+}
+
+/// HAProxy as an HTTP/1.1 reverse proxy: `mode http`, one thread, no
+/// logging, keep-alive on both sides (its default), idle server
+/// connections shared between clients (`http-reuse always`), every request
+/// forwarded to `backend`.
+pub fn haproxy_conf_http(port: u16, backend: u16) -> String {
+    format!(
+        "global\n\
+         \x20   nbthread 1\n\
+         \x20   maxconn 4096\n\
+         defaults\n\
+         \x20   mode http\n\
+         \x20   option http-keep-alive\n\
+         \x20   timeout connect 5s\n\
+         \x20   timeout client 120s\n\
+         \x20   timeout server 120s\n\
+         \x20   timeout http-request 10s\n\
+         \x20   timeout http-keep-alive 120s\n\
+         frontend fe\n\
+         \x20   bind 127.0.0.1:{port}\n\
+         \x20   default_backend be\n\
+         backend be\n\
+         \x20   http-reuse always\n\
+         \x20   server web 127.0.0.1:{backend}\n"
+    )
 }
 
 fn haproxy_conf_with(port: u16, backend: u16, tls: Option<&TlsFiles>) -> String {
@@ -223,23 +293,28 @@ fn server_args(
                     .replace("{tls_pem}", &tls.pem.display().to_string())
             })
             .collect()),
-        Setup::Haproxy | Setup::HaproxyTls => {
+        Setup::Haproxy | Setup::HaproxyTls | Setup::HaproxyHttp => {
             let backend = backend.ok_or("haproxy needs a backend")?;
             let conf = s.tmp.join(format!("haproxy-{port}.cfg"));
             let text = match spec.setup {
                 Setup::HaproxyTls => haproxy_conf_tls(port, backend, &tls),
+                Setup::HaproxyHttp => haproxy_conf_http(port, backend),
                 _ => haproxy_conf(port, backend),
             };
             fs::write(&conf, text).map_err(|e| e.to_string())?;
             Ok(vec!["-f".into(), conf.display().to_string(), "-db".into()])
         }
-        Setup::Nginx { .. } | Setup::NginxDeferred | Setup::NginxTls => {
+        Setup::Nginx { .. } | Setup::NginxDeferred | Setup::NginxTls | Setup::NginxProxy => {
             let prefix = s.tmp.join(format!("nginx-{port}"));
             fs::create_dir_all(&prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
             let conf = prefix.join("nginx.conf");
             let text = match spec.setup {
                 Setup::Nginx { workers } => nginx_conf_workers(&prefix, port, workers),
                 Setup::NginxDeferred => nginx_conf_deferred(&prefix, port),
+                Setup::NginxProxy => {
+                    let backend = backend.ok_or("nginx as a proxy needs a backend")?;
+                    nginx_conf_proxy(&prefix, port, backend)
+                }
                 _ => nginx_conf_tls(&prefix, port, &tls),
             };
             fs::write(&conf, text).map_err(|e| e.to_string())?;
@@ -447,6 +522,48 @@ mod tests {
         ));
         assert!(c.contains("mode tcp"));
         assert!(c.contains("server echo 127.0.0.1:7001"));
+    }
+
+    #[test]
+    fn nginx_proxy_config_keeps_upstream_connections() {
+        let c = nginx_conf_proxy(Path::new("/tmp/x"), 8080, 9090);
+        assert!(c.contains("worker_processes 1;"));
+        assert!(c.contains("access_log off;"));
+        assert!(c.contains("listen 127.0.0.1:8080;"));
+        assert!(c.contains(
+            "    upstream up {\n        server 127.0.0.1:9090;\n        keepalive 64;\n"
+        ));
+        assert!(c.contains("proxy_pass http://up;"));
+        assert!(c.contains("proxy_http_version 1.1;"));
+        assert!(c.contains(r#"proxy_set_header Connection "";"#));
+        // A proxy: it answers nothing itself.
+        assert!(!c.contains("return 200"));
+        // The upstream block is inside `http`, before the server.
+        let (http, up, server) = (
+            c.find("http {").unwrap(),
+            c.find("upstream up").unwrap(),
+            c.find("server {").unwrap(),
+        );
+        assert!(http < up && up < server);
+        // The plain config is unchanged.
+        let plain = nginx_conf(Path::new("/tmp/x"), 8080);
+        assert!(!plain.contains("upstream"));
+        assert!(!plain.contains("proxy_pass"));
+    }
+
+    #[test]
+    fn haproxy_http_config_reuses_server_connections() {
+        let c = haproxy_conf_http(7000, 7001);
+        assert!(c.contains("mode http\n"));
+        assert!(!c.contains("mode tcp"));
+        assert!(c.contains("nbthread 1"));
+        assert!(c.contains("http-reuse always"));
+        assert!(c.contains("option http-keep-alive"));
+        assert!(c.contains("timeout connect 5s"));
+        assert!(c.contains("timeout http-keep-alive 120s"));
+        assert!(c.contains("bind 127.0.0.1:7000\n"));
+        assert!(c.contains("server web 127.0.0.1:7001\n"));
+        assert!(!c.contains("log "));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::runner::process::{online_cpus, which, which_not_in, TOOLS_ENV};
 /// The runner's usage text.
 pub const USAGE: &str = "\
 usage: bench [--smoke] [--strace] [--rounds N] [--duration SECS] [--warmup SECS]
-             [--workloads echo,redis,http,memory,loops,proxy,churn,tls,scaling]
+             [--workloads echo,redis,http,memory,loops,proxy,http-proxy,churn,tls,scaling]
              [--out FILE.json] [--mem-conns N] [--redis-n N] [--compare DIR]
              [--loops 1,2,4,8]
 
@@ -29,7 +29,9 @@ $EVIO_BENCH_TOOLS (directories, `:`-separated), then PATH.
                  wrk rounds up to whole seconds)
   --warmup S     echo warm-up seconds (default 1, smoke 0.1)
   --workloads L  default: all but scaling (echo,redis,http,memory,loops,
-                 proxy,churn,tls); tls: HTTPS, Redis over TLS, a TLS proxy
+                 proxy,http-proxy,churn,tls); http-proxy: wrk -c50 through
+                 HTTP reverse proxies (ours, nginx, HAProxy, our L4 proxy)
+                 to one nginx; tls: HTTPS, Redis over TLS, a TLS proxy
                  and idle TLS connections, TLS 1.3 with one cipher suite
                  and a throwaway ECDSA P-256 certificate (smoke: HTTPS
                  keep-alive, Redis -P 16, the proxy at 64 B x 1)
@@ -48,14 +50,31 @@ $EVIO_BENCH_TOOLS (directories, `:`-separated), then PATH.
                  that leave no core for the load are skipped)";
 
 /// Every workload, in the order they run.
-pub const ALL_WORKLOADS: [&str; 9] = [
-    "echo", "redis", "http", "memory", "loops", "proxy", "churn", "tls", "scaling",
+pub const ALL_WORKLOADS: [&str; 10] = [
+    "echo",
+    "redis",
+    "http",
+    "memory",
+    "loops",
+    "proxy",
+    "http-proxy",
+    "churn",
+    "tls",
+    "scaling",
 ];
 
 /// The workloads run when `--workloads` is not given: all but scaling,
 /// which needs a many-core machine.
-pub const DEFAULT_WORKLOADS: [&str; 8] = [
-    "echo", "redis", "http", "memory", "loops", "proxy", "churn", "tls",
+pub const DEFAULT_WORKLOADS: [&str; 9] = [
+    "echo",
+    "redis",
+    "http",
+    "memory",
+    "loops",
+    "proxy",
+    "http-proxy",
+    "churn",
+    "tls",
 ];
 
 /// The external tools, found once at start (`None`: not installed).
@@ -277,6 +296,7 @@ mod tests {
         assert_eq!(s.rounds, 5);
         assert_eq!(s.workloads, DEFAULT_WORKLOADS);
         assert!(!s.runs("scaling"));
+        assert!(s.runs("http-proxy"));
         assert!(s.out_json.ends_with("docs/bench-results.json"));
         let s = Settings::from_args(args("--smoke --workloads scaling --loops 1,2")).unwrap();
         assert_eq!(s.rounds, 1);
@@ -289,6 +309,8 @@ mod tests {
     #[test]
     fn bad_arguments() {
         assert!(Settings::from_args(args("--workloads nope")).is_err());
+        let s = Settings::from_args(args("--smoke --workloads http-proxy")).unwrap();
+        assert_eq!(s.workloads, ["http-proxy"]);
         assert!(Settings::from_args(args("--loops 0,2")).is_err());
         assert!(Settings::from_args(args("--rounds 0")).is_err());
         assert!(Settings::from_args(args("--compare /no/such/dir")).is_err());

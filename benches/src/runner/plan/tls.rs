@@ -253,6 +253,7 @@ mod tests {
                     program,
                     &["--port", "{port}", "--backend", "{backend}"],
                 ),
+                http_proxy: None,
             },
             real_redis: spec("redis-server", "/usr/bin/redis-server", &port),
             nginx: Some(ServerSpec {
