@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 kit=${1:?usage: scripts/bench-kit.sh KIT}
 mkdir -p "$kit/bin" "$kit/tools/real" "$kit/tools/lib"
 for b in bench loadgen tokio-echo mio-echo floor-server soak-client \
-         echo-server http-server redis-server proxy; do
+         echo-server http-server redis-server proxy http-proxy; do
   if [ -f "target/release/$b" ]; then
     strip --strip-debug -o "$kit/bin/$b" "target/release/$b" 2>/dev/null \
       || cp "target/release/$b" "$kit/bin/$b"
