@@ -200,7 +200,11 @@ pub(super) fn parse_request(
         push_header(out, b"Host", origin.default_host.as_bytes());
     }
     match body {
-        Kind::Length(n) => push_header(out, b"Content-Length", n.to_string().as_bytes()),
+        Kind::Length(n) => push_header(
+            out,
+            b"Content-Length",
+            itoa::Buffer::new().format(n).as_bytes(),
+        ),
         Kind::Chunked => push_header(out, b"Transfer-Encoding", b"chunked"),
         Kind::None | Kind::UntilClose => {}
     }
@@ -305,7 +309,7 @@ pub(super) fn parse_response(
     let interim = (100..200).contains(&status);
 
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -329,7 +333,11 @@ pub(super) fn parse_response(
         }
     }
     match (body, reframe) {
-        (Kind::Length(n), _) => push_header(out, b"Content-Length", n.to_string().as_bytes()),
+        (Kind::Length(n), _) => push_header(
+            out,
+            b"Content-Length",
+            itoa::Buffer::new().format(n).as_bytes(),
+        ),
         (Kind::Chunked, Reframe::Same) => push_header(out, b"Transfer-Encoding", b"chunked"),
         _ => {}
     }
