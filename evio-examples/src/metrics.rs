@@ -12,7 +12,7 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use evio_core::{Action, Conn, EventHandler, LoopMetrics};
 
@@ -100,6 +100,35 @@ pub fn render(loops: &[LoopMetrics]) -> String {
     out
 }
 
+/// A binary's own metrics, appended to the loops' counters.
+type Section = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+static SECTIONS: Mutex<Vec<Section>> = Mutex::new(Vec::new());
+
+/// Adds a binary's own metrics to every scrape: `section` appends them, in
+/// the Prometheus text format, after the loops' counters (the HTTP proxy's
+/// requests, responses and upstream state). Call it before the server
+/// starts; sections stay for the life of the process.
+pub fn add_section(section: impl Fn(&mut String) + Send + Sync + 'static) {
+    SECTIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Arc::new(section));
+}
+
+/// [`render`], then every [`add_section`]'s metrics.
+fn render_all(loops: &[LoopMetrics]) -> String {
+    let mut out = render(loops);
+    let sections = SECTIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for section in sections {
+        section(&mut out);
+    }
+    out
+}
+
 /// The longest request head the endpoint reads before giving up.
 const MAX_HEAD: usize = 8 << 10;
 
@@ -127,7 +156,7 @@ impl Endpoint {
         let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let path = target.split('?').next().unwrap_or("");
         let (status, body) = match (method, path) {
-            ("GET" | "HEAD", "/metrics") => ("200 OK", render(&(self.source)())),
+            ("GET" | "HEAD", "/metrics") => ("200 OK", render_all(&(self.source)())),
             ("GET" | "HEAD", _) => ("404 Not Found", "not found: try /metrics\n".to_string()),
             _ => ("405 Method Not Allowed", "GET /metrics\n".to_string()),
         };

@@ -2095,3 +2095,68 @@ fn a_chunked_32_mib_upload_arrives_intact_with_bounded_proxy_memory() {
     eprintln!("proxy RSS: {base} KiB before, {peak} KiB at most during a 32 MiB upload");
     assert!(growth < 16 * 1024, "the proxy's RSS grew by {growth} KiB");
 }
+
+// ----- metrics ---------------------------------------------------------------------
+
+/// The body of `GET path` from `port`, `Connection: close`.
+fn scrape(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the metrics port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn metrics_count_requests_responses_refusals_and_upstream_state() {
+    let up = Upstream::echo();
+    let dead = dead_addr();
+    let all = [up.addr, dead];
+    let mut args = vec![
+        "--port".to_string(),
+        "0".into(),
+        "--metrics-port".into(),
+        "0".into(),
+    ];
+    args.extend(proxy_flags(
+        &all,
+        &["--max-fails", "1", "--fail-timeout", "60"],
+    ));
+    let p = spawn(PROXY, &strs(&args));
+    let metrics_port: u16 = p
+        .line
+        .split("metrics port ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics port in {:?}", p.line));
+    let mut c = Client::new(p.addr());
+    for i in 0..4 {
+        assert_eq!(c.get(&format!("/m{i}")).status, 200);
+    }
+    let mut raw = TcpStream::connect(p.addr()).unwrap();
+    raw.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = raw.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let body = scrape(metrics_port);
+    for want in [
+        "evio_http_proxy_requests_total 4\n".to_string(),
+        "evio_http_proxy_responses_total{class=\"2xx\"} 4\n".to_string(),
+        "evio_http_proxy_responses_total{class=\"4xx\"} 1\n".to_string(),
+        "evio_http_proxy_refused_total 1\n".to_string(),
+        format!(
+            "evio_http_proxy_upstream_up{{upstream=\"{}\"}} 1\n",
+            up.addr
+        ),
+        format!("evio_http_proxy_upstream_up{{upstream=\"{dead}\"}} 0\n"),
+        format!("evio_http_proxy_upstream_failures_total{{upstream=\"{dead}\"}} 1\n"),
+        "# TYPE evio_connections_open gauge\n".to_string(),
+    ] {
+        assert!(body.contains(&want), "{want:?} missing in:\n{body}");
+    }
+}

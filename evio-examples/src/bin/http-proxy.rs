@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use evio_examples::cli::{self, Spec};
 use evio_examples::http_proxy::{flags, probe, HttpProxy};
+use evio_examples::metrics;
 
 const SPEC: Spec = Spec {
     bin: "http-proxy",
@@ -35,6 +36,11 @@ fn main() -> ExitCode {
         if let Some(p) = settings.probe.clone() {
             probe::spawn(settings.upstreams.clone(), p)?;
         }
-        Ok(HttpProxy::new(settings.upstreams, settings.config))
+        let proxy = HttpProxy::new(settings.upstreams, settings.config);
+        if opts.metrics_port.is_some() {
+            let counters = proxy.clone();
+            metrics::add_section(move |out| counters.render_metrics(out));
+        }
+        Ok(proxy)
     })
 }

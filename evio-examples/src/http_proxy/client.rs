@@ -179,6 +179,7 @@ impl HttpProxy {
         conn: &mut Conn<'_, Side>,
         request: super::message::Request,
     ) -> Option<Action> {
+        self.stats.request(conn.loop_index());
         let c = me_client(conn);
         let stop_timer = mem::replace(&mut c.header_timer, false);
         c.request = Some(request);
@@ -251,6 +252,7 @@ impl HttpProxy {
                 u.reused = true;
                 u.held.clear();
                 p.set_idle_timeout(self.config.upstream_idle_timeout);
+                self.stats.pool_reuse(me.loop_index());
                 id
             }
             None => {
@@ -309,6 +311,7 @@ impl HttpProxy {
 
     /// Answers with `refusal` and closes.
     fn refuse(&mut self, conn: &mut Conn<'_, Side>, refusal: Refusal) -> Action {
+        self.stats.refused(conn.loop_index());
         self.answer(conn, refusal.response(), refusal.status(), None);
         Action::Close
     }
@@ -323,6 +326,7 @@ impl HttpProxy {
         upstream: Option<usize>,
     ) {
         self.release_upstream(conn);
+        self.stats.response(conn.loop_index(), status);
         let c = me_client(conn);
         c.phase = ClientPhase::Closing;
         if self.config.access_log {
@@ -388,6 +392,7 @@ impl HttpProxy {
                 }
                 let c = me_client(conn);
                 if retry && c.replayable && c.phase != ClientPhase::Closing {
+                    self.stats.retry(conn.loop_index());
                     if !self.dispatch(conn) {
                         return Action::Close;
                     }
@@ -409,6 +414,7 @@ impl HttpProxy {
                 if let Some(i) = index {
                     self.upstreams.end(i);
                 }
+                self.stats.response(conn.loop_index(), status);
                 let c = me_client(conn);
                 if self.config.access_log {
                     log_request(c, index.map(|i| self.upstreams.addr(i)), status);

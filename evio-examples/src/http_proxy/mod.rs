@@ -85,11 +85,13 @@ mod framing;
 mod message;
 pub mod probe;
 mod response;
+mod stats;
 mod upstream;
 pub mod upstreams;
 
 use framing::Body;
 use message::{Reframe, Request, ToClient};
+pub use stats::Stats;
 pub use upstreams::{Balance, Upstreams};
 
 /// The most bytes of a request (head and body) kept to send it again on
@@ -146,6 +148,7 @@ impl Default for Config {
 #[derive(Clone, Debug)]
 pub struct HttpProxy {
     upstreams: Arc<Upstreams>,
+    stats: Arc<Stats>,
     config: Arc<Config>,
     /// Idle upstream connections of this loop, per upstream.
     pools: Vec<Vec<ConnId>>,
@@ -165,6 +168,7 @@ impl HttpProxy {
             pools: vec![Vec::new(); upstreams.len()],
             default_host: upstreams.addr(0).to_string(),
             upstreams,
+            stats: Arc::default(),
             config: Arc::new(config),
             cursor: 0,
             scratch: Vec::new(),
@@ -174,6 +178,17 @@ impl HttpProxy {
     /// The upstreams and their health.
     pub fn upstreams(&self) -> &Arc<Upstreams> {
         &self.upstreams
+    }
+
+    /// The counters every loop's clone adds to.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// The counters and the upstreams' state in the Prometheus text format
+    /// (what the binary adds to `--metrics-port`).
+    pub fn render_metrics(&self, out: &mut String) {
+        self.stats.render(&self.upstreams, out);
     }
 }
 

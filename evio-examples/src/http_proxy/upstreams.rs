@@ -40,6 +40,8 @@ struct Health {
     probe_ok: AtomicBool,
     /// Requests in progress, for least-conn.
     active: AtomicUsize,
+    /// Failures ever (the metrics).
+    failures: AtomicU64,
 }
 
 /// The upstream servers and their state.
@@ -130,6 +132,7 @@ impl Upstreams {
     /// row, `i` is down for `fail_timeout`.
     pub fn failed(&self, i: usize) {
         let h = &self.health[i];
+        h.failures.fetch_add(1, Relaxed);
         let fails = h.fails.fetch_add(1, Relaxed) + 1;
         if self.max_fails > 0 && fails >= self.max_fails {
             let until = self.now_ms() + u64::try_from(self.fail_timeout.as_millis()).unwrap_or(0);
@@ -137,6 +140,12 @@ impl Upstreams {
             h.fails.store(0, Relaxed);
             tracing::warn!(upstream = %self.addrs[i], "http-proxy: upstream down after {fails} failures");
         }
+    }
+
+    /// Upstream `i`'s failures since the start (connect errors, resets and
+    /// timeouts before a response).
+    pub fn failures(&self, i: usize) -> u64 {
+        self.health[i].failures.load(Relaxed)
     }
 
     /// A response arrived from `i`: its failures start over.
