@@ -40,7 +40,7 @@
 //! # What is refused
 //!
 //! A request whose framing could be read two ways gets `400` and a close,
-//! and nothing of it reaches an upstream (see [`message`]): so a client
+//! and nothing of it reaches an upstream (see `message.rs`): so a client
 //! cannot smuggle a second request past the proxy into a pooled upstream
 //! connection. Responses are parsed and re-framed the same way; a response
 //! head that cannot be (conflicting lengths) is a `502`.
