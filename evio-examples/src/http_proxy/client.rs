@@ -48,6 +48,17 @@ pub(super) enum Event {
     Tunnel,
 }
 
+impl Event {
+    /// The upstream's answer cannot be passed on (malformed, or a `101` to
+    /// a request that asked for no upgrade): `502`, not retried, since the
+    /// request may have been processed.
+    pub(super) const UNUSABLE: Event = Event::Failed {
+        retry: false,
+        timed_out: false,
+        stale: false,
+    };
+}
+
 impl HttpProxy {
     pub(super) fn client_opened(&mut self, conn: &mut Conn<'_, Side>) {
         let ip = match conn.remote_addr().as_inet() {

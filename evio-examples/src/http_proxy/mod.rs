@@ -368,6 +368,16 @@ fn as_upstream(side: Option<&mut Side>) -> Option<&mut UpstreamConn> {
     }
 }
 
+/// Runs `f` on the state of the client connection `id`, if it is there.
+fn with_client<R>(
+    conn: &mut Conn<'_, Side>,
+    id: ConnId,
+    f: impl FnOnce(&mut Client) -> R,
+) -> Option<R> {
+    let mut peer = conn.peer(id)?;
+    as_client(peer.context_mut()).map(f)
+}
+
 /// `conn`'s own client state. Only called on client connections.
 fn me_client<'a>(conn: &'a mut Conn<'_, Side>) -> &'a mut Client {
     as_client(Some(conn.context_mut())).expect("a client connection")

@@ -10,7 +10,10 @@ use evio_core::{Action, Conn, ConnId};
 use super::client::{truncate_to_request_line, Event};
 use super::framing::Body;
 use super::message::{parse_response, Reframe};
-use super::{as_client, me_upstream, send, ClientPhase, HttpProxy, Side, UpstreamPhase, POOL_SIZE};
+use super::{
+    as_client, me_upstream, send, with_client, ClientPhase, HttpProxy, Side, UpstreamPhase,
+    POOL_SIZE,
+};
 
 impl HttpProxy {
     pub(super) fn upstream_data(&mut self, conn: &mut Conn<'_, Side>, input: &[u8]) -> Action {
@@ -56,9 +59,7 @@ impl HttpProxy {
                     let mut to = u.to_client.expect("set when the request was sent");
                     // An answer before the request's end (to a body still
                     // coming) closes the client connection: say so.
-                    to.keep_alive &= conn.peer(client).is_some_and(|mut p| {
-                        matches!(as_client(p.context_mut()), Some(c) if c.phase == ClientPhase::Waiting)
-                    });
+                    to.keep_alive &= request_sent(conn, client);
                     let mut head = mem::take(&mut self.scratch);
                     head.clear();
                     let parsed = parse_response(data, to, &mut head);
@@ -71,14 +72,7 @@ impl HttpProxy {
                             // Not passed on; the request may have been
                             // processed, so it is not sent again.
                             tracing::warn!(upstream = %conn.remote_addr(), "http-proxy: malformed response head");
-                            self.tell(
-                                conn,
-                                Event::Failed {
-                                    retry: false,
-                                    timed_out: false,
-                                    stale: false,
-                                },
-                            );
+                            self.tell(conn, Event::UNUSABLE);
                             Some(Action::Close)
                         }
                         Ok(Some((len, response, reframe, keep_alive))) => {
@@ -156,21 +150,10 @@ impl HttpProxy {
         let u = me_upstream(conn);
         let index = u.index;
         if response.status == 101 {
-            let websocket = conn
-                .peer(client)
-                .and_then(|mut p| {
-                    as_client(p.context_mut()).and_then(|c| c.request.map(|r| r.websocket))
-                })
+            let websocket = with_client(conn, client, |c| c.request.is_some_and(|r| r.websocket))
                 .unwrap_or(false);
             if !websocket {
-                self.tell(
-                    conn,
-                    Event::Failed {
-                        retry: false,
-                        timed_out: false,
-                        stale: false,
-                    },
-                );
+                self.tell(conn, Event::UNUSABLE);
                 return Some(Action::Close);
             }
             self.upstreams.succeeded(index);
@@ -233,11 +216,7 @@ impl HttpProxy {
         let reusable = u.reusable && !extra;
         // The request must have been sent whole for the connection to be
         // reused (an early response to a body still coming).
-        let request_sent = client.is_some_and(|id| {
-            conn.peer(id).is_some_and(|mut p| {
-                matches!(as_client(p.context_mut()), Some(c) if c.phase == ClientPhase::Waiting)
-            })
-        });
+        let request_sent = client.is_some_and(|id| request_sent(conn, id));
         keep_alive &= request_sent;
         self.tell(conn, Event::Done { keep_alive });
         let u = me_upstream(conn);
@@ -313,12 +292,9 @@ impl HttpProxy {
                         tracing::warn!(upstream = %conn.remote_addr(), "http-proxy: connecting: {e}");
                     }
                 }
-                let idempotent = conn
-                    .peer(client)
-                    .and_then(|mut p| {
-                        as_client(p.context_mut()).and_then(|c| c.request.map(|r| r.idempotent))
-                    })
-                    .unwrap_or(false);
+                let idempotent =
+                    with_client(conn, client, |c| c.request.is_some_and(|r| r.idempotent))
+                        .unwrap_or(false);
                 Event::Failed {
                     retry: !connected || idempotent,
                     stale: reused,
@@ -331,4 +307,9 @@ impl HttpProxy {
         };
         self.tell(conn, event);
     }
+}
+
+/// Whether `client` has sent its whole request (it waits for the response).
+fn request_sent(conn: &mut Conn<'_, Side>, client: ConnId) -> bool {
+    with_client(conn, client, |c| c.phase == ClientPhase::Waiting).unwrap_or(false)
 }
