@@ -4,32 +4,26 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{Events, Interest, Poller};
 
 use super::harness::{new_poller, New};
 use super::util::{
-    events_for, raise_nofile, tcp_pair, unix_pair, wait_until, Sock, DEADLINE, QUIET,
+    collect_tokens, events_for, poller_with, raise_nofile, registered_pairs, reported_readable,
+    tcp_pair, unix_pair, wait_ready, write_each, Sock, QUIET,
 };
 use super::Options;
 
 /// Read and write readiness of a connected pair: `a` is registered for
 /// reading only, `b` for writing only.
 fn readiness<P: Poller, S: Sock>(new: &New<P>, (mut a, mut b): (S, S)) {
-    let mut poller = new_poller(new);
-    let mut events = Events::with_capacity(64);
-    poller
-        .register(a.as_raw_fd(), 1, Interest::READABLE)
-        .unwrap();
+    let (mut poller, mut events) = poller_with(new, a.as_raw_fd(), 1, Interest::READABLE, 64);
     poller
         .register(b.as_raw_fd(), 2, Interest::WRITABLE)
         .unwrap();
 
-    let (ev, seen) = wait_until(&mut poller, &mut events, "writable event for b", |e| {
-        e.token() == 2 && e.is_writable()
-    });
+    let (ev, seen) = wait_ready(&mut poller, &mut events, 2, Interest::WRITABLE);
     assert!(
         !ev.is_readable(),
         "b has no read interest and no data: {ev:?}"
@@ -42,9 +36,7 @@ fn readiness<P: Poller, S: Sock>(new: &New<P>, (mut a, mut b): (S, S)) {
     assert!(early.is_empty(), "a reported before any write: {early:?}");
 
     b.write_all(b"ping").unwrap();
-    let (ev, seen) = wait_until(&mut poller, &mut events, "readable event for a", |e| {
-        e.token() == 1 && e.is_readable()
-    });
+    let (ev, seen) = wait_ready(&mut poller, &mut events, 1, Interest::READABLE);
     assert!(!ev.is_writable(), "a has no write interest: {ev:?}");
     assert!(
         !ev.is_read_closed() && !ev.is_hangup() && !ev.is_error(),
@@ -79,11 +71,7 @@ fn closed_peer<P: Poller, S: Sock>(
     how: Close,
     reports_close: bool,
 ) {
-    let mut poller = new_poller(new);
-    let mut events = Events::with_capacity(8);
-    poller
-        .register(a.as_raw_fd(), 1, Interest::READABLE)
-        .unwrap();
+    let (mut poller, mut events) = poller_with(new, a.as_raw_fd(), 1, Interest::READABLE, 8);
     let _kept = match how {
         Close::Shutdown => {
             b.shut_write().unwrap();
@@ -94,9 +82,7 @@ fn closed_peer<P: Poller, S: Sock>(
             None
         }
     };
-    let (ev, _) = wait_until(&mut poller, &mut events, "readable event", |e| {
-        e.token() == 1 && e.is_readable()
-    });
+    let (ev, _) = wait_ready(&mut poller, &mut events, 1, Interest::READABLE);
     if reports_close {
         assert!(
             ev.is_read_closed() || ev.is_hangup(),
@@ -111,16 +97,7 @@ fn closed_peer<P: Poller, S: Sock>(
 /// Unread data is reported again by a level-triggered backend, and not by
 /// an edge-triggered one.
 pub(super) fn edge_vs_level<P: Poller>(new: &New<P>, _: &Options) {
-    let (a, mut b) = unix_pair();
-    let mut poller = new_poller(new);
-    let mut events = Events::with_capacity(8);
-    poller
-        .register(a.as_raw_fd(), 1, Interest::READABLE)
-        .unwrap();
-    b.write_all(b"x").unwrap();
-    wait_until(&mut poller, &mut events, "readable event", |e| {
-        e.token() == 1 && e.is_readable()
-    });
+    let (mut poller, mut events, _a, mut b) = reported_readable(new);
     let again = events_for(&mut poller, &mut events, 1, QUIET);
     if P::EDGE_TRIGGERED {
         assert!(
@@ -129,12 +106,7 @@ pub(super) fn edge_vs_level<P: Poller>(new: &New<P>, _: &Options) {
         );
         // New data is a new edge.
         b.write_all(b"y").unwrap();
-        wait_until(
-            &mut poller,
-            &mut events,
-            "readable event after new data",
-            |e| e.token() == 1 && e.is_readable(),
-        );
+        wait_ready(&mut poller, &mut events, 1, Interest::READABLE);
     } else {
         assert!(
             again.iter().any(|e| e.is_readable()),
@@ -147,12 +119,8 @@ pub(super) fn edge_vs_level<P: Poller>(new: &New<P>, _: &Options) {
 /// backends report it writable once until something changes; level-triggered
 /// ones keep reporting it.
 fn writable_once<P: Poller, S: Sock>(new: &New<P>, (a, _b): (S, S)) {
-    let mut poller = new_poller(new);
-    let mut events = Events::with_capacity(8);
-    poller.register(a.as_raw_fd(), 1, Interest::BOTH).unwrap();
-    let (_, seen) = wait_until(&mut poller, &mut events, "writable event", |e| {
-        e.token() == 1 && e.is_writable()
-    });
+    let (mut poller, mut events) = poller_with(new, a.as_raw_fd(), 1, Interest::BOTH, 8);
+    let (_, seen) = wait_ready(&mut poller, &mut events, 1, Interest::WRITABLE);
     assert!(
         seen.iter().all(|e| !e.is_readable()),
         "nothing to read yet: {seen:?}"
@@ -189,28 +157,12 @@ pub(super) fn many_sockets<P: Poller>(new: &New<P>, _: &Options) {
 
     let mut poller = new_poller(new);
     let mut events = Events::with_capacity(128);
-    let mut pairs: Vec<(UnixStream, UnixStream)> = (0..count).map(|_| unix_pair()).collect();
-    for (i, (a, _)) in pairs.iter().enumerate() {
-        poller
-            .register(a.as_raw_fd(), i as u64, Interest::READABLE)
-            .unwrap();
-    }
-    for (_, b) in pairs.iter_mut() {
-        b.write_all(b"x").unwrap();
-    }
-    let mut got = HashSet::new();
-    let start = Instant::now();
-    while got.len() < count && start.elapsed() < DEADLINE {
-        let n = poller
-            .wait(&mut events, Some(Duration::from_millis(100)))
-            .unwrap();
-        assert!(n <= events.capacity(), "{n} events > capacity");
-        for e in &events {
-            assert!((e.token() as usize) < count, "unknown token: {e:?}");
-            assert!(e.is_readable(), "{e:?}");
-            got.insert(e.token());
-        }
-    }
+    let mut pairs = registered_pairs(&mut poller, count, |i| i as u64);
+    write_each(&mut pairs);
+    let expected: HashSet<u64> = (0..count as u64).collect();
+    let got = collect_tokens(&mut poller, &mut events, &expected, |e| {
+        assert!(e.is_readable(), "{e:?}")
+    });
     assert_eq!(got.len(), count, "not every socket was reported readable");
 
     // Once drained, nothing is reported any more.

@@ -5,61 +5,41 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{Events, Interest, Poller};
 
 use super::harness::{new_poller, New};
-use super::util::{errno, events_for, unix_pair, wait_until, DEADLINE, QUIET};
+use super::util::{
+    assert_only_token, collect_tokens, errno, events_for, poller_with, registered_pairs,
+    reported_readable, unix_pair, wait_ready, wait_until, write_each, QUIET,
+};
 use super::Options;
 
 /// Reregistering switches both the interest and the token.
 pub(super) fn reregister<P: Poller>(new: &New<P>, _: &Options) {
     let (a, mut b) = unix_pair();
-    let mut poller = new_poller(new);
-    let mut events = Events::with_capacity(64);
-    poller
-        .register(a.as_raw_fd(), 1, Interest::READABLE)
-        .unwrap();
+    let (mut poller, mut events) = poller_with(new, a.as_raw_fd(), 1, Interest::READABLE, 64);
 
     poller
         .reregister(a.as_raw_fd(), 2, Interest::WRITABLE)
         .unwrap();
-    let (_, seen) = wait_until(&mut poller, &mut events, "writable event, token 2", |e| {
-        e.token() == 2 && e.is_writable()
-    });
-    assert!(
-        seen.iter().all(|e| e.token() == 2),
-        "old token still reported: {seen:?}"
-    );
+    let (_, seen) = wait_ready(&mut poller, &mut events, 2, Interest::WRITABLE);
+    assert_only_token(&seen, 2, "old token still reported");
 
     b.write_all(b"x").unwrap();
     poller
         .reregister(a.as_raw_fd(), 3, Interest::READABLE)
         .unwrap();
-    let (ev, seen) = wait_until(&mut poller, &mut events, "readable event, token 3", |e| {
-        e.token() == 3 && e.is_readable()
-    });
+    let (ev, seen) = wait_ready(&mut poller, &mut events, 3, Interest::READABLE);
     assert!(!ev.is_writable(), "write interest was dropped: {ev:?}");
-    assert!(
-        seen.iter().all(|e| e.token() == 3),
-        "old token still reported: {seen:?}"
-    );
+    assert_only_token(&seen, 3, "old token still reported");
     poller.deregister(a.as_raw_fd()).unwrap();
 }
 
 /// A deregistered fd is not reported any more, even as new data arrives.
 pub(super) fn deregister<P: Poller>(new: &New<P>, _: &Options) {
-    let (a, mut b) = unix_pair();
-    let mut poller = new_poller(new);
-    let mut events = Events::with_capacity(64);
-    poller
-        .register(a.as_raw_fd(), 1, Interest::READABLE)
-        .unwrap();
-    b.write_all(b"x").unwrap();
-    wait_until(&mut poller, &mut events, "readable event", |e| {
-        e.token() == 1 && e.is_readable()
-    });
+    let (mut poller, mut events, a, mut b) = reported_readable(new);
 
     poller.deregister(a.as_raw_fd()).unwrap();
     b.write_all(b"more").unwrap();
@@ -77,38 +57,19 @@ pub(super) fn deregister<P: Poller>(new: &New<P>, _: &Options) {
 pub(super) fn deregister_keeps_others<P: Poller>(new: &New<P>, _: &Options) {
     let mut poller = new_poller(new);
     let mut events = Events::with_capacity(64);
-    let mut pairs: Vec<(UnixStream, UnixStream)> = (0..10).map(|_| unix_pair()).collect();
-    for (i, (a, _)) in pairs.iter().enumerate() {
-        poller
-            .register(a.as_raw_fd(), 100 + i as u64, Interest::READABLE)
-            .unwrap();
-    }
+    let mut pairs = registered_pairs(&mut poller, 10, |i| 100 + i as u64);
     let removed = [0usize, 4, 5, 9];
     for &i in &removed {
         poller.deregister(pairs[i].0.as_raw_fd()).unwrap();
     }
-    for (_, b) in pairs.iter_mut() {
-        b.write_all(b"x").unwrap();
-    }
+    write_each(&mut pairs);
     let expected: HashSet<u64> = (0..10)
         .filter(|i| !removed.contains(i))
         .map(|i| 100 + i as u64)
         .collect();
-    let mut got = HashSet::new();
-    let start = Instant::now();
-    while got != expected && start.elapsed() < DEADLINE {
-        poller
-            .wait(&mut events, Some(Duration::from_millis(100)))
-            .unwrap();
-        for e in &events {
-            assert!(
-                expected.contains(&e.token()),
-                "unexpected token (deregistered or unknown): {e:?}"
-            );
-            assert!(e.is_readable(), "{e:?}");
-            got.insert(e.token());
-        }
-    }
+    let got = collect_tokens(&mut poller, &mut events, &expected, |e| {
+        assert!(e.is_readable(), "{e:?}")
+    });
     assert_eq!(got, expected);
     for (i, (a, _)) in pairs.iter().enumerate() {
         let r = poller.deregister(a.as_raw_fd());
@@ -153,36 +114,25 @@ pub(super) fn register_bad_fd<P: Poller>(new: &New<P>, _: &Options) {
     poller
         .register(a.as_raw_fd(), 2, Interest::WRITABLE)
         .unwrap();
-    wait_until(&mut poller, &mut events, "writable event", |e| {
-        e.token() == 2 && e.is_writable()
-    });
+    wait_ready(&mut poller, &mut events, 2, Interest::WRITABLE);
 }
 
 /// Registering twice fails with EEXIST and leaves the first registration
 /// alone; reregister/deregister of an unknown fd fail with ENOENT.
 pub(super) fn register_twice<P: Poller>(new: &New<P>, _: &Options) {
     let (a, mut b) = unix_pair();
-    let mut poller = new_poller(new);
-    let mut events = Events::with_capacity(8);
-    poller
-        .register(a.as_raw_fd(), 1, Interest::READABLE)
-        .unwrap();
+    let (mut poller, mut events) = poller_with(new, a.as_raw_fd(), 1, Interest::READABLE, 8);
     assert_eq!(
         errno(poller.register(a.as_raw_fd(), 2, Interest::BOTH)),
         Some(libc::EEXIST)
     );
     b.write_all(b"x").unwrap();
-    let (ev, seen) = wait_until(&mut poller, &mut events, "readable event", |e| {
-        e.token() == 1 && e.is_readable()
-    });
+    let (ev, seen) = wait_ready(&mut poller, &mut events, 1, Interest::READABLE);
     assert!(
         !ev.is_writable(),
         "interest changed by a failed register: {ev:?}"
     );
-    assert!(
-        seen.iter().all(|e| e.token() == 1),
-        "token changed by a failed register: {seen:?}"
-    );
+    assert_only_token(&seen, 1, "token changed by a failed register");
 
     let (c, _d) = unix_pair();
     assert_eq!(
@@ -214,31 +164,10 @@ pub(super) fn tokens_round_trip<P: Poller>(new: &New<P>, _: &Options) {
     ];
     let mut poller = new_poller(new);
     let mut events = Events::with_capacity(64);
-    let mut pairs: Vec<(UnixStream, UnixStream)> = TOKENS.iter().map(|_| unix_pair()).collect();
-    for ((a, _), &token) in pairs.iter().zip(&TOKENS) {
-        poller
-            .register(a.as_raw_fd(), token, Interest::READABLE)
-            .unwrap_or_else(|e| panic!("register with token {token:#x}: {e}"));
-    }
-    for (_, b) in pairs.iter_mut() {
-        b.write_all(b"x").unwrap();
-    }
+    let mut pairs = registered_pairs(&mut poller, TOKENS.len(), |i| TOKENS[i]);
+    write_each(&mut pairs);
     let expected: HashSet<u64> = TOKENS.into_iter().collect();
-    let mut got = HashSet::new();
-    let start = Instant::now();
-    while got != expected && start.elapsed() < DEADLINE {
-        poller
-            .wait(&mut events, Some(Duration::from_millis(100)))
-            .unwrap();
-        for e in &events {
-            assert!(
-                expected.contains(&e.token()),
-                "token {:#x} was never registered: {e:?}",
-                e.token()
-            );
-            got.insert(e.token());
-        }
-    }
+    let got = collect_tokens(&mut poller, &mut events, &expected, |_| ());
     let missing: Vec<String> = expected
         .difference(&got)
         .map(|t| format!("{t:#x}"))
@@ -297,13 +226,8 @@ pub(super) fn close<P: Poller>(new: &New<P>, _: &Options) {
         .register(c.as_raw_fd(), 2, Interest::READABLE)
         .unwrap_or_else(|e| panic!("register a new fd numbered {}: {e}", c.as_raw_fd()));
     d.write_all(b"y").unwrap();
-    let (_, seen) = wait_until(&mut poller, &mut events, "readable event, token 2", |e| {
-        e.token() == 2 && e.is_readable()
-    });
-    assert!(
-        seen.iter().all(|e| e.token() == 2),
-        "the closed fd's token came back: {seen:?}"
-    );
+    let (_, seen) = wait_ready(&mut poller, &mut events, 2, Interest::READABLE);
+    assert_only_token(&seen, 2, "the closed fd's token came back");
     poller.close(OwnedFd::from(c)).expect("close the new fd");
     drop(b);
 
@@ -322,11 +246,7 @@ pub(super) fn no_interest<P: Poller>(new: &New<P>, _: &Options) {
         return;
     }
     let (client, server) = super::util::tcp_pair();
-    let mut poller = new_poller(new);
-    let mut events = Events::with_capacity(64);
-    poller
-        .register(server.as_raw_fd(), 7, Interest::READABLE)
-        .unwrap();
+    let (mut poller, mut events) = poller_with(new, server.as_raw_fd(), 7, Interest::READABLE, 64);
     poller
         .reregister(server.as_raw_fd(), 7, Interest::NONE)
         .unwrap();

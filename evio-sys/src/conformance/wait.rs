@@ -1,6 +1,7 @@
 //! Checks of the wait itself: timeouts, and wakes from other threads.
 
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -9,41 +10,42 @@ use std::time::{Duration, Instant};
 use crate::{Events, Interest, Poller};
 
 use super::harness::{new_poller, New};
-use super::util::{unix_pair, DEADLINE, QUIET};
+use super::util::{poller_with, unix_pair, DEADLINE, QUIET};
 use super::Options;
+
+/// A poller with one idle socket registered for reading (kept open by the
+/// returned pair).
+fn idle_poller<P: Poller>(new: &New<P>) -> (P, Events, (UnixStream, UnixStream)) {
+    let pair = unix_pair();
+    let (poller, events) = poller_with(new, pair.0.as_raw_fd(), 1, Interest::READABLE, 8);
+    (poller, events, pair)
+}
+
+/// A wait with `timeout` that must report nothing, not even a wake; returns
+/// how long it took.
+fn empty_wait<P: Poller>(poller: &mut P, events: &mut Events, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    let n = poller.wait(events, Some(timeout)).unwrap();
+    let elapsed = start.elapsed();
+    assert_eq!(n, 0, "{events:?}");
+    assert!(!events.is_woken());
+    elapsed
+}
 
 /// A zero timeout polls and returns at once.
 pub(super) fn zero_timeout<P: Poller>(new: &New<P>, _: &Options) {
-    let (a, _b) = unix_pair();
-    let mut poller = new_poller(new);
-    let mut events = Events::with_capacity(8);
-    poller
-        .register(a.as_raw_fd(), 1, Interest::READABLE)
-        .unwrap();
+    let (mut poller, mut events, _pair) = idle_poller(new);
     for _ in 0..3 {
-        let start = Instant::now();
-        let n = poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
-        let elapsed = start.elapsed();
-        assert_eq!(n, 0, "{events:?}");
-        assert!(!events.is_woken());
+        let elapsed = empty_wait(&mut poller, &mut events, Duration::ZERO);
         assert!(elapsed < Duration::from_millis(50), "took {elapsed:?}");
     }
 }
 
 /// A timeout is honoured: never early, not much later.
 pub(super) fn timeouts<P: Poller>(new: &New<P>, _: &Options) {
-    let (a, _b) = unix_pair();
-    let mut poller = new_poller(new);
-    let mut events = Events::with_capacity(8);
-    poller
-        .register(a.as_raw_fd(), 1, Interest::READABLE)
-        .unwrap();
+    let (mut poller, mut events, _pair) = idle_poller(new);
 
-    let start = Instant::now();
-    let n = poller.wait(&mut events, Some(QUIET)).unwrap();
-    let elapsed = start.elapsed();
-    assert_eq!(n, 0, "{events:?}");
-    assert!(!events.is_woken());
+    let elapsed = empty_wait(&mut poller, &mut events, QUIET);
     assert!(
         elapsed >= QUIET - Duration::from_millis(1),
         "a {QUIET:?} wait returned early, after {elapsed:?}"
