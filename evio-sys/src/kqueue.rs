@@ -251,12 +251,17 @@ const ADD_IGNORED: Errno = Errno::EPIPE;
 // Deleting a filter that is not there (e.g. already removed) is success.
 const DELETE_IGNORED: Errno = Errno::ENOENT;
 
-fn add_flags() -> EvFlags {
-    EvFlags::EV_ADD | EvFlags::EV_CLEAR | EvFlags::EV_RECEIPT
+/// The change that adds (or updates and re-arms) `filter` for `ident`,
+/// edge-triggered, carrying `token`.
+fn add_change(ident: usize, filter: EventFilter, token: u64) -> KEvent {
+    let flags = EvFlags::EV_ADD | EvFlags::EV_CLEAR | EvFlags::EV_RECEIPT;
+    kevent(ident, filter, flags, FilterFlag::empty(), udata(token))
 }
 
-fn delete_flags() -> EvFlags {
-    EvFlags::EV_DELETE | EvFlags::EV_RECEIPT
+/// The change that deletes `filter` for `ident`.
+fn delete_change(ident: usize, filter: EventFilter) -> KEvent {
+    let flags = EvFlags::EV_DELETE | EvFlags::EV_RECEIPT;
+    kevent(ident, filter, flags, FilterFlag::empty(), 0)
 }
 
 /// The `udata` that carries `token`, where it fits.
@@ -313,13 +318,7 @@ impl KqueuePoller {
             (old.is_writable(), EventFilter::EVFILT_WRITE),
         ] {
             if had {
-                changes.push(kevent(
-                    fd as usize,
-                    filter,
-                    delete_flags(),
-                    FilterFlag::empty(),
-                    0,
-                ));
+                changes.push(delete_change(fd as usize, filter));
             }
         }
         let errs = submit(&self.kq, changes.as_slice())?;
@@ -344,13 +343,7 @@ impl Poller for KqueuePoller {
             (interest.is_writable(), EventFilter::EVFILT_WRITE),
         ] {
             if want {
-                changes.push(kevent(
-                    ident,
-                    filter,
-                    add_flags(),
-                    FilterFlag::empty(),
-                    udata(token),
-                ));
+                changes.push(add_change(ident, filter, token));
             }
         }
         if changes.len == 0 {
@@ -367,13 +360,7 @@ impl Poller for KqueuePoller {
                 for (change, e) in changes.as_slice().iter().zip(errs) {
                     if failed(e, ADD_IGNORED).is_none() {
                         if let Ok(filter) = change.filter() {
-                            undo.push(kevent(
-                                ident,
-                                filter,
-                                delete_flags(),
-                                FilterFlag::empty(),
-                                0,
-                            ));
+                            undo.push(delete_change(ident, filter));
                         }
                     }
                 }
@@ -404,21 +391,9 @@ impl Poller for KqueuePoller {
             if want {
                 // Re-adding an existing filter updates its udata and re-arms
                 // it, so current readiness is reported again.
-                changes.push(kevent(
-                    ident,
-                    filter,
-                    add_flags(),
-                    FilterFlag::empty(),
-                    udata(token),
-                ));
+                changes.push(add_change(ident, filter, token));
             } else if had {
-                changes.push(kevent(
-                    ident,
-                    filter,
-                    delete_flags(),
-                    FilterFlag::empty(),
-                    0,
-                ));
+                changes.push(delete_change(ident, filter));
             }
         }
         let errs = submit(&self.kq, changes.as_slice())?;
