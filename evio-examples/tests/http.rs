@@ -88,6 +88,38 @@ fn rest_until_close(r: &mut BufReader<TcpStream>) -> Vec<u8> {
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
 
+/// Connects and writes `req`: the stream and a reader of it.
+fn send(addr: SocketAddr, req: &[u8]) -> (TcpStream, BufReader<TcpStream>) {
+    let mut s = connect(addr);
+    let r = reader(&s);
+    s.write_all(req).unwrap();
+    (s, r)
+}
+
+/// Reads one response per status of `want` (none is to a HEAD) and checks
+/// the statuses, in order.
+fn expect_statuses(r: &mut impl BufRead, want: &[u16]) {
+    let got: Vec<u16> = want
+        .iter()
+        .map(|_| read_response(r, false).status)
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// Reads a response that must have `status` and `Connection: close`, then
+/// the close, with nothing after the response.
+fn expect_last(r: &mut BufReader<TcpStream>, status: u16, what: &[u8]) {
+    let resp = read_response(r, false);
+    let what = String::from_utf8_lossy(what);
+    assert_eq!(resp.status, status, "{what:?}");
+    assert_eq!(resp.header("Connection"), Some("close"), "{what:?}");
+    assert_eq!(
+        rest_until_close(r),
+        b"",
+        "nothing more, then close: {what:?}"
+    );
+}
+
 #[test]
 fn ureq_keep_alive() {
     let (_server, addr, stats) = server(0);
@@ -189,13 +221,11 @@ fn bodies_are_skipped_not_parsed() {
         s.write_all(piece).unwrap();
     }
     s.write_all(GET).unwrap();
-    assert_eq!(read_response(&mut r, false).status, 405);
-    assert_eq!(read_response(&mut r, false).status, 200);
+    expect_statuses(&mut r, &[405, 200]);
     assert_open(&mut s);
     // Body and next request in one write.
     s.write_all(b"PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nGET /GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut r, false).status, 404);
-    assert_eq!(read_response(&mut r, false).status, 200);
+    expect_statuses(&mut r, &[404, 200]);
     assert_open(&mut s);
 }
 
@@ -212,14 +242,9 @@ fn transfer_encoding_other_than_chunked_is_refused() {
         ),
     ];
     for (te, status) in cases {
-        let s = connect(addr);
-        let mut r = reader(&s);
         let req = format!("POST / HTTP/1.1\r\nHost: a\r\n{te}\r\n\r\n5\r\nGET /\r\n0\r\n\r\n");
-        (&s).write_all(req.as_bytes()).unwrap();
-        let resp = read_response(&mut r, false);
-        assert_eq!(resp.status, status, "{te}");
-        assert_eq!(resp.header("Connection"), Some("close"));
-        assert_eq!(rest_until_close(&mut r), b"", "nothing more, then close");
+        let (_s, mut r) = send(addr, req.as_bytes());
+        expect_last(&mut r, status, te.as_bytes());
     }
 }
 
@@ -243,8 +268,7 @@ fn chunked_bodies_are_decoded_not_parsed() {
         s.write_all(piece).unwrap();
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert_eq!(read_response(&mut r, false).status, 405);
-    assert_eq!(read_response(&mut r, false).status, 200);
+    expect_statuses(&mut r, &[405, 200]);
     assert_open(&mut s);
 }
 
@@ -258,28 +282,22 @@ fn body_limit_gets_413_and_close() {
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n80000\r\n",
     ];
     for req in cases {
-        let mut s = connect(addr);
-        let mut r = reader(&s);
-        s.write_all(req).unwrap();
+        let (mut s, mut r) = send(addr, req);
         if req.ends_with(b"80000\r\n") {
             // Half the limit, twice: refused once the second size is read.
             s.write_all(&vec![b'x'; 0x80000]).unwrap();
             s.write_all(b"\r\n80001\r\n").unwrap();
         }
-        let resp = read_response(&mut r, false);
-        assert_eq!(resp.status, 413, "{:?}", String::from_utf8_lossy(req));
-        assert_eq!(resp.header("Connection"), Some("close"));
-        assert_eq!(rest_until_close(&mut r), b"");
+        expect_last(&mut r, 413, req);
     }
     // Exactly the limit is fine.
-    let mut s = connect(addr);
-    let mut r = reader(&s);
-    s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n")
-        .unwrap();
+    let (mut s, mut r) = send(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n",
+    );
     s.write_all(&vec![b'x'; 1 << 20]).unwrap();
     s.write_all(GET).unwrap();
-    assert_eq!(read_response(&mut r, false).status, 405);
-    assert_eq!(read_response(&mut r, false).status, 200);
+    expect_statuses(&mut r, &[405, 200]);
     assert_open(&mut s);
 }
 
@@ -301,8 +319,7 @@ fn expect_100_continue_over_raw_sockets() {
     )
     .unwrap();
     s.write_all(GET).unwrap();
-    assert_eq!(read_response(&mut r, false).status, 405);
-    assert_eq!(read_response(&mut r, false).status, 200);
+    expect_statuses(&mut r, &[405, 200]);
     assert_open(&mut s);
     // An expectation the server cannot meet.
     s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n")
@@ -438,16 +455,13 @@ fn versions_hosts_and_targets() {
         (b"GET http://a/ HTTP/1.1\r\n\r\n", 400, true),
         (b"GET http:/a HTTP/1.1\r\nHost: a\r\n\r\n", 400, true),
     ];
-    for (req, status, closes) in cases {
-        let mut s = connect(addr);
-        let mut r = reader(&s);
-        s.write_all(req).unwrap();
-        let resp = read_response(&mut r, false);
-        assert_eq!(resp.status, *status, "{:?}", String::from_utf8_lossy(req));
-        if *closes {
-            assert_eq!(resp.header("Connection"), Some("close"));
-            assert_eq!(rest_until_close(&mut r), b"");
+    for &(req, status, closes) in cases {
+        let (mut s, mut r) = send(addr, req);
+        if closes {
+            expect_last(&mut r, status, req);
         } else {
+            let resp = read_response(&mut r, false);
+            assert_eq!(resp.status, status, "{:?}", String::from_utf8_lossy(req));
             assert_open(&mut s);
         }
     }
@@ -498,15 +512,10 @@ fn malformed_requests_get_400_and_close() {
         b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
     ];
     for req in cases {
-        let mut s = connect(addr);
-        let mut r = reader(&s);
-        s.write_all(GET).unwrap();
+        let (mut s, mut r) = send(addr, GET);
         s.write_all(req).unwrap();
-        assert_eq!(read_response(&mut r, false).status, 200);
-        let resp = read_response(&mut r, false);
-        assert_eq!(resp.status, 400, "{:?}", String::from_utf8_lossy(req));
-        assert_eq!(resp.header("Connection"), Some("close"));
-        assert_eq!(rest_until_close(&mut r), b"");
+        expect_statuses(&mut r, &[200]);
+        expect_last(&mut r, 400, req);
     }
 }
 
@@ -515,14 +524,12 @@ fn header_limits() {
     let (_server, addr, _) = server(0);
     // A head of exactly 8 KiB is served.
     let pad = 8192 - "GET / HTTP/1.1\r\nHost: a\r\nX: \r\n\r\n".len();
-    let s = connect(addr);
-    let mut r = reader(&s);
     let ok = format!(
         "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
         "p".repeat(pad)
     );
     assert_eq!(ok.len(), 8192);
-    (&s).write_all(ok.as_bytes()).unwrap();
+    let (_s, mut r) = send(addr, ok.as_bytes());
     assert_eq!(read_response(&mut r, false).status, 200);
     // One byte more is refused, whether it arrives at once or in pieces.
     let big = format!(
@@ -536,15 +543,12 @@ fn header_limits() {
             let _ = (&s).write_all(piece);
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(read_response(&mut r, false).status, 431);
-        assert_eq!(rest_until_close(&mut r), b"");
+        expect_last(&mut r, 431, &big.as_bytes()[..64]);
     }
     // Too many headers.
     let many: String = (0..100).map(|i| format!("H{i}: v\r\n")).collect();
-    let s = connect(addr);
-    let mut r = reader(&s);
-    (&s).write_all(format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes())
-        .unwrap();
+    let req = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+    let (_s, mut r) = send(addr, req.as_bytes());
     assert_eq!(read_response(&mut r, false).status, 431);
 }
 
@@ -602,23 +606,13 @@ fn connection_close_rules() {
             false,
         ),
     ];
-    for (req, closes) in cases {
-        let mut s = connect(addr);
-        let mut r = reader(&s);
-        s.write_all(req).unwrap();
+    for &(req, closes) in cases {
+        let (mut s, mut r) = send(addr, req);
         s.write_all(GET).unwrap();
-        let resp = read_response(&mut r, false);
-        assert_eq!(resp.status, 200);
-        if *closes {
-            assert_eq!(resp.header("Connection"), Some("close"));
-            assert_eq!(
-                rest_until_close(&mut r),
-                b"",
-                "{:?}",
-                String::from_utf8_lossy(req)
-            );
+        if closes {
+            expect_last(&mut r, 200, req);
         } else {
-            assert_eq!(read_response(&mut r, false).status, 200);
+            expect_statuses(&mut r, &[200, 200]);
             assert_open(&mut s);
         }
     }
