@@ -45,11 +45,7 @@ impl EventHandler for Echo {
 
 fn deferred_connections_are_served_like_any_other<P: TestPoller>() {
     let h = Echo::default();
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .num_loops(2)
-        .start(h.clone(), &["tcp://127.0.0.1:0?defer_accept=true"])
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 2, &["tcp://127.0.0.1:0?defer_accept=true"]);
     let addr = &server.addrs()[0];
     // Keep-alive: several round trips on one connection.
     let mut kept = connect(addr);

@@ -271,11 +271,7 @@ fn shutdown<P: common::TestPoller>() {
         opened: Arc::default(),
         closed: Arc::default(),
     };
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .num_loops(2)
-        .start(h.clone(), &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 2, &["tcp://127.0.0.1:0"]);
     let mut clients: Vec<_> = (0..10).map(|_| connect(&server.addrs()[0])).collect();
     server.wait().unwrap();
     assert_eq!(h.closed.load(Ordering::SeqCst), 10);
@@ -355,10 +351,7 @@ fn detach<P: common::TestPoller>() {
         detached: Arc::default(),
         closed: Arc::default(),
     };
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(h.clone(), &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     c.write_all(b"detach").unwrap();
     let got = read_n(&mut c, (4 << 20) + 9).unwrap();
@@ -397,10 +390,7 @@ fn bad_addresses<P: common::TestPoller>() {
             "message should name {bad}: {err}"
         );
     }
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(Nop, &["tcp://"])
-        .unwrap();
+    let server = start_server::<P, _>(Nop, 1, &["tcp://"]);
     assert_ne!(inet(&server.addrs()[0]).port(), 0);
     server.shutdown().unwrap();
     // A port in use is a clear error that names the address.
@@ -447,10 +437,7 @@ impl EventHandler for Lines {
 }
 
 fn input_stream<P: common::TestPoller>() {
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(Lines, &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(Lines, 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     c.set_nodelay(true).unwrap();
     // Byte by byte, so every message is split across reads.
@@ -480,10 +467,7 @@ impl EventHandler for Reuse {
 
 fn input_is_never_shared<P: common::TestPoller>() {
     for _ in 0..2 {
-        let server = Builder::new()
-            .poller(|_| P::make())
-            .start(Reuse, &["tcp://127.0.0.1:0"])
-            .unwrap();
+        let server = start_server::<P, _>(Reuse, 1, &["tcp://127.0.0.1:0"]);
         // Two interleaved clients: input of one must never leak into the other.
         let mut a = connect(&server.addrs()[0]);
         let mut b = connect(&server.addrs()[0]);
@@ -503,19 +487,11 @@ fn input_is_never_shared<P: common::TestPoller>() {
 // ----- reuseport ------------------------------------------------------------
 
 fn reuseport<P: common::TestPoller>() {
-    let first = Builder::new()
-        .poller(|_| P::make())
-        .start(Reuse, &["tcp://127.0.0.1:0?reuseport=true"])
-        .unwrap();
+    let first = start_server::<P, _>(Reuse, 1, &["tcp://127.0.0.1:0?reuseport=true"]);
     let port = inet(&first.addrs()[0]).port();
     let addr = format!("tcp://127.0.0.1:{port}?reuseport=true");
     let others: Vec<_> = (0..4)
-        .map(|_| {
-            Builder::new()
-                .poller(|_| P::make())
-                .start(Reuse, &[&addr])
-                .unwrap()
-        })
+        .map(|_| start_server::<P, _>(Reuse, 1, &[&addr]))
         .collect();
     for _ in 0..20 {
         let mut c = connect(&first.addrs()[0]);

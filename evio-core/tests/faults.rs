@@ -46,10 +46,7 @@ impl EventHandler for Counter {
 /// connection stayed open forever, the client waiting for our FIN.)
 fn half_close_after_a_burst<P: common::TestPoller>() {
     let h = Counter::default();
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(h.clone(), &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut blocker = connect(&server.addrs()[0]);
     let mut b = connect(&server.addrs()[0]);
     // Stream 16 MiB first, so the kernel grows the receive window.
@@ -102,10 +99,7 @@ impl EventHandler for BigOnGo {
 /// output drains, the input that came before the FIN is still answered,
 /// then the server closes.
 fn half_close_while_paused<P: common::TestPoller>() {
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(BigOnGo, &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(BigOnGo, 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     c.write_all(b"go").unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -125,11 +119,7 @@ fn half_close_while_paused<P: common::TestPoller>() {
 /// silent ones cost nothing and are neither closed nor read.
 fn silent_peers<P: common::TestPoller>() {
     let h = CountingEcho::default();
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .num_loops(2)
-        .start(h.clone(), &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 2, &["tcp://127.0.0.1:0"]);
     let addr = inet(&server.addrs()[0]);
     let silent: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(addr).unwrap())

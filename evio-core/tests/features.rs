@@ -151,11 +151,7 @@ impl EventHandler for Wakeable {
 
 fn wake_from_another_thread<P: common::TestPoller>() {
     let h = Wakeable::default();
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .num_loops(2)
-        .start(h.clone(), &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 2, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     assert_eq!(read_n(&mut c, 1).unwrap(), [0]);
     let waker = h.wakers.lock().unwrap()[0].clone();
@@ -182,10 +178,7 @@ fn wake_from_another_thread<P: common::TestPoller>() {
 
 fn stale_wake_is_dropped<P: common::TestPoller>() {
     let h = Wakeable::default();
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(h.clone(), &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut first = connect(&server.addrs()[0]);
     assert_eq!(read_n(&mut first, 1).unwrap(), [0]);
     first.write_all(b"close").unwrap();
@@ -228,10 +221,7 @@ fn wake_keeps_output_and_close<P: common::TestPoller>() {
         }
     }
     let h = Big::default();
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(h.clone(), &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     c.write_all(b"go").unwrap();
     assert!(eventually(Duration::from_secs(5), || h
@@ -267,10 +257,7 @@ fn pre_write_fires_before_output<P: common::TestPoller>() {
         }
     }
     let h = Log::default();
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(h.clone(), &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     for _ in 0..3 {
         c.write_all(b"hi").unwrap();
@@ -409,10 +396,7 @@ fn close_delivers_all_pending_output<P: common::TestPoller>() {
             (Options::default(), Action::Close)
         }
     }
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(Flood, &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(Flood, 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     std::thread::sleep(Duration::from_millis(50)); // let the socket fill up first
     let got = read_to_eof(&mut c).unwrap();
@@ -424,10 +408,7 @@ fn close_delivers_all_pending_output<P: common::TestPoller>() {
 /// Half-close: the client shuts its write side; everything already sent is
 /// still answered before the server closes.
 fn half_close_is_answered<P: common::TestPoller>() {
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(Echo, &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(Echo, 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     let data = Rng::new(3).bytes(3 << 20);
     let mut w = c.try_clone().unwrap();
@@ -470,10 +451,7 @@ fn local_and_remote_addresses<P: common::TestPoller>() {
     if v6 {
         addrs.push("tcp6://[::1]:0".into());
     }
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(h.clone(), &addrs)
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 1, &addrs);
     let mut c = connect(&server.addrs()[0]);
     read_n(&mut c, 1).unwrap();
     let mut u = UnixStream::connect(&sock).unwrap();
@@ -515,10 +493,7 @@ fn dual_stack_tcp<P: common::TestPoller>() {
         return;
     }
     let h = Addrs::default();
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(h.clone(), &["tcp://:0"])
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 1, &["tcp://:0"]);
     let port = inet(&server.addrs()[0]).port();
     for host in ["127.0.0.1", "[::1]"] {
         let mut c = std::net::TcpStream::connect(format!("{host}:{port}")).unwrap();
@@ -580,10 +555,7 @@ fn reset_while_writing_closes_only_that_conn<P: common::TestPoller>() {
         }
     }
     let h = Streamer::default();
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(h.clone(), &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut victim = connect(&server.addrs()[0]);
     victim.write_all(b"big").unwrap();
     let mut some = [0u8; 1000];

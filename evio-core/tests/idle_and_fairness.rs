@@ -153,10 +153,7 @@ fn idle_timeout_per_connection_override<P: common::TestPoller>() {
         .all(|(_, e, _)| *e == Some(io::ErrorKind::TimedOut)));
     // Without a server default, nothing times out.
     let h = Idle::default();
-    let server2 = Builder::new()
-        .poller(|_| P::make())
-        .start(h.clone(), &ADDRS3)
-        .unwrap();
+    let server2 = start_server::<P, _>(h.clone(), 1, &ADDRS3);
     let mut plain = connect(&server2.addrs()[0]);
     thread::sleep(Duration::from_millis(400));
     plain.write_all(b"y").unwrap();

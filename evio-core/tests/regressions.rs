@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use evio_core::{Action, Builder, Conn, EventHandler, Options};
+use evio_core::{Action, Conn, EventHandler, Options};
 
 #[derive(Default)]
 struct Got(Vec<u8>);
@@ -59,10 +59,7 @@ fn a_fin_with_the_connect_completion_is_kept<P: TestPoller>() {
         let _ = s.read_to_end(&mut Vec::new());
     });
     let (tx, rx) = mpsc::channel();
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(DialAndWait { backend, eof: tx }, &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(DialAndWait { backend, eof: tx }, 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     c.write_all(b"go").unwrap();
     let got = rx.recv_timeout(Duration::from_secs(5));
@@ -111,10 +108,7 @@ impl EventHandler for ShutPauseResume {
 /// again. Here the peer sends more than the loop reads per event, too.
 fn a_hang_up_while_paused_keeps_the_eof<P: TestPoller>() {
     let (tx, rx) = mpsc::channel();
-    let server = Builder::new()
-        .poller(|_| P::make())
-        .start(ShutPauseResume { eof: tx }, &["tcp://127.0.0.1:0"])
-        .unwrap();
+    let server = start_server::<P, _>(ShutPauseResume { eof: tx }, 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     assert_eq!(read_to_eof(&mut c).unwrap(), b"", "the server's FIN");
     // More than the loop reads per event (16 x 64 KiB), less than the

@@ -44,7 +44,7 @@ macro_rules! on_every_poller {
 pub fn start_server<P: TestPoller, H: EventHandler + Clone + Send + 'static>(
     h: H,
     loops: isize,
-    addrs: &[&str],
+    addrs: &[impl AsRef<str>],
 ) -> ServerHandle<H::Context> {
     Builder::new()
         .poller(|_| P::make())
