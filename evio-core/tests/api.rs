@@ -50,7 +50,7 @@ fn control_counts_and_stops<P: TestPoller>() {
         .start(h.clone(), &["tcp://127.0.0.1:0"])
         .unwrap();
     let mut conns: Vec<TcpStream> = (0..6).map(|_| connect(&server.addrs()[0])).collect();
-    assert!(eventually(Duration::from_secs(5), || server.connections() == 6));
+    soon!(server.connections() == 6);
     assert_eq!(server.control().loop_connections(), [2, 2, 2]);
     for c in &mut conns {
         c.write_all(b"?").unwrap();
@@ -60,7 +60,7 @@ fn control_counts_and_stops<P: TestPoller>() {
     loops.sort();
     assert_eq!(loops, [0, 0, 1, 1, 2, 2]);
     drop(conns.pop());
-    assert!(eventually(Duration::from_secs(5), || server.connections() == 5));
+    soon!(server.connections() == 5);
     // Stop from a thread that only has the control from on_serving.
     let control = h.control.lock().unwrap().clone().unwrap();
     thread::spawn(move || control.shutdown()).join().unwrap();
@@ -275,12 +275,7 @@ fn shutdown_write_is_a_half_close<P: TestPoller>() {
     // The server still reads: it counts what we send now.
     c.write_all(b"xyz").unwrap();
     c.shutdown(Shutdown::Write).unwrap();
-    assert!(eventually(Duration::from_secs(5), || h
-        .0
-        .lock()
-        .unwrap()
-        .len()
-        >= 2));
+    soon!(h.0.lock().unwrap().len() >= 2);
     let log = h.0.lock().unwrap().clone();
     assert_eq!(log[0], "eof after 7", "{log:?}");
     assert_eq!(log[1], "closed None", "{log:?}");
@@ -296,12 +291,7 @@ fn eof_can_keep_the_write_side_open<P: TestPoller>() {
     c.shutdown(Shutdown::Write).unwrap();
     // The answer written in on_eof arrives, then the server's FIN.
     assert_eq!(read_to_eof(&mut c).unwrap(), b"after eof");
-    assert!(eventually(Duration::from_secs(5), || h
-        .0
-        .lock()
-        .unwrap()
-        .len()
-        == 2));
+    soon!(h.0.lock().unwrap().len() == 2);
     assert_eq!(
         h.0.lock().unwrap().as_slice(),
         ["eof after 2", "closed None"]
@@ -352,12 +342,7 @@ impl EventHandler for Ticks {
 fn loop_ticks_and_connection_timers<P: TestPoller>() {
     let h = Ticks::default();
     let server = start::<P, _>(h.clone(), 2, &["tcp://127.0.0.1:0"]);
-    assert!(eventually(Duration::from_secs(5), || h
-        .loops
-        .lock()
-        .unwrap()
-        .len()
-        == 6));
+    soon!(h.loops.lock().unwrap().len() == 6);
     thread::sleep(Duration::from_millis(50));
     let mut loops = h.loops.lock().unwrap().clone();
     loops.sort();
@@ -469,11 +454,7 @@ fn ipv4_peers_of_a_dual_stack_listener_are_ipv4() {
     let server = Builder::new().start(h.clone(), &["tcp://:0"]).unwrap();
     let port = inet(&server.addrs()[0]).port();
     let _c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    assert!(eventually(Duration::from_secs(5), || !h
-        .0
-        .lock()
-        .unwrap()
-        .is_empty()));
+    soon!(!h.0.lock().unwrap().is_empty());
     let seen = h.0.lock().unwrap()[0].clone();
     assert!(seen.starts_with("127.0.0.1:"), "{seen}");
     server.shutdown().unwrap();
@@ -487,12 +468,7 @@ fn dial_takes_strings_and_a_context<P: TestPoller>() {
     // From another thread: the id comes back, the context is set.
     let id: ConnId = server.dial(target.as_str(), 42u32).unwrap();
     let (_accepted, _) = peer.accept().unwrap();
-    assert!(eventually(Duration::from_secs(5), || h
-        .0
-        .lock()
-        .unwrap()
-        .len()
-        == 1));
+    soon!(h.0.lock().unwrap().len() == 1);
     assert!(h.0.lock().unwrap()[0].ends_with("ctx=42 dialed=true"));
     assert!(id.loop_index() < 2);
     let handle = server.control().conn_handle(id).unwrap();
@@ -596,21 +572,12 @@ fn close_conn_does_not_turn_a_detach_into_a_close<P: TestPoller>() {
     // large and its client does not read yet, so the detach waits on it.
     let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut a = connect(&server.addrs()[0]);
-    assert!(eventually(Duration::from_secs(5), || h
-        .first
-        .lock()
-        .unwrap()
-        .is_some()));
+    soon!(h.first.lock().unwrap().is_some());
     a.write_all(b"detach").unwrap();
     thread::sleep(Duration::from_millis(50));
     let mut b = connect(&server.addrs()[0]);
     b.write_all(b"close it").unwrap();
-    assert!(eventually(Duration::from_secs(5), || h
-        .log
-        .lock()
-        .unwrap()
-        .len()
-        >= 2));
+    soon!(h.log.lock().unwrap().len() >= 2);
     assert_eq!(read_n(&mut a, 4).unwrap(), b"bye!");
     let log = h.log.lock().unwrap().clone();
     assert!(log.contains(&"detached".to_string()), "{log:?}");
@@ -625,11 +592,7 @@ fn receipts_keep_the_os_error<P: TestPoller>() {
     let h = Handles::default();
     let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let c = connect(&server.addrs()[0]);
-    assert!(eventually(Duration::from_secs(5), || !h
-        .0
-        .lock()
-        .unwrap()
-        .is_empty()));
+    soon!(!h.0.lock().unwrap().is_empty());
     let handle = h.0.lock().unwrap()[0].clone();
     // The client resets (SO_LINGER 0) while a large write cannot finish.
     let receipt = handle.write(vec![0u8; 64 << 20]);
@@ -739,13 +702,9 @@ fn peer_context_and_wake<P: TestPoller>() {
     let h = Relay::default();
     let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut a = connect(&server.addrs()[0]);
-    assert!(eventually(Duration::from_secs(5), || h
-        .first
-        .lock()
-        .unwrap()
-        .is_some()));
+    soon!(h.first.lock().unwrap().is_some());
     let mut b = connect(&server.addrs()[0]);
-    assert!(eventually(Duration::from_secs(5), || server.connections() == 2));
+    soon!(server.connections() == 2);
     b.write_all(b"handed over").unwrap();
     a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut got = [0u8; 11];

@@ -21,11 +21,7 @@ fn empty_handle_write_completes_while_idle<P: TestPoller>() {
     let h = Handles::default();
     let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
-    assert!(eventually(Duration::from_secs(5), || !h
-        .0
-        .lock()
-        .unwrap()
-        .is_empty()));
+    soon!(!h.0.lock().unwrap().is_empty());
     let handle = h.0.lock().unwrap()[0].clone();
     let r = handle
         .write(Vec::new())
@@ -176,7 +172,7 @@ fn dropping_the_last_handle_on_a_loop_thread<P: TestPoller>() {
     *slot.lock().unwrap() = Some(server);
     let mut c = connect(&addr);
     c.write_all(b"x").unwrap();
-    assert!(eventually(Duration::from_secs(5), || control.is_stopped()));
+    soon!(control.is_stopped());
     assert_eq!(read_to_eof(&mut c).unwrap(), b"");
 }
 

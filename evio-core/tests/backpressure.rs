@@ -248,10 +248,7 @@ fn write_to_pauses_and_resumes_the_sender<P: common::TestPoller>() {
     let server = start::<P, _>(h.clone());
     let mut a = connect(&server.addrs()[0]);
     let mut b = connect(&server.addrs()[0]);
-    assert!(eventually(Duration::from_secs(5), || h
-        .paired
-        .load(Ordering::SeqCst)
-        == 2));
+    soon!(h.paired.load(Ordering::SeqCst) == 2);
     const TOTAL: u64 = 64 * MIB as u64;
     let pat = Arc::new(Pattern::new(3));
     let sent = Arc::new(AtomicU64::new(0));
@@ -308,10 +305,7 @@ fn write_to_fan_in_resumes_every_sender<P: common::TestPoller>() {
     };
     let server = start::<P, _>(h.clone());
     let mut sink = connect(&server.addrs()[0]);
-    assert!(eventually(Duration::from_secs(5), || h
-        .paired
-        .load(Ordering::SeqCst)
-        == 1));
+    soon!(h.paired.load(Ordering::SeqCst) == 1);
     const EACH: usize = 16 * MIB;
     let senders: Vec<_> = [b'a', b'b', b'c']
         .into_iter()

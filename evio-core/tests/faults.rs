@@ -54,10 +54,7 @@ fn half_close_after_a_burst<P: common::TestPoller>() {
     for _ in 0..16 {
         b.write_all(&chunk).unwrap();
     }
-    assert!(eventually(Duration::from_secs(5), || h
-        .bytes
-        .load(Ordering::SeqCst)
-        == 16 << 20));
+    soon!(h.bytes.load(Ordering::SeqCst) == 16 << 20);
     // Block the loop; meanwhile 3 MiB and the FIN queue up.
     blocker.write_all(b"sleep").unwrap();
     std::thread::sleep(Duration::from_millis(50));
@@ -72,10 +69,7 @@ fn half_close_after_a_burst<P: common::TestPoller>() {
     assert!(matches!(r, Ok(0)), "expected the server's close, got {r:?}");
     assert_eq!(h.bytes.load(Ordering::SeqCst), (19 << 20) + 100);
     assert_eq!(read_n(&mut blocker, 5).unwrap(), b"slept");
-    assert!(eventually(Duration::from_secs(5), || h
-        .closed
-        .load(Ordering::SeqCst)
-        == 1));
+    soon!(h.closed.load(Ordering::SeqCst) == 1);
     server.shutdown().unwrap();
 }
 
@@ -124,10 +118,7 @@ fn silent_peers<P: common::TestPoller>() {
     let silent: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
-    assert!(eventually(Duration::from_secs(5), || h
-        .open
-        .load(Ordering::SeqCst)
-        == 300));
+    soon!(h.open.load(Ordering::SeqCst) == 300);
     let mut worst = Duration::ZERO;
     for i in 0..50 {
         let mut c = connect(&server.addrs()[0]);
@@ -139,15 +130,9 @@ fn silent_peers<P: common::TestPoller>() {
         worst < Duration::from_secs(1),
         "slowest round trip {worst:?}"
     );
-    assert!(eventually(Duration::from_secs(5), || h
-        .open
-        .load(Ordering::SeqCst)
-        == 300));
+    soon!(h.open.load(Ordering::SeqCst) == 300);
     drop(silent);
-    assert!(eventually(Duration::from_secs(5), || h
-        .open
-        .load(Ordering::SeqCst)
-        == 0));
+    soon!(h.open.load(Ordering::SeqCst) == 0);
     server.shutdown().unwrap();
 }
 

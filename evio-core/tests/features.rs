@@ -183,10 +183,7 @@ fn stale_wake_is_dropped<P: common::TestPoller>() {
     assert_eq!(read_n(&mut first, 1).unwrap(), [0]);
     first.write_all(b"close").unwrap();
     assert_eq!(read_to_eof(&mut first).unwrap(), b"bye");
-    assert!(eventually(Duration::from_secs(5), || h
-        .closed
-        .load(Ordering::SeqCst)
-        == 1));
+    soon!(h.closed.load(Ordering::SeqCst) == 1);
     // The next connection reuses the slab slot (and likely the fd number).
     let mut second = connect(&server.addrs()[0]);
     assert_eq!(read_n(&mut second, 1).unwrap(), [1]);
@@ -224,11 +221,7 @@ fn wake_keeps_output_and_close<P: common::TestPoller>() {
     let server = start_server::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     c.write_all(b"go").unwrap();
-    assert!(eventually(Duration::from_secs(5), || h
-        .waker
-        .lock()
-        .unwrap()
-        .is_some()));
+    soon!(h.waker.lock().unwrap().is_some());
     // The client is not reading, so 8 MiB stays queued while we wake.
     let w = h.waker.lock().unwrap().clone().unwrap();
     for _ in 0..10 {
@@ -371,9 +364,7 @@ fn least_connections_picks_the_emptiest<P: common::TestPoller>() {
     }
     // Empty loop 2; the next two connections must both go there.
     held.retain(|(lp, _)| *lp != 2);
-    assert!(eventually(Duration::from_secs(5), || open[2]
-        .load(Ordering::SeqCst)
-        == 0));
+    soon!(open[2].load(Ordering::SeqCst) == 0);
     for _ in 0..3 {
         let mut c = connect(&server.addrs()[0]);
         let lp = read_n(&mut c, 1).unwrap()[0];
@@ -563,12 +554,7 @@ fn reset_while_writing_closes_only_that_conn<P: common::TestPoller>() {
     // Closing with unread input pending makes the kernel send an RST,
     // while the server still has megabytes to write.
     drop(victim);
-    assert!(eventually(Duration::from_secs(5), || h
-        .0
-        .lock()
-        .unwrap()
-        .len()
-        == 1));
+    soon!(h.0.lock().unwrap().len() == 1);
     let kind = h.0.lock().unwrap()[0];
     assert!(
         matches!(

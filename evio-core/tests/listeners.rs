@@ -74,7 +74,7 @@ fn tcp_and_udp_are_served_by_every_loop<P: TestPoller>() {
         served_by.len(),
         "each loop served what it accepted"
     );
-    assert!(eventually(Duration::from_secs(5), || server.connections() == 200));
+    soon!(server.connections() == 200);
     let per_loop = server.control().loop_connections();
     assert_eq!(per_loop.iter().sum::<usize>(), 200, "{per_loop:?}");
     // UDP from 64 source ports: several loops answer.
@@ -162,19 +162,9 @@ fn socket_options_are_set_and_read_back() {
         )
         .unwrap();
     let _c = connect(&server.addrs()[0]);
-    assert!(eventually(Duration::from_secs(5), || h
-        .0
-        .lock()
-        .unwrap()
-        .len()
-        == 1));
+    soon!(h.0.lock().unwrap().len() == 1);
     let _u = std::os::unix::net::UnixStream::connect(&path).unwrap();
-    assert!(eventually(Duration::from_secs(5), || h
-        .0
-        .lock()
-        .unwrap()
-        .len()
-        == 2));
+    soon!(h.0.lock().unwrap().len() == 2);
     let log = h.0.lock().unwrap().clone();
     assert_eq!(
         log[0], "sndbuf>=true rcvbuf>=true linger=Some(3s) nodelay=true",

@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Write;
-use std::time::Duration;
 
 use common::*;
 use evio_core::{Builder, LoadBalance, LoopMetrics};
@@ -31,18 +30,18 @@ fn counts_connections_and_bytes<P: TestPoller>() {
         conns.push(c);
     }
     let control = server.control().clone();
-    assert!(eventually(Duration::from_secs(5), || {
+    soon!({
         let m = control.metrics();
         total(&m, |m| m.connections_accepted) == 10
             && total(&m, |m| m.connections_open) == 10
             && total(&m, |m| m.bytes_read) == 1000
             && total(&m, |m| m.bytes_written) == 1000
-    }));
+    });
     drop(conns);
-    assert!(eventually(Duration::from_secs(5), || {
+    soon!({
         let m = control.metrics();
         total(&m, |m| m.connections_closed) == 10 && total(&m, |m| m.connections_open) == 0
-    }));
+    });
     let m = control.metrics();
     assert!(m.iter().all(|m| m.iterations > 0), "{m:?}");
     assert_eq!(m[1].connections_accepted, 5, "round robin: {m:?}");
@@ -68,10 +67,10 @@ fn counts_tls_handshakes_and_failures<P: TestPoller>() {
     let mut plain = connect(&server.addrs()[0]);
     plain.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     let control = server.control().clone();
-    assert!(eventually(Duration::from_secs(5), || {
+    soon!({
         let m = control.metrics();
         total(&m, |m| m.tls_handshakes) == 3 && total(&m, |m| m.tls_handshake_failures) == 1
-    }));
+    });
     server.shutdown().unwrap();
 }
 

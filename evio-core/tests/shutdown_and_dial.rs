@@ -67,11 +67,7 @@ fn shutdown_gracefully_with_a_stuck_client<P: common::TestPoller>() {
     let mut stuck = connect(&server.addrs()[0]);
     let _idle = connect(&server.addrs()[0]);
     stuck.write_all(b"go").unwrap();
-    assert!(eventually(Duration::from_secs(5), || h
-        .gone
-        .load(Ordering::SeqCst)
-        == 1
-        && h.opened.load(Ordering::SeqCst) == 2));
+    soon!(h.gone.load(Ordering::SeqCst) == 1 && h.opened.load(Ordering::SeqCst) == 2);
     thread::sleep(Duration::from_millis(100));
     let t0 = Instant::now();
     server
@@ -102,10 +98,7 @@ fn shutdown_gracefully_flushes_pending_output<P: common::TestPoller>() {
     let server = start::<P, _>(h.clone());
     let mut c = connect(&server.addrs()[0]);
     c.write_all(b"go").unwrap();
-    assert!(eventually(Duration::from_secs(5), || h
-        .gone
-        .load(Ordering::SeqCst)
-        == 1));
+    soon!(h.gone.load(Ordering::SeqCst) == 1);
     assert!(
         h.queued.load(Ordering::SeqCst) > 8 * MIB,
         "output was pending at shutdown"

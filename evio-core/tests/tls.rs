@@ -154,7 +154,7 @@ fn deferred_tls_listener<P: TestPoller>() {
         c.write_all(b"close").unwrap();
         assert_eq!(read_exactly(&mut c, 3), b"bye");
     }
-    assert!(eventually(Duration::from_secs(5), || server.connections() == 0));
+    soon!(server.connections() == 0);
     server.shutdown().unwrap();
 }
 
@@ -211,12 +211,7 @@ fn close_sends_close_notify_and_eof_is_read<P: TestPoller>() {
     let mut c = tls_connect(addr, &pki.client);
     assert_eq!(read_exactly(&mut c, 3), b"hi\n");
     c.sock.shutdown(Shutdown::Both).unwrap();
-    assert!(eventually(Duration::from_secs(5), || h
-        .log
-        .lock()
-        .unwrap()
-        .len()
-        >= 7));
+    soon!(h.log.lock().unwrap().len() >= 7);
     let log = h.log.lock().unwrap().clone();
     assert_eq!(log[1], "closed None", "{log:?}");
     assert_eq!(log[3], "eof", "{log:?}");
@@ -323,12 +318,12 @@ fn garbage_closes_only_that_connection<P: TestPoller>() {
     // Others are served.
     let mut c = tls_connect(addr, &pki.client);
     assert_eq!(read_exactly(&mut c, 3), b"hi\n");
-    assert!(eventually(Duration::from_secs(5), || h
+    soon!(h
         .log
         .lock()
         .unwrap()
         .iter()
-        .any(|l| l == "closed Some(InvalidData)")));
+        .any(|l| l == "closed Some(InvalidData)"));
     server.shutdown().unwrap();
 }
 
@@ -361,12 +356,12 @@ fn slow_handshakes_time_out_and_others_are_served<P: TestPoller>() {
     let mut sink = [0u8; 16];
     let closed = cut || matches!(slow.read(&mut sink), Ok(0) | Err(_));
     assert!(closed, "the slow handshake was not cut");
-    assert!(eventually(Duration::from_secs(5), || h
+    soon!(h
         .log
         .lock()
         .unwrap()
         .iter()
-        .any(|l| l == "closed Some(TimedOut)")));
+        .any(|l| l == "closed Some(TimedOut)"));
     server.shutdown().unwrap();
 }
 

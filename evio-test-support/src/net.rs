@@ -3,6 +3,7 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -131,9 +132,53 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// How long [`soon!`](crate::soon) waits for what should follow at once.
+pub const SOON: Duration = Duration::from_secs(5);
+
+/// Asserts that a condition holds within [`SOON`] (polled as
+/// [`eventually`] does); the panic message quotes the condition.
+///
+/// ```
+/// # use evio_test_support::soon;
+/// let n = 3;
+/// soon!(n == 3);
+/// ```
+#[macro_export]
+macro_rules! soon {
+    ($cond:expr) => {
+        assert!(
+            $crate::eventually($crate::SOON, || $cond),
+            "not within {:?}: {}",
+            $crate::SOON,
+            stringify!($cond)
+        )
+    };
+}
+
 /// Polls `cond` until it holds; panics naming `what` after [`TIMEOUT`].
 pub fn wait_for(what: &str, cond: impl FnMut() -> bool) {
     assert!(eventually(TIMEOUT, cond), "timed out waiting for {what}");
+}
+
+/// Waits until `counter` stops moving (sampled `every` so often); returns
+/// its value, or panics naming `what` if it reaches `total` first or is
+/// still moving after [`TIMEOUT`].
+pub fn stalls(counter: &AtomicU64, total: u64, every: Duration, what: &str) -> u64 {
+    let mut last = u64::MAX;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        std::thread::sleep(every);
+        let now = counter.load(Ordering::SeqCst);
+        assert!(now < total, "{what}: never paused ({now} bytes)");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never settled ({now} bytes)"
+        );
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
 }
 
 /// Runs `f` on a thread and panics naming `what` if it does not finish
