@@ -158,6 +158,13 @@ impl<C> Conn<'_, C> {
         self.me().listener()
     }
 
+    /// Whether the server is draining (see [`EventHandler::on_drain`](crate::EventHandler::on_drain)):
+    /// a protocol with request boundaries closes this connection at the
+    /// next one. One atomic load.
+    pub fn is_draining(&self) -> bool {
+        self.lp.shared.is_draining()
+    }
+
     /// Whether this connection was made by [`Conn::dial`] or
     /// [`ServerControl::dial`].
     pub fn is_dialed(&self) -> bool {

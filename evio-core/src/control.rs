@@ -71,6 +71,11 @@ impl<C> ServerControl<C> {
         }
     }
 
+    /// The server's shared state (for [`upgrade`](crate::upgrade)).
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// Starts stopping the server and returns at once: every loop stops,
     /// every open connection gets `on_closed`, listeners close, unix socket
     /// files are removed. During a graceful stop it cuts the drain short.
@@ -79,10 +84,12 @@ impl<C> ServerControl<C> {
         self.shared.begin_shutdown();
     }
 
-    /// Starts a graceful stop and returns at once: accepting and reading
-    /// stop now, every connection writes its pending output and closes
-    /// (each gets `on_closed`), and whatever is still open after `timeout`
-    /// is closed anyway. Called again, the earlier deadline wins; after
+    /// Starts a graceful stop (a drain) and returns at once: accepting
+    /// stops now and each open connection gets
+    /// [`on_drain`](crate::EventHandler::on_drain) — by default it writes
+    /// its pending output and closes; a handler may keep it to its next
+    /// request boundary. Whatever is still open after `timeout` is closed
+    /// anyway (each connection gets `on_closed`). Called again, the earlier deadline wins; after
     /// [`shutdown`](ServerControl::shutdown) it does nothing (a stop is
     /// never turned into a drain).
     pub fn shutdown_gracefully(&self, timeout: Duration) {
@@ -93,6 +100,13 @@ impl<C> ServerControl<C> {
     /// Whether the server has been asked to stop.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.is_shutdown()
+    }
+
+    /// Whether a graceful stop (a drain) has begun:
+    /// [`shutdown_gracefully`](ServerControl::shutdown_gracefully), or a
+    /// handover to a successor ([`upgrade`](crate::upgrade)).
+    pub fn is_draining(&self) -> bool {
+        self.shared.is_draining()
     }
 
     /// Whether every loop has stopped.

@@ -250,6 +250,45 @@ pub trait EventHandler {
         Action::None
     }
 
+    /// Fires once per connection when the server starts draining
+    /// ([`ServerControl::shutdown_gracefully`](crate::ServerControl::shutdown_gracefully),
+    /// or after handing its listening sockets to a successor: see
+    /// [`upgrade`](crate::upgrade)). Accepting has stopped; the loop goes on
+    /// serving every connection not closed, until all have closed or the
+    /// drain's deadline passes (then the rest are closed). A connection
+    /// that opens during the drain (a dial connecting, a TLS handshake
+    /// finishing, one accepted just before the listeners stopped) gets it
+    /// right after its `on_opened`.
+    ///
+    /// The default returns [`Action::Close`]: the output still queued is
+    /// written, then the connection closes. A protocol with request
+    /// boundaries does better: return [`Action::None`] and close at the
+    /// next boundary (an HTTP server answers the next request with
+    /// `Connection: close`); [`Conn::is_draining`] tells later callbacks.
+    ///
+    /// ```
+    /// use evio_core::{Action, Conn, EventHandler};
+    /// struct Lines;
+    /// impl EventHandler for Lines {
+    ///     type Context = ();
+    ///     fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+    ///         conn.write(input);
+    ///         // A whole line answered: a boundary, where a drain may close.
+    ///         if conn.is_draining() && input.ends_with(b"\n") {
+    ///             return Action::Close;
+    ///         }
+    ///         Action::None
+    ///     }
+    ///     fn on_drain(&mut self, _conn: &mut Conn<'_, ()>) -> Action {
+    ///         Action::None // finish the line in progress first
+    ///     }
+    /// }
+    /// ```
+    fn on_drain(&mut self, conn: &mut Conn<'_, Self::Context>) -> Action {
+        let _ = conn;
+        Action::Close
+    }
+
     /// Fires on the connection's loop after [`ConnHandle::wake`](crate::ConnHandle::wake).
     /// The default calls `on_data` with empty input, as Go's evio does.
     fn on_wake(&mut self, conn: &mut Conn<'_, Self::Context>) -> Action {

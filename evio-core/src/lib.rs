@@ -91,6 +91,7 @@ mod stream;
 mod table;
 #[cfg(feature = "tls")]
 mod tls;
+pub mod upgrade;
 mod warn;
 
 pub use addr::ToAddr;

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -17,6 +18,14 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     /// Set by a graceful shutdown: loops flush output until then.
     drain_deadline: Mutex<Option<Instant>>,
+    /// Set when a graceful shutdown (a drain) begins; read by handlers.
+    draining: AtomicBool,
+    /// The listening sockets, for a handover to a successor process;
+    /// emptied when the server starts stopping.
+    handover: Mutex<Vec<HandoverSocket>>,
+    /// The listening sockets went to a successor: their unix socket files
+    /// are its now, not to be removed.
+    handed_over: AtomicBool,
     pub(crate) loops: Vec<Arc<Mailbox>>,
     pub(crate) addrs: Vec<Addr>,
     pub(crate) config: Config,
@@ -28,11 +37,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(loops: Vec<Arc<Mailbox>>, addrs: Vec<Addr>, config: Config) -> Shared {
+    pub(crate) fn new(
+        loops: Vec<Arc<Mailbox>>,
+        addrs: Vec<Addr>,
+        config: Config,
+        handover: Vec<HandoverSocket>,
+    ) -> Shared {
         Shared {
             id: ServerId::fresh(),
             shutdown: AtomicBool::new(false),
             drain_deadline: Mutex::new(None),
+            draining: AtomicBool::new(false),
+            handover: Mutex::new(handover),
+            handed_over: AtomicBool::new(false),
             loops,
             addrs,
             config,
@@ -102,6 +119,7 @@ impl Shared {
             }
             *d = Some(d.map_or(deadline, |old| old.min(deadline)));
         }
+        self.draining.store(true, Ordering::Release);
         self.raise_stop(false);
     }
 
@@ -111,12 +129,43 @@ impl Shared {
         let first = !self.shutdown.swap(true, Ordering::AcqRel);
         if first {
             tracing::debug!("evio: shutdown requested");
+            // A stopping server hands nothing over, and holds its
+            // listening sockets no longer than its loops do.
+            self.handover
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
         }
         if first || wake_again {
             for l in &self.loops {
                 l.wake();
             }
         }
+    }
+
+    /// Whether a graceful shutdown (a drain) has begun.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// The listening sockets to hand to a successor (new references to
+    /// the same sockets); `None` once the server is stopping.
+    pub(crate) fn handover_sockets(&self) -> Option<Vec<HandoverSocket>> {
+        let list = self.handover.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_shutdown() {
+            return None;
+        }
+        Some(list.clone())
+    }
+
+    /// Records that a successor serves the listening sockets now.
+    pub(crate) fn mark_handed_over(&self) {
+        self.handed_over.store(true, Ordering::Release);
+    }
+
+    /// Whether the listening sockets were handed to a successor.
+    pub(crate) fn is_handed_over(&self) -> bool {
+        self.handed_over.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_shutdown(&self) -> bool {
@@ -134,6 +183,15 @@ impl Shared {
     pub(crate) fn open_connections(&self) -> usize {
         self.loops.iter().map(|l| l.open_connections()).sum()
     }
+}
+
+/// One listening socket as a successor gets it: the address it serves as
+/// the server was given it, and whether it is a stream socket.
+#[derive(Clone)]
+pub(crate) struct HandoverSocket {
+    pub(crate) name: String,
+    pub(crate) fd: Arc<OwnedFd>,
+    pub(crate) stream: bool,
 }
 
 impl fmt::Debug for Shared {

@@ -32,4 +32,10 @@ impl EventHandler for Echo {
         }
         Action::None
     }
+
+    /// A byte stream has no boundary to close at: each connection is
+    /// served until its client closes it (or the drain times out).
+    fn on_drain(&mut self, _conn: &mut Conn<'_, ()>) -> Action {
+        Action::None
+    }
 }

@@ -33,6 +33,7 @@
 use evio_core::{Conn, Writer};
 
 pub mod cli;
+pub mod drain;
 pub mod echo;
 pub mod held;
 pub mod http;

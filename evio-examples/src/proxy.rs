@@ -163,6 +163,12 @@ impl EventHandler for Proxy {
         }
     }
 
+    /// A proxied stream has no boundary to close at: both halves are
+    /// served until the connection ends (or the drain times out).
+    fn on_drain(&mut self, _conn: &mut Conn<'_, Side>) -> Action {
+        Action::None
+    }
+
     /// This side sent its FIN: forward it to the other side, after the
     /// bytes queued for it, and keep forwarding the other way.
     fn on_eof(&mut self, conn: &mut Conn<'_, Side>) -> Action {

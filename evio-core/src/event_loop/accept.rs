@@ -122,9 +122,14 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// Stops accepting for good (shutdown): listeners leave the poller and
     /// close, UDP reply slots go.
     pub(super) fn stop_listeners(&mut self) {
-        for l in self.accept.listeners.drain(..) {
+        let handed_over = self.ctx.shared.is_handed_over();
+        for mut l in self.accept.listeners.drain(..) {
             if !self.accept.paused {
                 let _ = self.poller.deregister(l.fd.as_raw_fd());
+            }
+            if handed_over {
+                // The successor serves this socket, file and all.
+                l.unix_path = None;
             }
         }
         for slot in self.accept.udp_slots.drain(..).flatten() {

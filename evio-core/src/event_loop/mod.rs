@@ -198,13 +198,24 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             .publish(&self.counters, self.table.bytes_written());
     }
 
-    /// Graceful shutdown: stop accepting, stop reading, keep writing until
-    /// every connection has flushed and closed or the deadline passes.
+    /// Graceful shutdown (a drain): stop accepting, tell the handler of
+    /// each open connection (`on_drain`: by default it closes once its
+    /// output is written), and serve on until every connection has closed
+    /// or the deadline passes.
     fn drain(&mut self, events: &mut Events, deadline: Instant) -> io::Result<()> {
         self.stop_listeners();
-        self.next_tick = None;
-        self.next_loop_tick = None;
-        self.table.close_all_later();
+        for key in self.table.begin_drain() {
+            // An earlier `on_drain` may have closed this one.
+            let Some(slot) = self
+                .table
+                .slot(key)
+                .filter(|_| self.table.takes_events(key))
+            else {
+                continue;
+            };
+            let action = self.handler.on_drain(view!(self, slot));
+            self.after(slot, action);
+        }
         self.flush_dirty();
         // What closed just now is released, not freed: free it, or the
         // table would not look empty and the loop would sleep until the

@@ -17,7 +17,9 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
     /// registered only if it stays open, so a request answered with a close
     /// never costs an `epoll_ctl` (nginx does the same with `deferred`).
     pub(super) fn install(&mut self, accepted: Accepted) {
-        if self.ctx.shared.is_shutdown() {
+        // Accepted before the listeners stopped: served during a drain (the
+        // handler sees `is_draining`), dropped in a hard stop.
+        if self.ctx.shared.is_shutdown() && !self.ctx.shared.is_draining() {
             self.ctx.me.count_closed();
             return;
         }
@@ -88,6 +90,14 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             self.table.set_idle_timeout(slot, Some(idle));
         }
         self.after(slot, action);
+        // Opened during a drain (a dial's connect, a TLS handshake, or
+        // accepted just before the listeners stopped): told at once, as
+        // the connections open when it began were.
+        let key = self.table.key(slot);
+        if self.ctx.shared.is_draining() && self.table.takes_events(key) {
+            let action = self.handler.on_drain(view!(self, slot));
+            self.after(slot, action);
+        }
     }
 
     pub(super) fn finish_connect(&mut self, slot: Slot) {

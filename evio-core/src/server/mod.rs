@@ -16,7 +16,7 @@ use crate::control::ServerControl;
 use crate::event_loop::EventLoop;
 use crate::handler::EventHandler;
 use crate::mailbox::{Mailbox, Msg};
-use crate::shared::Shared;
+use crate::shared::{HandoverSocket, Shared};
 use crate::Addr;
 
 mod handle;
@@ -63,6 +63,9 @@ pub struct Builder<P = DefaultPoller> {
     config: Config,
     per_loop_listeners: bool,
     socket_activation: bool,
+    /// Sockets handed over by a predecessor ([`Builder::inherit`]); taken
+    /// by the first `prepare`.
+    inherited: Mutex<Vec<net::Inherited>>,
     poller: PollerFactory<P>,
 }
 
@@ -73,6 +76,7 @@ impl<P> fmt::Debug for Builder<P> {
             .field("config", &self.config)
             .field("per_loop_listeners", &self.per_loop_listeners)
             .field("socket_activation", &self.socket_activation)
+            .field("inherited", &self.inherited)
             .field("poller", &std::any::type_name::<P>())
             .finish()
     }
@@ -93,6 +97,7 @@ impl Builder<DefaultPoller> {
             config: Config::default(),
             per_loop_listeners: false,
             socket_activation: true,
+            inherited: Mutex::new(Vec::new()),
             poller: Arc::new(|_| DefaultPoller::new()),
         }
     }
@@ -156,6 +161,34 @@ impl<P: Poller + 'static> Builder<P> {
     /// ```
     pub fn socket_activation(mut self, on: bool) -> Self {
         self.socket_activation = on;
+        self
+    }
+
+    /// Serves these sockets, handed over by the server this process
+    /// replaces ([`upgrade::Successor::take_sockets`](crate::upgrade::Successor::take_sockets)),
+    /// instead of binding: each address takes every socket whose name is
+    /// that address as the old server was given it (all of them: one per
+    /// loop with [`per_loop_listeners`](Builder::per_loop_listeners)), or
+    /// else every socket bound exactly where it asks. They are shared out
+    /// over the loops in turn. A socket no address takes is closed, with a
+    /// warning; an address no socket fits is bound as usual.
+    ///
+    /// ```no_run
+    /// # #[derive(Clone)] struct H;
+    /// # impl evio_core::EventHandler for H { type Context = (); }
+    /// use evio_core::{upgrade::Successor, Builder};
+    /// let mut successor = Successor::connect("/run/app/upgrade.sock")?;
+    /// let server = Builder::new()
+    ///     .inherit(successor.take_sockets())
+    ///     .start(H, &["tcp://:8080"])?;
+    /// successor.ready()?; // the old server stops accepting and drains
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn inherit(self, sockets: Vec<net::Inherited>) -> Self {
+        self.inherited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(sockets);
         self
     }
 
@@ -263,6 +296,7 @@ impl<P: Poller + 'static> Builder<P> {
             config: self.config,
             per_loop_listeners: self.per_loop_listeners,
             socket_activation: self.socket_activation,
+            inherited: self.inherited,
             poller: Arc::new(factory),
         }
     }
@@ -379,8 +413,46 @@ impl<P: Poller + 'static> Builder<P> {
         } else {
             Vec::new()
         };
+        let mut handed =
+            std::mem::take(&mut *self.inherited.lock().unwrap_or_else(|e| e.into_inner()));
         let mut per_addr = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
+            // A handed-over socket goes by the address the old server was
+            // given (`tcp://:0` finds its socket again), or else by where
+            // it is bound (a port given now that was `:0` then); every copy
+            // is taken.
+            let mut mine: Vec<net::Inherited> = Vec::new();
+            let named = |sock: &net::Inherited| sock.name.as_deref() == Some(&*s.original);
+            let by_name = handed.iter().any(named);
+            let rule = |sock: &net::Inherited| {
+                if by_name {
+                    named(sock)
+                } else {
+                    s.is_exactly(sock)
+                }
+            };
+            let mut k = 0;
+            while k < handed.len() {
+                if rule(&handed[k]) && s.can_adopt(&handed[k]) {
+                    mine.push(handed.remove(k));
+                } else {
+                    k += 1;
+                }
+            }
+            if !mine.is_empty() {
+                tracing::info!(addr = %s.original, sockets = mine.len(), "evio: serving sockets handed over by the old server");
+                let local = mine.len() > 1;
+                let bound = mine
+                    .into_iter()
+                    .map(|sock| {
+                        let mut b = s.adopt(i, sock)?;
+                        b.local = local;
+                        Ok(b)
+                    })
+                    .collect::<io::Result<Vec<_>>>()?;
+                per_addr.push(bound);
+                continue;
+            }
             let exact = inherited.iter().position(|sock| s.is_exactly(sock));
             let pick = exact.or_else(|| inherited.iter().position(|sock| s.can_adopt(sock)));
             match pick {
@@ -395,11 +467,26 @@ impl<P: Poller + 'static> Builder<P> {
         for sock in inherited {
             tracing::warn!(local = %sock.addr, name = ?sock.name, "evio: a socket passed by the service manager matches no address; closing it");
         }
+        for sock in handed {
+            tracing::warn!(local = %sock.addr, name = ?sock.name, "evio: a socket handed over by the old server matches no address; closing it");
+        }
         let addrs: Vec<Addr> = per_addr.iter().map(|b| b[0].addr.clone()).collect();
+        let handover = per_addr
+            .iter()
+            .enumerate()
+            .flat_map(|(i, bound)| {
+                let name = &specs[i].original;
+                bound.iter().map(move |b| HandoverSocket {
+                    name: name.clone(),
+                    fd: b.fd.clone(),
+                    stream: !b.network.is_udp(),
+                })
+            })
+            .collect();
         let mut listeners: Vec<Vec<Bound>> = (0..n).map(|_| Vec::new()).collect();
         for bound in per_addr {
             for (k, b) in bound.into_iter().enumerate() {
-                listeners[k].push(b);
+                listeners[k % n].push(b);
             }
         }
         let mut loops = Vec::with_capacity(n);
@@ -414,7 +501,7 @@ impl<P: Poller + 'static> Builder<P> {
                 listeners: own,
             });
         }
-        let shared = Arc::new(Shared::new(remotes, addrs, self.config.clone()));
+        let shared = Arc::new(Shared::new(remotes, addrs, self.config.clone(), handover));
         Ok(Prepared { loops, shared })
     }
 }

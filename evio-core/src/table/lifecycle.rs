@@ -13,6 +13,7 @@ use super::timers::TimerKind;
 use super::ConnTable;
 use crate::config::duration_ms;
 use crate::detached::Handover;
+use crate::key::ConnKey;
 use crate::receipt::WriteError;
 use crate::Addr;
 
@@ -111,12 +112,19 @@ impl<C> ConnTable<C> {
         }
     }
 
-    /// Graceful shutdown: every connection closes once its output drains.
-    pub(crate) fn close_all_later(&mut self) {
+    /// A drain begins: the connections the handler is told of now
+    /// (`on_drain`): open stream connections it has seen. Dials still
+    /// connecting and TLS sessions still in their handshake are told when
+    /// they open.
+    pub(crate) fn begin_drain(&self) -> Vec<ConnKey> {
+        let mut told = Vec::new();
         for slot in self.slots() {
-            let key = self.key(slot);
-            self.close_later(key);
+            let c = &self.slab[slot.0];
+            if c.takes_events() && !c.flags.contains(Flags::CONNECTING) && !c.handshaking() {
+                told.push(self.key(slot));
+            }
         }
+        told
     }
 
     // ----- timers -----------------------------------------------------------

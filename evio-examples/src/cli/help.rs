@@ -113,9 +113,16 @@ pub fn usage(spec: &Spec) -> String {
          \x20 --idle-timeout SECS     close connections without a byte read or written for\n\
          \x20                         SECS; 0 = never (default {idle})\n\
          {extra}\
-         \x20 --drain-timeout SECS    on SIGINT/SIGTERM: stop accepting and reading, let every\n\
-         \x20                         connection write what is queued for up to SECS, then\n\
-         \x20                         close what is left (default 10); SIGQUIT stops at once\n\
+         \x20 --drain-timeout SECS    on SIGINT/SIGTERM (or after an upgrade): stop accepting,\n\
+         \x20                         close each connection at its next request boundary (HTTP\n\
+         \x20                         answers with Connection: close), wait up to SECS for the\n\
+         \x20                         rest, then close it (default 10); SIGQUIT stops at once\n\
+         \x20 --upgrade-socket PATH   listen on the unix socket PATH for a successor: a new\n\
+         \x20                         process started with --upgrade takes the listening\n\
+         \x20                         sockets, then this one drains (zero-downtime restart)\n\
+         \x20 --upgrade               start as that successor: take the listening sockets from\n\
+         \x20                         the server at --upgrade-socket PATH, serve them, tell it\n\
+         \x20                         to drain, then listen on PATH for the next successor\n\
          \x20 --metrics-port N        serve the loops' counters (connections, bytes, wakes, TLS\n\
          \x20                         handshakes) as Prometheus text on GET /metrics, port N\n\
          \x20                         on all interfaces (0 picks one); off by default\n\

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use evio_core::upgrade::{Successor, UpgradeSocket};
 use evio_core::{Addr, Builder, EventHandler, LoadBalance, PollPoller};
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 
@@ -160,6 +161,12 @@ pub struct Opts {
     /// connections may take to write what is queued before they are
     /// closed anyway.
     pub drain_timeout: Duration,
+    /// `--upgrade-socket PATH`: listen there for a successor process
+    /// ([`evio_core::upgrade`]).
+    pub upgrade_socket: Option<PathBuf>,
+    /// `--upgrade`: start as the successor of the server listening at
+    /// `--upgrade-socket`.
+    pub upgrade: bool,
     /// `--metrics-port N`: serve the loops' counters in the Prometheus text
     /// format on `GET /metrics` ([`crate::metrics`]); off by default.
     pub metrics_port: Option<u16>,
@@ -190,6 +197,8 @@ impl Opts {
             backend_tls: None,
             log_level: log::DEFAULT_LEVEL,
             metrics_port: None,
+            upgrade_socket: None,
+            upgrade: false,
             drain_timeout: Duration::from_secs(10),
             extra: Vec::new(),
         }
@@ -281,11 +290,17 @@ const METRICS_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts `handler` on the addresses of `opts`, prints the startup line and
 /// serves until a signal or until the server stops by itself. SIGINT and
-/// SIGTERM drain: accepting and reading stop, each connection closes once
-/// what is queued for it is written, the rest after `--drain-timeout`
-/// (a second one exits at once, status 1). SIGQUIT stops at once: one last
-/// attempt to write what is queued, then every connection closes. Either
-/// way the unix socket file is removed.
+/// SIGTERM drain ([`crate::drain`]): accepting stops, each connection
+/// closes at its next request boundary, the rest after `--drain-timeout`
+/// (a second signal exits at once, status 1). SIGQUIT stops at once: one
+/// last attempt to write what is queued, then every connection closes.
+/// Either way the unix socket file is removed (unless a successor took it).
+///
+/// With `--upgrade` the listening sockets come from the server at
+/// `--upgrade-socket` ([`evio_core::upgrade::Successor`]), which drains
+/// once this one serves; with `--upgrade-socket` the server then listens
+/// there for its own successor, on a thread of its own, and drains once
+/// one has taken over.
 ///
 /// With `--tls-port` the TLS config is loaded first (an unreadable or
 /// invalid PEM file is an error naming it) and the same handler serves the
@@ -312,19 +327,97 @@ where
     }
     signal_hook::flag::register(SIGQUIT, quit.clone())?;
     raise_fd_limit();
+    let mut successor = match (&opts.upgrade_socket, opts.upgrade) {
+        (Some(path), true) => Some(Successor::connect(path)?),
+        _ => None,
+    };
+    if let Some(s) = &mut successor {
+        builder = builder.inherit(s.take_sockets());
+    }
     let server = match opts.poller {
         PollerChoice::Native => builder.start(handler, &opts.addrs())?,
         PollerChoice::Poll => builder
             .poller(|_| PollPoller::new())
             .start(handler, &opts.addrs())?,
     };
-    let port = match server.addrs().first() {
+    let control = server.control().clone();
+    // The metrics endpoint: a one-loop evio server of its own, reading the
+    // main server's counters (it adds no work to the main loops). Its port
+    // is shared (SO_REUSEPORT) so that a successor can bind it while this
+    // process still runs.
+    let metrics = match opts.metrics_port {
+        Some(p) => {
+            let control = control.clone();
+            let endpoint = crate::metrics::Endpoint::new(move || control.metrics());
+            // A scraper that connects and stalls is dropped (as any
+            // client of the servers is, after their idle timeout).
+            let builder = Builder::new().idle_timeout(Some(METRICS_IDLE_TIMEOUT));
+            Some(builder.start(endpoint, &[format!("tcp://:{p}?reuseport=true")])?)
+        }
+        None => None,
+    };
+    // The old server drains once told; its upgrade socket file is gone
+    // then, and this one listens at the same path.
+    let took_over = successor.map(|s| s.ready());
+    if let Some(path) = &opts.upgrade_socket {
+        let upgrades = UpgradeSocket::bind(path)?;
+        let control = control.clone();
+        let drain_timeout = opts.drain_timeout;
+        std::thread::Builder::new()
+            .name("evio-upgrade".into())
+            .spawn(move || {
+                if let Err(e) = upgrades.serve(&control, drain_timeout) {
+                    tracing::error!(error = %e, "upgrade socket failed; no more upgrades");
+                }
+            })?;
+    }
+    eprintln!(
+        "{}",
+        startup_line(
+            spec,
+            opts,
+            server.addrs(),
+            metrics.as_ref().map(|m| m.addrs())
+        )
+    );
+    match took_over {
+        Some(Ok(pid)) => eprintln!(
+            "{}: took over from process {pid}, which is draining",
+            spec.bin
+        ),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "upgrade: the old server did not confirm its drain")
+        }
+        None => {}
+    }
+    // `ServerHandle::shutdown` and `wait` consume the handle, so one thread
+    // watches the signals and the server. A drain (a signal, or a
+    // successor taking over) runs until the server stops; SIGQUIT
+    // meanwhile cuts it short.
+    let mut draining = false;
+    while !control.is_stopped() {
+        if quit.load(Ordering::Relaxed) {
+            return server.shutdown();
+        }
+        if !draining && stop.load(Ordering::Relaxed) {
+            control.shutdown_gracefully(opts.drain_timeout);
+            draining = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.wait()
+}
+
+/// `{name} server started on port N` with the other ports and the unix
+/// socket.
+fn startup_line(spec: &Spec, opts: &Opts, addrs: &[Addr], metrics: Option<&[Addr]>) -> String {
+    let port = match addrs.first() {
         Some(Addr::Inet(a)) => a.port(),
         _ => opts.port,
     };
     let proto = if opts.udp { " (udp)" } else { "" };
     // The TLS listener is the second address (see `Opts::addrs`).
-    let tls = match (&opts.tls, server.addrs().get(1)) {
+    let tls = match (&opts.tls, addrs.get(1)) {
         (Some(_), Some(Addr::Inet(a))) => format!(" and TLS port {}", a.port()),
         _ => String::new(),
     };
@@ -332,50 +425,14 @@ where
         Some(p) => format!(" and unix socket {}", p.display()),
         None => String::new(),
     };
-    // The metrics endpoint: a one-loop evio server of its own, reading the
-    // main server's counters (it adds no work to the main loops).
-    let metrics = match opts.metrics_port {
-        Some(p) => {
-            let control = server.control().clone();
-            let endpoint = crate::metrics::Endpoint::new(move || control.metrics());
-            // A scraper that connects and stalls is dropped (as any
-            // client of the servers is, after their idle timeout).
-            let builder = Builder::new().idle_timeout(Some(METRICS_IDLE_TIMEOUT));
-            Some(builder.start(endpoint, &[format!("tcp://:{p}")])?)
-        }
-        None => None,
-    };
-    let metrics_line = match metrics.as_ref().and_then(|m| m.addrs().first()) {
+    let metrics = match metrics.and_then(|m| m.first()) {
         Some(Addr::Inet(a)) => format!(" and metrics port {}", a.port()),
         _ => String::new(),
     };
-    eprintln!(
-        "{} server started on port {port}{proto}{tls}{unix}{metrics_line}",
+    format!(
+        "{} server started on port {port}{proto}{tls}{unix}{metrics}",
         spec.name
-    );
-    // `ServerHandle::shutdown` and `wait` consume the handle, so one thread
-    // watches both the flag and the server.
-    while !server.is_shutting_down() {
-        if quit.load(Ordering::Relaxed) {
-            return server.shutdown();
-        }
-        if stop.load(Ordering::Relaxed) {
-            // Accepting and reading stop; what is queued is written, each
-            // connection closes once its output is out, the rest at the
-            // deadline. SIGQUIT meanwhile cuts the drain short.
-            let control = server.control().clone();
-            control.shutdown_gracefully(opts.drain_timeout);
-            while !control.is_stopped() {
-                if quit.load(Ordering::Relaxed) {
-                    return server.shutdown();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            return server.wait();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server.wait()
+    )
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, as redis-server does:

@@ -123,6 +123,8 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
                 };
             }
             "--unix" => opts.unix = Some(PathBuf::from(value("a path")?)),
+            "--upgrade-socket" => opts.upgrade_socket = Some(PathBuf::from(value("a path")?)),
+            "--upgrade" => opts.upgrade = true,
             "--backend" if spec.backend => {
                 let v = value("HOST:PORT")?;
                 let resolved = v.to_socket_addrs().ok().and_then(|mut a| a.next());
@@ -233,6 +235,11 @@ pub fn parse(spec: &Spec, args: impl IntoIterator<Item = OsString>) -> Result<Op
             return Err(CliError::Bad("--backend-sni needs --backend-tls".into()))
         }
         (false, None) => {}
+    }
+    if opts.upgrade && opts.upgrade_socket.is_none() {
+        return Err(CliError::Bad(
+            "--upgrade needs --upgrade-socket PATH".into(),
+        ));
     }
     if let Some(flag) = tls_params_given {
         if opts.tls.is_none() && opts.backend_tls.is_none() {

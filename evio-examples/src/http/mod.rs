@@ -161,6 +161,8 @@ impl Default for Config {
 pub struct Engine {
     config: Config,
     date: DateCache,
+    /// The server drains: every response says `Connection: close`.
+    draining: bool,
 }
 
 impl Engine {
@@ -169,7 +171,14 @@ impl Engine {
         Engine {
             config,
             date: DateCache::new(),
+            draining: false,
         }
+    }
+
+    /// From now on every response closes its connection (`Connection:
+    /// close`): the server drains ([`crate::drain`]).
+    pub fn set_draining(&mut self) {
+        self.draining = true;
     }
 
     /// Publishes the current second to every engine cloned from this one
@@ -243,7 +252,8 @@ impl Engine {
                         status: routed_status(session.pending),
                         head_only: session.pending_flags & PENDING_HEAD != 0,
                         http10: session.pending_flags & PENDING_HTTP10 != 0,
-                        keep_alive: session.pending_flags & PENDING_KEEP_ALIVE != 0,
+                        keep_alive: session.pending_flags & PENDING_KEEP_ALIVE != 0
+                            && !self.draining,
                         body: BodyKind::None,
                         expect_continue: false,
                     };
@@ -269,7 +279,7 @@ impl Engine {
             // Parse no more than the limit: a head that is not complete
             // within it is too large, whatever follows.
             let window = &data[pos..data.len().min(pos + limit)];
-            let (len, request) = match parse_head(window, &self.config) {
+            let (len, mut request) = match parse_head(window, &self.config) {
                 Head::Done(len, request) => (len, request),
                 Head::Partial if data.len() - pos <= limit => break,
                 Head::Partial => {
@@ -282,6 +292,7 @@ impl Engine {
                 }
             };
             pos += len;
+            request.keep_alive &= !self.draining;
             // A head is complete: the server's header clock stops.
             session.state &= !HEAD_CLOCK;
             if request.body == BodyKind::None {

@@ -10,7 +10,7 @@ use evio_core::{Action, Conn, EventHandler, Options};
 
 use super::session::{HEAD_CLOCK, LINGERING, PEER_EOF, TIMER};
 use super::{Config, Engine, Session};
-use crate::held;
+use crate::{drain, held};
 
 /// Server-wide counters, shared by all loops.
 #[derive(Debug, Default)]
@@ -137,6 +137,11 @@ impl HttpServer {
         }
         let idle = conn.context().is_idle();
         conn.set_reclaimable(idle);
+        if conn.is_draining() && idle {
+            // Answered with `Connection: close` or waiting for the next
+            // request, which will be: closed after the grace if none comes.
+            drain::close_when_idle(conn);
+        }
         Action::None
     }
 
@@ -175,6 +180,9 @@ impl EventHandler for HttpServer {
             // Read and discarded; the idle timeout restarts.
             return Action::None;
         }
+        if conn.is_draining() {
+            self.engine.set_draining();
+        }
         // The engine needs the session and the connection's output at once.
         let (session, mut out) = conn.split();
         let action = self.engine.feed(session, input, &mut out);
@@ -197,6 +205,18 @@ impl EventHandler for HttpServer {
             Some(action) => self.settle(conn, action),
             None => Action::None,
         }
+    }
+
+    /// The next response says `Connection: close`; a connection between
+    /// requests is closed after [`drain::IDLE_GRACE`] of silence
+    /// ([`crate::drain`]).
+    fn on_drain(&mut self, conn: &mut Conn<'_, Session>) -> Action {
+        self.engine.set_draining();
+        let s = conn.context();
+        if !s.has(LINGERING) && s.is_idle() {
+            drain::close_when_idle(conn);
+        }
+        Action::None
     }
 
     fn on_timer(&mut self, conn: &mut Conn<'_, Session>) -> Action {

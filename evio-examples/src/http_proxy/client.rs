@@ -19,6 +19,7 @@ use super::{
     as_upstream, log_request, me_client, send, Client, ClientPhase, HttpProxy, Side, UpstreamConn,
     UpstreamPhase, REPLAY_LIMIT,
 };
+use crate::drain;
 
 /// How long a client connection closed after an early response may go on
 /// sending before it is closed anyway (nginx's `lingering_time` is 30 s,
@@ -112,7 +113,7 @@ impl HttpProxy {
                     if data.is_empty() {
                         return Action::None;
                     }
-                    if !c.header_timer {
+                    if !c.header_timer || mem::take(&mut c.drain_grace) {
                         c.header_timer = true;
                         conn.set_timer(self.config.client_header_timeout);
                     }
@@ -227,6 +228,7 @@ impl HttpProxy {
     /// was up, `502` after failed tries) and is closing.
     fn dispatch(&mut self, conn: &mut Conn<'_, Side>) -> bool {
         let me = conn.id();
+        let draining = conn.is_draining();
         let c = me_client(conn);
         let request = c.request.expect("a request in progress");
         let key = request
@@ -245,7 +247,7 @@ impl HttpProxy {
         c.tried |= 1 << index;
         let to_client = ToClient {
             http10: request.http10,
-            keep_alive: request.keep_alive && !c.eof,
+            keep_alive: request.keep_alive && !c.eof && !draining,
             head: request.head,
         };
         let pooled = if request.websocket || mem::replace(&mut c.fresh, false) {
@@ -443,6 +445,10 @@ impl HttpProxy {
                 c.body = None;
                 conn.set_reclaimable(true);
                 self.resume(conn);
+                if conn.is_draining() && me_client(conn).held.is_empty() {
+                    // Answered keep-alive before the drain began.
+                    return self.client_drain(conn);
+                }
                 let held = mem::take(&mut me_client(conn).held);
                 if held.is_empty() {
                     return Action::None;
@@ -495,6 +501,19 @@ impl HttpProxy {
             // Between requests, in a head or a body: nothing more to do.
             _ => Action::Close,
         }
+    }
+
+    /// A drain began (or found this client between requests): a client
+    /// with no request in progress gets [`drain::IDLE_GRACE`] to send its
+    /// next one (which is answered with `Connection: close`), then closes.
+    pub(super) fn client_drain(&mut self, conn: &mut Conn<'_, Side>) -> Action {
+        let c = me_client(conn);
+        if c.phase == ClientPhase::Head && c.held.is_empty() {
+            c.header_timer = true;
+            c.drain_grace = true;
+            conn.set_timer(Some(drain::IDLE_GRACE));
+        }
+        Action::None
     }
 
     pub(super) fn client_timer(&mut self, conn: &mut Conn<'_, Side>) -> Action {

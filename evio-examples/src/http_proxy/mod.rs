@@ -252,6 +252,8 @@ pub struct Client {
     paused: bool,
     /// The client header timer is running.
     header_timer: bool,
+    /// The timer running is a drain's idle grace, not the header timer.
+    drain_grace: bool,
     /// The client's address as text (`X-Forwarded-For`, the log).
     ip: String,
     tls: bool,
@@ -334,6 +336,18 @@ impl EventHandler for HttpProxy {
 
     fn on_wake(&mut self, conn: &mut Conn<'_, Side>) -> Action {
         self.on_data(conn, &[])
+    }
+
+    /// Clients: the next response says `Connection: close`; one between
+    /// requests is closed after [`drain::IDLE_GRACE`](crate::drain::IDLE_GRACE)
+    /// of silence. Idle pooled upstream connections close now; busy ones
+    /// finish their response. Tunnels run until they end.
+    fn on_drain(&mut self, conn: &mut Conn<'_, Side>) -> Action {
+        match conn.context() {
+            Side::Client(_) => self.client_drain(conn),
+            Side::Upstream(u) if u.client.is_none() => Action::Close,
+            Side::Upstream(_) => Action::None,
+        }
     }
 
     fn on_timer(&mut self, conn: &mut Conn<'_, Side>) -> Action {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use evio_core::{Action, Conn, EventHandler, Options};
 
 use super::{Config, Engine, Session};
-use crate::held;
 use crate::store::Store;
+use crate::{drain, held};
 
 /// The Redis server: an [`Engine`] per loop, sweeping expired keys on loop
 /// 0's tick.
@@ -87,6 +87,16 @@ impl EventHandler for RedisServer {
             Some(action) => Self::settle(conn, action),
             None => Action::None,
         }
+    }
+
+    /// Served until the client closes (RESP cannot say "last reply"); a
+    /// connection with nothing in progress is closed after
+    /// [`drain::IDLE_GRACE`] of silence ([`crate::drain`]).
+    fn on_drain(&mut self, conn: &mut Conn<'_, Session>) -> Action {
+        if conn.context().is_idle() {
+            drain::close_when_idle(conn);
+        }
+        Action::None
     }
 
     fn on_tick(&mut self) -> (Option<Duration>, Action) {

@@ -29,6 +29,38 @@ pub struct Inherited {
     pub stream: bool,
 }
 
+impl Inherited {
+    /// Checks that `fd` is a socket, makes it non-blocking and
+    /// close-on-exec, and reads its type and local address: a socket some
+    /// other process passed to this one (a service manager, or a server
+    /// handing over with [`send_frame`](super::send_frame)).
+    ///
+    /// ```
+    /// use evio_sys::net::{self, BindOptions, Inherited};
+    /// let l = net::tcp_listener("127.0.0.1:0".parse().unwrap(), &BindOptions::default())?;
+    /// let s = Inherited::from_socket(l, Some("web".into()))?;
+    /// assert!(s.stream && s.addr.as_inet().is_some());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidData` for a descriptor that is not a socket; the OS error of
+    /// `fcntl` or `getsockname`.
+    pub fn from_socket(fd: OwnedFd, name: Option<String>) -> io::Result<Inherited> {
+        let kind = socket_type(&fd).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("not a socket: {e}"))
+        })?;
+        fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+        set_nonblocking(&fd, true)?;
+        Ok(Inherited {
+            addr: local_addr(&fd)?,
+            stream: kind == libc::SOCK_STREAM,
+            name,
+            fd,
+        })
+    }
+}
+
 /// Takes the sockets systemd socket activation passed to this process: none
 /// unless `LISTEN_PID` names this process. The variables are removed, so a
 /// second call (or a child process) finds none; each descriptor is made
@@ -89,22 +121,14 @@ pub fn take_activation_sockets() -> io::Result<Vec<Inherited>> {
         // process by its service manager for it to own; the variables that
         // name it are gone, so nothing else takes it a second time.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let kind = socket_type(&fd).map_err(|e| {
-            bad(format!(
-                "socket activation: descriptor {raw} is not a socket: {e}"
-            ))
-        })?;
-        fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-        set_nonblocking(&fd, true)?;
-        out.push(Inherited {
-            addr: local_addr(&fd)?,
-            stream: kind == libc::SOCK_STREAM,
-            name: names
-                .get(i)
-                .filter(|s| !s.is_empty())
-                .map(|s| s.to_string()),
-            fd,
-        });
+        let name = names
+            .get(i)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_string());
+        out.push(
+            Inherited::from_socket(fd, name)
+                .map_err(|e| bad(format!("socket activation: descriptor {raw}: {e}")))?,
+        );
     }
     Ok(out)
 }

@@ -15,6 +15,7 @@
 
 mod activation;
 mod addr;
+mod handover;
 mod io;
 mod limit;
 mod opts;
@@ -22,6 +23,10 @@ mod socket;
 
 pub use activation::{take_activation_sockets, Inherited};
 pub use addr::{local_addr, peer_addr, Addr};
+pub use handover::{
+    effective_uid, is_listening, peer_uid, recv_frame, send_frame, Frame, HANDOVER_VERSION,
+    MAX_FRAME_BODY, MAX_FRAME_FDS,
+};
 pub use io::{
     has_input, is_family_unsupported, is_out_of_fds, read, recv_from, send_to, shutdown, write,
     writev, Shutdown,
