@@ -276,10 +276,7 @@ fn redis_server_output_stays_bounded_for_a_client_that_does_not_read() {
     let pid = server.child.id();
     let mut s = tcp(server.port);
     let value = vec![b'v'; 16 << 10];
-    let mut set = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", value.len()).into_bytes();
-    set.extend_from_slice(&value);
-    set.extend_from_slice(b"\r\n");
-    s.write_all(&set).unwrap();
+    s.write_all(&resp_command(&[b"SET", b"k", &value])).unwrap();
     expect(&mut s, b"+OK\r\n");
     let mut one = format!("${}\r\n", value.len()).into_bytes();
     one.extend_from_slice(&value);

@@ -107,10 +107,7 @@ fn redis_answers_held_requests_after_the_clients_fin() {
     let (server, addr) = start(SmallSendBuffer(redis), 1);
     let mut s = connect(addr);
     let value = vec![b'v'; 16 << 10];
-    let mut set = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", value.len()).into_bytes();
-    set.extend_from_slice(&value);
-    set.extend_from_slice(b"\r\n");
-    s.write_all(&set).unwrap();
+    s.write_all(&resp_command(&[b"SET", b"k", &value])).unwrap();
     expect(&mut s, b"+OK\r\n");
     let n = 400;
     let writer = {

@@ -2125,13 +2125,7 @@ fn metrics_count_requests_responses_refusals_and_upstream_state() {
         &["--max-fails", "1", "--fail-timeout", "60"],
     ));
     let p = spawn(PROXY, &strs(&args));
-    let metrics_port: u16 = p
-        .line
-        .split("metrics port ")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metrics port in {:?}", p.line));
+    let metrics_port = p.metrics_port();
     let mut c = Client::new(p.addr());
     for i in 0..4 {
         assert_eq!(c.get(&format!("/m{i}")).status, 200);

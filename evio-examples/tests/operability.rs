@@ -192,13 +192,7 @@ fn metrics_port_serves_prometheus_counters() {
         BINS[0].0,
         &["--port", "0", "--metrics-port", "0", "--loops", "2"],
     );
-    let metrics_port: u16 = server
-        .line
-        .split("metrics port ")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no metrics port in {:?}", server.line));
+    let metrics_port = server.metrics_port();
     let mut conns = Vec::new();
     for i in 0..10u8 {
         let mut c = connect(server.addr());

@@ -17,23 +17,6 @@ use evio_examples::proxy;
 
 const MIB: u64 = 1024 * 1024;
 
-/// Waits until `counter` stops moving (sampled every 200 ms); returns its
-/// value, or panics if it reaches `total` first.
-fn stalls(counter: &AtomicU64, total: u64, what: &str) -> u64 {
-    let mut last = u64::MAX;
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        thread::sleep(Duration::from_millis(200));
-        let now = counter.load(Ordering::SeqCst);
-        assert!(now < total, "{what}: never paused ({now} bytes)");
-        assert!(Instant::now() < deadline, "{what}: never settled");
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-}
-
 // ----- std backends ------------------------------------------------------------------
 
 /// What a backend connection reports when it ends.
@@ -336,7 +319,12 @@ fn backpressure_toward_a_slow_client<P: MakePoller>() {
     let (backend, ends) = source_backend(pat.clone(), TOTAL, sent.clone());
     let (server, addr) = start_proxy::<P>(backend, 1);
     let mut c = connect(addr);
-    let held = stalls(&sent, TOTAL, "backend → idle client");
+    let held = stalls(
+        &sent,
+        TOTAL,
+        Duration::from_millis(200),
+        "backend → idle client",
+    );
     eprintln!("backend stalled after {} KiB", held / 1024);
     assert!(held < 64 * MIB, "the proxy took {held} bytes");
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -363,7 +351,12 @@ fn backpressure_toward_a_slow_backend<P: MakePoller>() {
             w.shutdown(Shutdown::Write)
         })
     };
-    let held = stalls(&sent, TOTAL, "client → stalled backend");
+    let held = stalls(
+        &sent,
+        TOTAL,
+        Duration::from_millis(200),
+        "client → stalled backend",
+    );
     eprintln!("client stalled after {} KiB", held / 1024);
     assert!(held < 64 * MIB, "the proxy took {held} bytes");
     hold.store(false, Ordering::SeqCst);

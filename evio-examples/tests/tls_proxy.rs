@@ -71,16 +71,7 @@ fn redis_cli_tls_through_the_proxy_to_a_plain_redis_server() {
     };
     let (_proxy, addr) = tls_proxy(&pki, redis.addr, &[]);
     if have("redis-cli") {
-        let cli = |args: &[&str]| {
-            let mut cmd = Command::new("redis-cli");
-            cmd.args(["--tls", "--cacert"])
-                .arg(&pki.ca)
-                .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
-                .args(args);
-            let (status, out, err) = run_for(cmd, TIMEOUT, b"");
-            assert_eq!(status, Some(0), "{args:?}: {out}{err}");
-            out
-        };
+        let cli = |args: &[&str]| redis_cli_tls(&pki, addr, args, TIMEOUT).0;
         assert_eq!(cli(&["PING"]), "PONG\n");
         assert_eq!(cli(&["SET", "through", "the proxy"]), "OK\n");
         assert_eq!(cli(&["GET", "through"]), "the proxy\n");
@@ -302,18 +293,7 @@ fn backpressure_over_tls_toward_a_backend_that_never_reads() {
         c
     });
     // Wait until the writes stop moving.
-    let mut last = u64::MAX;
-    let deadline = Instant::now() + TIMEOUT;
-    let stalled_at = loop {
-        thread::sleep(Duration::from_millis(300));
-        let now = sent.load(Ordering::SeqCst);
-        assert!(now < total, "never paused: {now} bytes sent");
-        assert!(Instant::now() < deadline, "never settled ({now} bytes)");
-        if now == last {
-            break now;
-        }
-        last = now;
-    };
+    let stalled_at = stalls(&sent, total, Duration::from_millis(300), "bytes sent");
     let after = rss_kib(proxy.pid());
     eprintln!(
         "stalled after {} KiB sent; proxy RSS {before} -> {after} KiB",

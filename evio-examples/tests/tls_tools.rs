@@ -315,13 +315,7 @@ fn redis_cli_tls_is_byte_identical_to_real_redis() {
         &["INCR", "n"],
     ];
     let cli = |addr: SocketAddr, args: &[&str]| {
-        let mut cmd = Command::new("redis-cli");
-        cmd.args(["--tls", "--cacert"])
-            .arg(&pki.ca)
-            .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
-            .args(args);
-        let (status, out, err) = run_for(cmd, LIMIT, b"");
-        assert_eq!(status, Some(0), "{args:?}: {out}{err}");
+        let (out, err) = redis_cli_tls(&pki, addr, args, LIMIT);
         assert!(err.is_empty(), "{args:?}: {err}");
         out
     };

@@ -104,6 +104,12 @@ impl Bin {
         port_after(&self.line, "TLS port ")
             .unwrap_or_else(|| panic!("no TLS port in {:?}", self.line))
     }
+
+    /// The metrics port in the startup line (`... metrics port N`).
+    pub fn metrics_port(&self) -> u16 {
+        port_after(&self.line, "metrics port ")
+            .unwrap_or_else(|| panic!("no metrics port in {:?}", self.line))
+    }
 }
 
 /// The number right after `marker` in `line`.

@@ -12,6 +12,38 @@ use rustls::ClientConfig;
 
 use crate::net::{free_port, TIMEOUT};
 use crate::pki::{tls_client, Pki};
+use crate::process::run_for;
+
+/// A command in RESP's multibulk form, each argument a bulk string:
+/// `resp_command(&[b"GET", b"k"])` is `*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`.
+pub fn resp_command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Runs `redis-cli --tls` (trusting `pki`'s CA) against `addr` with `args`,
+/// for at most `limit`; fails unless it exits 0. Returns its stdout and
+/// stderr.
+pub fn redis_cli_tls(
+    pki: &Pki,
+    addr: SocketAddr,
+    args: &[&str],
+    limit: Duration,
+) -> (String, String) {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["--tls", "--cacert"])
+        .arg(&pki.ca)
+        .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
+        .args(args);
+    let (status, out, err) = run_for(cmd, limit, b"");
+    assert_eq!(status, Some(0), "redis-cli {args:?}: {out}{err}");
+    (out, err)
+}
 
 /// A real `redis-server` (no persistence), killed when dropped.
 pub struct RealRedis {
