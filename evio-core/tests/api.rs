@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use common::start_server as start;
 use common::*;
 use evio_core::{
-    Action, Builder, Conn, ConnId, EventHandler, InputStream, Options, ServerControl, ServerInfo,
+    Action, Builder, Conn, ConnId, EventHandler, InputStream, Options, ServerControl, ServerHandle,
+    ServerInfo,
 };
 
 // ----- ServerControl: stop from anywhere, counts, loop index ---------------------
@@ -246,11 +247,17 @@ impl EventHandler for Flow {
     }
 }
 
-fn pause_and_resume_reading<P: TestPoller>() {
+/// A server running a fresh [`Flow`], and a client that sent it `first`.
+fn flow<P: TestPoller>(first: &[u8]) -> (Flow, ServerHandle<usize>, TcpStream) {
     let h = Flow::default();
     let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
-    c.write_all(b"pause").unwrap();
+    c.write_all(first).unwrap();
+    (h, server, c)
+}
+
+fn pause_and_resume_reading<P: TestPoller>() {
+    let (h, server, mut c) = flow::<P>(b"pause");
     thread::sleep(Duration::from_millis(50));
     let sent = Instant::now();
     c.write_all(b"more").unwrap();
@@ -266,10 +273,7 @@ fn pause_and_resume_reading<P: TestPoller>() {
 }
 
 fn shutdown_write_is_a_half_close<P: TestPoller>() {
-    let h = Flow::default();
-    let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
-    let mut c = connect(&server.addrs()[0]);
-    c.write_all(b"shut").unwrap();
+    let (h, server, mut c) = flow::<P>(b"shut");
     // Our side reads EOF after the queued bytes; later writes were dropped.
     assert_eq!(read_to_eof(&mut c).unwrap(), b"last words");
     // The server still reads: it counts what we send now.
@@ -283,10 +287,7 @@ fn shutdown_write_is_a_half_close<P: TestPoller>() {
 }
 
 fn eof_can_keep_the_write_side_open<P: TestPoller>() {
-    let h = Flow::default();
-    let server = start::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
-    let mut c = connect(&server.addrs()[0]);
-    c.write_all(b"ab").unwrap();
+    let (h, server, mut c) = flow::<P>(b"ab");
     assert_eq!(read_n(&mut c, 6).unwrap(), b"got 2|");
     c.shutdown(Shutdown::Write).unwrap();
     // The answer written in on_eof arrives, then the server's FIN.

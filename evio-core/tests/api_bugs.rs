@@ -39,26 +39,14 @@ fn empty_handle_write_completes_while_idle<P: TestPoller>() {
     server.shutdown().unwrap();
 }
 
-// ----- bug 2: a UDP port in use is refused ---------------------------------------
-
-#[derive(Clone)]
-struct UdpEcho;
-impl EventHandler for UdpEcho {
-    type Context = ();
-    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
-        conn.write(input);
-        Action::None
-    }
-}
+// ----- bug 2: a UDP port in use is refused (served by the shared `Echo`) ------------
 
 #[test]
 fn udp_port_in_use_is_refused_unless_reuseport() {
-    let first = Builder::new()
-        .start(UdpEcho, &["udp://127.0.0.1:0"])
-        .unwrap();
+    let first = Builder::new().start(Echo, &["udp://127.0.0.1:0"]).unwrap();
     let port = inet(&first.addrs()[0]).port();
     let err = Builder::new()
-        .start(UdpEcho, &[format!("udp://127.0.0.1:{port}")])
+        .start(Echo, &[format!("udp://127.0.0.1:{port}")])
         .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
     assert!(
@@ -74,10 +62,10 @@ fn udp_port_in_use_is_refused_unless_reuseport() {
     first.shutdown().unwrap();
     // With reuseport asked for on both, sharing is allowed.
     let a = Builder::new()
-        .start(UdpEcho, &["udp://127.0.0.1:0?reuseport=true"])
+        .start(Echo, &["udp://127.0.0.1:0?reuseport=true"])
         .unwrap();
     let port = inet(&a.addrs()[0]).port();
-    let b = Builder::new().start(UdpEcho, &[format!("udp://127.0.0.1:{port}?reuseport=true")]);
+    let b = Builder::new().start(Echo, &[format!("udp://127.0.0.1:{port}?reuseport=true")]);
     assert!(b.is_ok(), "{b:?}");
 }
 
@@ -186,7 +174,7 @@ fn a_failed_bind_removes_earlier_unix_socket_files() {
     let port = taken.local_addr().unwrap().port();
     let err = Builder::new()
         .start(
-            UdpEcho,
+            Echo,
             &[
                 format!("unix://{}", path.display()),
                 format!("tcp://127.0.0.1:{port}"),

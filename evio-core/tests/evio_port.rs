@@ -250,8 +250,7 @@ struct Shutter {
 impl EventHandler for Shutter {
     type Context = ();
     fn on_opened(&mut self, _: &mut Conn<'_, ()>) -> (Options, Action) {
-        self.opened.fetch_add(1, Ordering::SeqCst);
-        (Options::default(), Action::None)
+        count_open(&self.opened)
     }
     fn on_closed(&mut self, _: &mut Conn<'_, ()>, err: Option<io::Error>) -> Action {
         assert!(err.is_none());
@@ -450,21 +449,11 @@ fn input_stream<P: common::TestPoller>() {
 //
 // Go's evio had `ReuseInputBuffer`; here `on_data` always borrows the loop's
 // one read buffer, so what one connection reads must never show up in
-// another's input.
-
-#[derive(Clone)]
-struct Reuse;
-impl EventHandler for Reuse {
-    type Context = ();
-    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
-        conn.write(input);
-        Action::None
-    }
-}
+// another's input. The server is the shared `Echo`.
 
 fn input_is_never_shared<P: common::TestPoller>() {
     for _ in 0..2 {
-        let server = start_server::<P, _>(Reuse, 1, &["tcp://127.0.0.1:0"]);
+        let server = start_server::<P, _>(Echo, 1, &["tcp://127.0.0.1:0"]);
         // Two interleaved clients: input of one must never leak into the other.
         let mut a = connect(&server.addrs()[0]);
         let mut b = connect(&server.addrs()[0]);
@@ -484,11 +473,11 @@ fn input_is_never_shared<P: common::TestPoller>() {
 // ----- reuseport ------------------------------------------------------------
 
 fn reuseport<P: common::TestPoller>() {
-    let first = start_server::<P, _>(Reuse, 1, &["tcp://127.0.0.1:0?reuseport=true"]);
+    let first = start_server::<P, _>(Echo, 1, &["tcp://127.0.0.1:0?reuseport=true"]);
     let port = inet(&first.addrs()[0]).port();
     let addr = format!("tcp://127.0.0.1:{port}?reuseport=true");
     let others: Vec<_> = (0..4)
-        .map(|_| start_server::<P, _>(Reuse, 1, &[&addr]))
+        .map(|_| start_server::<P, _>(Echo, 1, &[&addr]))
         .collect();
     for _ in 0..20 {
         let mut c = connect(&first.addrs()[0]);
@@ -498,7 +487,7 @@ fn reuseport<P: common::TestPoller>() {
     // Without reuseport the port is taken.
     assert!(Builder::new()
         .poller(|_| P::make())
-        .start(Reuse, &[format!("tcp://127.0.0.1:{port}")])
+        .start(Echo, &[format!("tcp://127.0.0.1:{port}")])
         .is_err());
     for s in others {
         s.shutdown().unwrap();

@@ -146,8 +146,7 @@ struct Streamer {
 impl EventHandler for Streamer {
     type Context = ();
     fn on_opened(&mut self, _: &mut Conn<'_, ()>) -> (Options, Action) {
-        self.opened.fetch_add(1, Ordering::SeqCst);
-        (Options::default(), Action::None)
+        count_open(&self.opened)
     }
     fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
         if input == b"big" {

@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::beyond::*;
 use common::*;
-use evio_core::{Action, Conn, ConnHandle, EventHandler};
+use evio_core::{Action, Conn, ConnHandle, EventHandler, ServerHandle};
 
 // ----- ConnHandle: cross-thread writes -------------------------------------------
 
@@ -36,6 +37,16 @@ impl HandOut {
             "no handle published"
         );
         self.handles.lock().unwrap().remove(0)
+    }
+
+    /// Starts a server running this handler, connects and says `go`: the
+    /// server, the client and the handle published for it.
+    fn serve<P: common::TestPoller>(&self) -> (ServerHandle<()>, TcpStream, ConnHandle) {
+        let server = start::<P, _>(self.clone());
+        let mut c = connect(&server.addrs()[0]);
+        c.write_all(b"go").unwrap();
+        let handle = self.handle();
+        (server, c, handle)
     }
 }
 
@@ -66,10 +77,7 @@ fn handle_writes_from_many_threads<P: common::TestPoller>() {
         prequeue: PRE,
         ..Default::default()
     };
-    let server = start::<P, _>(h.clone());
-    let mut c = connect(&server.addrs()[0]);
-    c.write_all(b"go").unwrap();
-    let handle = h.handle();
+    let (server, mut c, handle) = h.serve::<P>();
     let writers: Vec<_> = (0..THREADS)
         .map(|t| {
             let handle = handle.clone();
@@ -117,10 +125,7 @@ fn handle_writes_from_many_threads<P: common::TestPoller>() {
 fn handle_writes_after_close_fail<P: common::TestPoller>() {
     let _g = shared();
     let h = HandOut::default();
-    let server = start::<P, _>(h.clone());
-    let mut c = connect(&server.addrs()[0]);
-    c.write_all(b"go").unwrap();
-    let handle = h.handle();
+    let (server, mut c, handle) = h.serve::<P>();
     let ok = handle.write(b"before".to_vec());
     assert_eq!(read_n(&mut c, 6).unwrap(), b"before");
     result_of(&ok, "write before close").unwrap();
@@ -144,10 +149,7 @@ fn handle_writes_after_close_fail<P: common::TestPoller>() {
 fn handle_writes_queued_at_reset_fail<P: common::TestPoller>() {
     let _g = shared();
     let h = HandOut::default();
-    let server = start::<P, _>(h.clone());
-    let mut c = connect(&server.addrs()[0]);
-    c.write_all(b"go").unwrap();
-    let handle = h.handle();
+    let (server, mut c, handle) = h.serve::<P>();
     // More than loopback's socket buffers can hold: it stays queued.
     let big = handle.write(vec![7u8; 64 * MIB]);
     let behind = handle.write(b"behind".to_vec());
@@ -174,10 +176,7 @@ fn handle_receipts_survive_shutdown<P: common::TestPoller>() {
     let _g = shared();
     for round in 0..20 {
         let h = HandOut::default();
-        let server = start::<P, _>(h.clone());
-        let mut c = connect(&server.addrs()[0]);
-        c.write_all(b"go").unwrap();
-        let handle = h.handle();
+        let (server, mut c, handle) = h.serve::<P>();
         let reader = thread::spawn(move || {
             let _ = read_to_eof(&mut c);
         });

@@ -30,6 +30,14 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The crate's `src` directory and every `.rs` file below it.
+fn crate_sources() -> (PathBuf, Vec<PathBuf>) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    (src, files)
+}
+
 /// Modules `x` named as `crate::x::…`, in `use` declarations (also inside
 /// braces) or written out in code.
 fn crate_imports(text: &str) -> BTreeSet<String> {
@@ -101,9 +109,7 @@ fn crate_imports(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn imports_between_modules_point_one_way() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    let (src, files) = crate_sources();
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in &files {
         let module = module_of(&src, f);
@@ -184,9 +190,7 @@ fn occurrences(src: &Path, files: &[PathBuf], needle: &str) -> Vec<String> {
 /// iterations (and once more after its last `on_closed`).
 #[test]
 fn slots_are_freed_in_one_place_between_iterations() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    let (src, files) = crate_sources();
     let frees: Vec<String> = [
         ".remove(",
         ".try_remove(",

@@ -91,6 +91,14 @@ fn start_tls<P: TestPoller>(h: TlsEcho, pki: &Pki) -> evio_core::ServerHandle {
         .unwrap()
 }
 
+/// [`start_tls`], and a TLS client that read the greeting.
+fn greeted<P: TestPoller>(h: TlsEcho, pki: &Pki) -> (evio_core::ServerHandle, TlsClient) {
+    let server = start_tls::<P>(h, pki);
+    let mut c = tls_connect(inet(&server.addrs()[1]), &pki.client);
+    assert_eq!(read_exactly(&mut c, 3), b"hi\n");
+    (server, c)
+}
+
 fn read_exactly(c: &mut impl Read, n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     c.read_exact(&mut v).unwrap();
@@ -162,9 +170,7 @@ fn deferred_tls_listener<P: TestPoller>() {
 
 fn big_transfer_both_ways<P: TestPoller>() {
     let pki = Pki::new();
-    let server = start_tls::<P>(TlsEcho::default(), &pki);
-    let mut c = tls_connect(inet(&server.addrs()[1]), &pki.client);
-    assert_eq!(read_exactly(&mut c, 3), b"hi\n");
+    let (server, mut c) = greeted::<P>(TlsEcho::default(), &pki);
     let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 253) as u8).collect();
     // 64 KiB out, then everything echoed so far back in: a bounded amount
     // in flight, so a single-threaded client cannot deadlock the echo.
@@ -230,9 +236,7 @@ fn close_sends_close_notify_and_eof_is_read<P: TestPoller>() {
 fn detach_hands_over_a_tls_stream<P: TestPoller>() {
     let pki = Pki::new();
     let h = TlsEcho::default();
-    let server = start_tls::<P>(h.clone(), &pki);
-    let mut c = tls_connect(inet(&server.addrs()[1]), &pki.client);
-    assert_eq!(read_exactly(&mut c, 3), b"hi\n");
+    let (server, mut c) = greeted::<P>(h.clone(), &pki);
     c.write_all(b"detach").unwrap();
     assert_eq!(read_exactly(&mut c, 9), b"detaching");
     c.write_all(b"still tls").unwrap();
@@ -406,9 +410,7 @@ fn a_thousand_handshakes_at_once<P: TestPoller>() {
 
 fn records_split_at_every_byte_boundary<P: TestPoller>() {
     let pki = Pki::new();
-    let server = start_tls::<P>(TlsEcho::default(), &pki);
-    let mut c = tls_connect(inet(&server.addrs()[1]), &pki.client);
-    assert_eq!(read_exactly(&mut c, 3), b"hi\n");
+    let (server, mut c) = greeted::<P>(TlsEcho::default(), &pki);
     // One record of a known message; its bytes are sent in two writes,
     // split at every position in turn.
     let msg = b"split me anywhere";

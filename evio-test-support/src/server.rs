@@ -53,6 +53,13 @@ pub fn start_server<P: TestPoller, H: EventHandler + Clone + Send + 'static>(
         .unwrap()
 }
 
+/// What an `on_opened` that only counts returns, after adding one to
+/// `opened`: the default options, no action.
+pub fn count_open(opened: &AtomicUsize) -> (Options, Action) {
+    opened.fetch_add(1, Ordering::SeqCst);
+    (Options::default(), Action::None)
+}
+
 /// Writes back what it reads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Echo;

@@ -45,6 +45,20 @@ pub fn cpu_time() -> Duration {
     Duration::from_millis((f[0] + f[1]) * 10)
 }
 
+/// Sleeps `span` and fails, naming `what`, if this process used a quarter
+/// of it or more in CPU time meanwhile (the loop spun instead of waiting).
+pub fn assert_idle(span: Duration, what: &str) {
+    let (cpu0, t0) = (cpu_time(), Instant::now());
+    std::thread::sleep(span);
+    let busy = cpu_time() - cpu0;
+    eprintln!("{what} for {:?}: {busy:?} of CPU", t0.elapsed());
+    assert!(
+        busy < t0.elapsed() / 4,
+        "the loop spun while {what}: {busy:?} of CPU in {:?}",
+        t0.elapsed()
+    );
+}
+
 pub fn kind(e: &Option<io::Error>) -> Option<io::ErrorKind> {
     e.as_ref().map(io::Error::kind)
 }
