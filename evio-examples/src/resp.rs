@@ -366,7 +366,19 @@ fn split_args(
                 }
                 break;
             };
-            if in_dq {
+            let quote = match (in_dq, in_sq) {
+                (true, _) => Some(b'"'),
+                (_, true) => Some(b'\''),
+                _ => None,
+            };
+            if quote == Some(c) {
+                // A closing quote must end the argument.
+                if at(p + 1).is_some_and(|n| !is_space(n)) {
+                    return Err(ProtoError::UnbalancedQuotes);
+                }
+                p += 1;
+                break;
+            } else if in_dq {
                 let hex = |i| at(i).and_then(|h: u8| (h as char).to_digit(16));
                 if c == b'\\'
                     && at(p + 1) == Some(b'x')
@@ -385,12 +397,6 @@ fn split_args(
                         b'a' => 0x07,
                         other => other,
                     });
-                } else if c == b'"' {
-                    if at(p + 1).is_some_and(|n| !is_space(n)) {
-                        return Err(ProtoError::UnbalancedQuotes);
-                    }
-                    p += 1;
-                    break;
                 } else {
                     scratch.push(c);
                 }
@@ -398,12 +404,6 @@ fn split_args(
                 if c == b'\\' && at(p + 1) == Some(b'\'') {
                     p += 1;
                     scratch.push(b'\'');
-                } else if c == b'\'' {
-                    if at(p + 1).is_some_and(|n| !is_space(n)) {
-                        return Err(ProtoError::UnbalancedQuotes);
-                    }
-                    p += 1;
-                    break;
                 } else {
                     scratch.push(c);
                 }
