@@ -24,7 +24,7 @@
 
 #![warn(missing_docs)]
 
-pub mod args;
+pub mod cli;
 pub mod floor;
 pub mod parse;
 pub mod pattern;

@@ -15,10 +15,21 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
+use evio_benches::cli::{self, CliError};
 use evio_benches::stats::median;
 use serde_json::Value;
 
-const USAGE: &str = "usage: bench-compare STORED.json NEW.json [--noise FRACTION]";
+const USAGE: &str = "\
+usage: bench-compare STORED.json NEW.json [--noise FRACTION]
+
+Compares each of our servers' CPU per request relative to its load's
+reference peer in two `bench` reports; a load whose new median exceeds the
+stored one by more than the noise is named. Exit status: 0 none worse,
+1 some worse, 2 bad usage or unreadable files.
+  --noise F      the least change that counts (default 0.05; the stored
+                 run's own spread, (max - min) / median, when larger)
+  -V, --version  print the name and version
+  -h, --help     this text";
 
 /// Per-round CPU ratios of one server to its load's reference, by
 /// (workload, load, server).
@@ -86,43 +97,29 @@ fn load(path: &str) -> Result<Value, String> {
 }
 
 /// `(stored, new, noise)` from the command line.
-fn parse() -> Result<Option<(String, String, f64)>, String> {
-    use lexopt::Arg::{Long, Short, Value};
-    let mut parser = lexopt::Parser::from_env();
-    let (mut files, mut noise) = (Vec::new(), 0.05);
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+fn parse(parser: &mut lexopt::Parser) -> Result<(String, String, f64), CliError> {
+    use lexopt::Arg::{Long, Value};
+    let (mut files, mut noise) = (Vec::new(), 0.05f64);
+    while let Some(arg) = parser.next()? {
         match arg {
-            Short('h') | Long("help") => return Ok(None),
             Long("noise") => {
-                let v = parser.value().map_err(|e| e.to_string())?;
-                noise = v
-                    .to_str()
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .filter(|n| n.is_finite() && *n >= 0.0)
-                    .ok_or_else(|| format!("invalid value for --noise: {v:?}"))?;
+                noise = cli::value(parser, "--noise")?;
+                if !(noise.is_finite() && noise >= 0.0) {
+                    return Err(format!("invalid value for --noise: \"{noise}\"").into());
+                }
             }
             Value(v) => files.push(v.to_string_lossy().into_owned()),
-            other => return Err(other.unexpected().to_string()),
+            other => return Err(cli::unexpected(other)),
         }
     }
     match <[String; 2]>::try_from(files) {
-        Ok([stored, new]) => Ok(Some((stored, new, noise))),
+        Ok([stored, new]) => Ok((stored, new, noise)),
         Err(_) => Err("two report files are needed".into()),
     }
 }
 
 fn main() -> ExitCode {
-    let (stored, new, noise) = match parse() {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("bench-compare: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let (stored, new, noise) = cli::parse_or_exit("bench-compare", USAGE, parse);
     let (stored, new) = match (load(&stored), load(&new)) {
         (Ok(s), Ok(n)) => (s, n),
         (Err(e), _) | (_, Err(e)) => {

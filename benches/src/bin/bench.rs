@@ -14,7 +14,7 @@ use std::fs;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use evio_benches::args::Args;
+use evio_benches::cli;
 use evio_benches::runner::charts::write_outputs;
 use evio_benches::runner::discover::discover;
 use evio_benches::runner::execute::{prepare, run_jobs};
@@ -24,18 +24,7 @@ use evio_benches::runner::report::{build_mem_rows, build_rows, machine, utc_now,
 use evio_benches::runner::settings::{Settings, USAGE};
 
 fn main() -> ExitCode {
-    let mut a = Args::from_env();
-    if a.flag("--help") || a.flag("-h") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let mut s = match Settings::from_args(a) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("bench: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let mut s = cli::parse_or_exit("bench", USAGE, Settings::parse);
     let t_start = Instant::now();
     let mut notes = Vec::new();
     if let Err(e) = prepare(&mut s, &mut notes) {

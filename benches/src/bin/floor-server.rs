@@ -34,8 +34,9 @@ use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use evio_benches::args::Args;
+use evio_benches::cli::{self, CliError};
 use evio_benches::floor::{http_requests, redis_requests, Framed};
+use lexopt::Arg::Long;
 use nix::errno::Errno;
 #[allow(deprecated)]
 use nix::sys::epoll::epoll_ctl;
@@ -46,7 +47,17 @@ use nix::sys::socket::{
 };
 use nix::unistd::close;
 
-const USAGE: &str = "usage: floor-server --mode echo|redis|http --port N [--defer-accept]";
+const USAGE: &str = "\
+usage: floor-server --mode echo|redis|http --port N [--defer-accept]
+
+The floor reference: one thread, one edge-triggered epoll, on 127.0.0.1.
+  --mode M        echo: write back what was read; redis: +PONG to each
+                  request; http: a fixed 200 \"Hello World!\" (required)
+  --port N        the port to listen on (required)
+  --defer-accept  TCP_DEFER_ACCEPT (1 s) on the listener, as nginx's
+                  `listen ... deferred`
+  -V, --version   print the name and version
+  -h, --help      this text";
 
 /// The listener's epoll token (connections use their descriptor).
 const LISTENER: u64 = u64::MAX;
@@ -362,32 +373,26 @@ impl Floor {
     }
 }
 
-fn parse() -> Result<(Mode, u16, bool), String> {
-    let mut a = Args::from_env();
-    if a.flag("--help") || a.flag("-h") {
-        println!("{USAGE}");
-        std::process::exit(0);
+fn parse(p: &mut lexopt::Parser) -> Result<(Mode, u16, bool), CliError> {
+    let (mut mode, mut port, mut deferred) = (None, None, false);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("mode") => {
+                let modes = [Mode::Echo, Mode::Redis, Mode::Http];
+                mode = Some(modes[cli::choice(p, "--mode", &["echo", "redis", "http"])?]);
+            }
+            Long("port") => port = Some(cli::value(p, "--port")?),
+            Long("defer-accept") => deferred = true,
+            other => return Err(cli::unexpected(other)),
+        }
     }
-    let mode = match a.value::<String>("--mode")?.as_deref() {
-        Some("echo") => Mode::Echo,
-        Some("redis") => Mode::Redis,
-        Some("http") => Mode::Http,
-        _ => return Err("--mode echo|redis|http is required".into()),
-    };
-    let port = a.value::<u16>("--port")?.ok_or("--port N is required")?;
-    let deferred = a.flag("--defer-accept");
-    a.finish()?;
+    let mode = mode.ok_or("--mode echo|redis|http is required")?;
+    let port = port.ok_or("--port N is required")?;
     Ok((mode, port, deferred))
 }
 
 fn main() -> ExitCode {
-    let (mode, port, deferred) = match parse() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("floor-server: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let (mode, port, deferred) = cli::parse_or_exit("floor-server", USAGE, parse);
     if let Err(e) = evio_sys::net::raise_fd_limit(u64::MAX) {
         eprintln!("floor-server: note: cannot raise the open-file limit: {e}");
     }

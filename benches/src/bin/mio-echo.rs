@@ -13,6 +13,8 @@
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
+use evio_benches::cli::{self, CliError};
+use lexopt::Arg::Long;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
@@ -104,23 +106,28 @@ impl Conn {
     }
 }
 
-fn port() -> u16 {
-    let mut a = evio_benches::args::Args::from_env();
-    let port = a.value::<u16>("--port").and_then(|p| {
-        a.clone().finish()?;
-        p.ok_or_else(|| "--port N is required".to_string())
-    });
-    match port {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("mio-echo: {e}\nusage: mio-echo --port N");
-            std::process::exit(2);
+const USAGE: &str = "\
+usage: mio-echo --port N
+
+The mio peer of the echo race (and the proxy workload's backend), on
+127.0.0.1: one thread, edge-triggered.
+  --port N       the port to listen on (required)
+  -V, --version  print the name and version
+  -h, --help     this text";
+
+fn parse(p: &mut lexopt::Parser) -> Result<u16, CliError> {
+    let mut port = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("port") => port = Some(cli::value(p, "--port")?),
+            other => return Err(cli::unexpected(other)),
         }
     }
+    Ok(port.ok_or("--port N is required")?)
 }
 
 fn main() -> io::Result<()> {
-    let port = port();
+    let port = cli::parse_or_exit("mio-echo", USAGE, parse);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut listener = TcpListener::bind(addr)?;
     let mut poll = Poll::new()?;

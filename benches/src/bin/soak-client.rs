@@ -17,16 +17,31 @@
 //! when nothing was done.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use evio_benches::args::Args;
+use evio_benches::cli::{self, CliError};
+use lexopt::Arg::Long;
 
-const USAGE: &str = "usage: soak-client --mode echo|redis|http --addr HOST:PORT \
-[--workers N] [--ops N] [--rate CONNS_PER_SEC] [--duration SECS]";
+const USAGE: &str = "\
+usage: soak-client --mode echo|redis|http --addr HOST:PORT
+                   [--workers N] [--ops N] [--rate CONNS_PER_SEC] [--duration SECS]
+
+Verified load with connection churn (scripts/soak.sh): each worker
+connects, does --ops checked exchanges, closes (every fourth aborts with a
+reply unread), and repeats until --duration.
+  --mode M          echo: random-sized messages; redis: SET/GET/INCR of
+                    worker-private keys; http: pipelined GET / (required)
+  --addr HOST:PORT  the server (required)
+  --workers N       worker threads (default 2)
+  --ops N           exchanges per connection (default 20)
+  --rate R          at most R connections per second per worker (default 100)
+  --duration SECS   how long to run (default 10)
+  -V, --version     print the name and version
+  -h, --help        this text";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -271,42 +286,35 @@ fn session(job: Job, rng: &mut Rng, abort: bool, counter: &mut i64, t: &Totals) 
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let mut a = Args::from_env();
-    if a.flag("--help") || a.flag("-h") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
+/// `(mode, addr, workers, ops, rate, duration)` from the command line.
+fn parse(p: &mut lexopt::Parser) -> Result<(Mode, SocketAddr, usize, usize, f64, f64), CliError> {
+    let (mut mode, mut addr) = (None, None);
+    let (mut workers, mut ops, mut rate, mut duration) = (2usize, 20usize, 100.0f64, 10.0f64);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("mode") => {
+                let modes = [Mode::Echo, Mode::Redis, Mode::Http];
+                mode = Some(modes[cli::choice(p, "--mode", &["echo", "redis", "http"])?]);
+            }
+            Long("addr") => addr = Some(cli::socket_addr(p, "--addr")?),
+            Long("workers") => workers = cli::value(p, "--workers")?,
+            Long("ops") => ops = cli::value(p, "--ops")?,
+            Long("rate") => rate = cli::value(p, "--rate")?,
+            Long("duration") => duration = cli::value(p, "--duration")?,
+            other => return Err(cli::unexpected(other)),
+        }
     }
-    let parsed = (|| -> Result<_, String> {
-        let mode = match a.value::<String>("--mode")?.as_deref() {
-            Some("echo") => Mode::Echo,
-            Some("redis") => Mode::Redis,
-            Some("http") => Mode::Http,
-            _ => return Err("--mode echo|redis|http is required".into()),
-        };
-        let addr: String = a.value("--addr")?.ok_or("--addr HOST:PORT is required")?;
-        let addr = addr
-            .to_socket_addrs()
-            .map_err(|e| format!("--addr {addr}: {e}"))?
-            .next()
-            .ok_or("--addr: no address")?;
-        let workers: usize = a.value_or("--workers", 2)?;
-        let ops: usize = a.value_or("--ops", 20)?;
-        let rate: f64 = a.value_or("--rate", 100.0)?;
-        let duration: f64 = a.value_or("--duration", 10.0)?;
-        a.finish()?;
-        if workers == 0 || ops == 0 || rate <= 0.0 || !(duration > 0.0 && duration < 86_400.0) {
-            return Err("--workers, --ops, --rate and --duration must be positive".into());
-        }
-        Ok((mode, addr, workers, ops, rate, duration))
-    })();
-    let (mode, addr, workers, ops, rate, duration) = match parsed {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("soak-client: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let mode = mode.ok_or("--mode echo|redis|http is required")?;
+    let addr = addr.ok_or("--addr HOST:PORT is required")?;
+    if workers == 0 || ops == 0 || rate <= 0.0 || !(duration > 0.0 && duration < 86_400.0) {
+        return Err("--workers, --ops, --rate and --duration must be positive".into());
+    }
+    Ok((mode, addr, workers, ops, rate, duration))
+}
+
+fn main() -> ExitCode {
+    let (mode, addr, workers, ops, rate, duration) =
+        cli::parse_or_exit("soak-client", USAGE, parse);
     let totals = Arc::new(Totals::default());
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(duration);

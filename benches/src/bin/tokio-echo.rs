@@ -6,16 +6,31 @@
 //!
 //! Usage: `tokio-echo --port N [--threads N]` (listens on 127.0.0.1).
 
+use evio_benches::cli::{self, CliError};
+use lexopt::Arg::Long;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const USAGE: &str = "usage: tokio-echo --port N [--threads N]";
+const USAGE: &str = "\
+usage: tokio-echo --port N [--threads N]
 
-fn parse() -> Result<(u16, usize), String> {
-    let mut a = evio_benches::args::Args::from_env();
-    let port = a.value::<u16>("--port")?.ok_or("--port N is required")?;
-    let threads = a.value_or("--threads", 1usize)?;
-    a.finish()?;
+The tokio peer of the echo race, on 127.0.0.1.
+  --port N       the port to listen on (required)
+  --threads N    1 (default): a current_thread runtime; N > 1: a
+                 multi-thread runtime of N workers (the scaling workload)
+  -V, --version  print the name and version
+  -h, --help     this text";
+
+fn parse(p: &mut lexopt::Parser) -> Result<(u16, usize), CliError> {
+    let (mut port, mut threads) = (None, 1usize);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("port") => port = Some(cli::value(p, "--port")?),
+            Long("threads") => threads = cli::value(p, "--threads")?,
+            other => return Err(cli::unexpected(other)),
+        }
+    }
+    let port = port.ok_or("--port N is required")?;
     if threads == 0 {
         return Err("--threads must be positive".into());
     }
@@ -23,13 +38,7 @@ fn parse() -> Result<(u16, usize), String> {
 }
 
 fn main() -> std::io::Result<()> {
-    let (port, threads) = match parse() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("tokio-echo: {e}\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let (port, threads) = cli::parse_or_exit("tokio-echo", USAGE, parse);
     let rt = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

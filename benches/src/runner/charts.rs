@@ -10,10 +10,16 @@ use crate::svg;
 
 /// Per workload: title, value axis, and whether the bars are rates (else
 /// CPU per request).
-const CHARTS: [(&str, &str, &str, bool); 9] = [
+const CHARTS: [(&str, &str, &str, bool); 10] = [
     (
         "echo",
         "Echo: server CPU per message (lower is better)",
+        "µs of CPU per message",
+        false,
+    ),
+    (
+        "echo-metrics",
+        "Metrics on vs off: server CPU per message (lower is better)",
         "µs of CPU per message",
         false,
     ),

@@ -14,6 +14,7 @@ use crate::runner::plan::{Job, Plan};
 use crate::runner::probe::{probe_for, probe_tls, TlsProbe};
 use crate::runner::process::{on_interrupt_clean_up, online_cpus, set_affinity, Cpus};
 use crate::runner::report::{strace_row, StraceRow};
+use crate::runner::scrape::{Scraper, Scrapes, SCRAPE_EVERY};
 use crate::runner::server::{start_backend, start_server};
 use crate::runner::settings::{missing_tool, Settings};
 
@@ -111,6 +112,23 @@ fn progress(i: usize, n: usize, what: &str, r: &Result<RunResult, String>) {
     }
 }
 
+/// A run whose metrics endpoint was scraped fails unless every scrape was
+/// answered (the endpoint was on, and the figure includes its work).
+fn scraped(mut r: RunResult, scrapes: Option<Scrapes>) -> RunResult {
+    match scrapes {
+        Some(got) if r.ok && (got.ok == 0 || got.failed > 0) => {
+            r.ok = false;
+            r.note = format!(
+                "metrics endpoint: {} of {} scrapes failed",
+                got.failed,
+                got.ok + got.failed
+            );
+            r
+        }
+        _ => r,
+    }
+}
+
 /// Runs every job of the plan in order.
 pub fn run_jobs(s: &Settings, p: &Plan) -> Outcome {
     let mut out = Outcome::default();
@@ -136,9 +154,13 @@ pub fn run_jobs(s: &Settings, p: &Plan) -> Outcome {
                 let res = start_backend(s, g.backend.as_ref(), g.load_cpus).and_then(|backend| {
                     let port = backend.as_ref().map(|b| b.port);
                     start_server(s, spec, g.server_cpus, None, port).and_then(|mut srv| {
+                        let scraper = spec
+                            .metrics_port(&srv)
+                            .map(|port| Scraper::start(port, SCRAPE_EVERY));
                         let r = run_load(s, &g.load, &srv, g.load_cpus, g.load_threads, &what);
+                        let scrapes = scraper.map(Scraper::stop);
                         srv.stop();
-                        r
+                        r.map(|r| scraped(r, scrapes))
                     })
                 });
                 progress(i, n, &what, &res);

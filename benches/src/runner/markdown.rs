@@ -9,8 +9,12 @@ use crate::runner::discover::OURS;
 use crate::runner::report::{MemRow, Report, Row};
 
 /// The tables in order: workload and title.
-pub const TITLES: [(&str, &str); 9] = [
+pub const TITLES: [(&str, &str); 10] = [
     ("echo", "Echo (loadgen; CPU vs tokio-echo)"),
+    (
+        "echo-metrics",
+        "Metrics overhead (echo; ours with the metrics endpoint on and scraped every second vs off)",
+    ),
     (
         "redis",
         "Redis (redis-benchmark -c 50; CPU vs redis-server)",
@@ -445,7 +449,6 @@ pub fn markdown(rep: &Report) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::args::Args;
     use crate::runner::load::{Load, RunResult};
     use crate::runner::plan::Group;
     use crate::runner::report::{build_rows, machine};
@@ -494,7 +497,7 @@ pub(crate) mod tests {
             generated_by: "test",
             date_utc: "2026-01-01 00:00".into(),
             machine: machine(),
-            settings: Settings::from_args(Args::new(Vec::new())).unwrap(),
+            settings: Settings::from_args([""; 0]).unwrap(),
             notes: Vec::new(),
             failures: Vec::new(),
             rows: build_rows(&[g], &runs, &BTreeMap::new()),

@@ -5,6 +5,7 @@
 //! * [`settings`] — command line, defaults, where binaries and tools are;
 //! * [`certs`] — what the TLS loads pin, and the run's certificate;
 //! * [`server`] — server specs, nginx/HAProxy configs, start and stop;
+//! * [`scrape`] — scraping a metrics endpoint during a run;
 //! * [`discover`] — which servers there are (ours, baseline, peers, floor);
 //! * [`load`] — the load tools, one run, CPU per request;
 //! * [`memory`] — the idle-connection memory workload;
@@ -20,6 +21,8 @@ pub mod settings;
 pub mod certs;
 
 pub mod server;
+
+pub mod scrape;
 
 pub mod discover;
 

@@ -8,13 +8,17 @@ mod tls;
 
 pub use tls::{our_tls_variant, real_redis_tls};
 
-use crate::runner::discover::{accepts_flag, Servers, OURS};
+use crate::runner::discover::{accepts_args, accepts_flag, Servers, OURS};
 use crate::runner::load::Load;
 use crate::runner::memory::{MemServer, Probe};
 use crate::runner::probe::probe_for;
 use crate::runner::process::Cpus;
-use crate::runner::server::{ServerSpec, Setup};
+use crate::runner::server::{ServerSpec, Setup, METRICS_FLAGS};
 use crate::runner::settings::{missing_tool, Settings};
+
+/// The echo workload's loads: connections, message size, messages in
+/// flight per connection.
+pub const ECHO_SHAPES: [(usize, usize, usize); 3] = [(50, 64, 1), (50, 6, 16), (1000, 1024, 1)];
 
 /// One load run against several servers, A B A B.
 #[derive(Debug, Clone)]
@@ -197,12 +201,13 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
                 }
                 let mut servers = sv.ours(|o| &o.echo);
                 servers.extend(some(&[&sv.tokio_echo, &sv.mio_echo, &sv.floor_echo]));
-                for (conns, size, depth) in [(50, 64, 1), (50, 6, 16), (1000, 1024, 1)] {
+                for (conns, size, depth) in ECHO_SHAPES {
                     let load = Load::Echo { conns, size, depth };
                     p.groups
                         .push(group("echo", load, "tokio-echo", servers.clone()));
                 }
             }
+            "echo-metrics" => plan_echo_metrics(s, sv, notes, &mut p),
             "redis" => {
                 if s.tools.redis_benchmark.is_none() {
                     notes.push(format!(
@@ -332,7 +337,7 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
             "churn" => churn::plan_churn(s, sv, notes, &mut p),
             "tls" => mem_after = tls::plan_tls(s, sv, notes, &mut p),
             "scaling" => plan_scaling(s, sv, notes, &mut p),
-            _ => unreachable!("checked in Settings::from_args"),
+            _ => unreachable!("checked in Settings::parse"),
         }
         for (g, group) in p.groups.iter().enumerate().skip(first_group) {
             let n = group.servers.len();
@@ -368,6 +373,40 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
         p.push_memory(s, mem_after);
     }
     p
+}
+
+/// The echo loads against each of our echo servers with the metrics
+/// endpoint off (the reference) and on (`--metrics-port`, scraped every
+/// second during the run: see [`crate::runner::scrape`]), A B A B.
+fn plan_echo_metrics(s: &Settings, sv: &Servers, notes: &mut Vec<String>, p: &mut Plan) {
+    if !s.bin_dir.join("loadgen").is_file() {
+        notes.push("echo-metrics: loadgen not built; skipped".into());
+        return;
+    }
+    let mut servers = Vec::new();
+    for spec in sv.ours(|o| &o.echo) {
+        let flags: Vec<String> = METRICS_FLAGS.iter().map(|f| f.to_string()).collect();
+        let probe = [METRICS_FLAGS[0].to_string(), "0".into(), "--help".into()];
+        if !accepts_args(&spec.program, &probe) {
+            notes.push(format!(
+                "echo-metrics: {} does not accept {}; skipped",
+                spec.program.display(),
+                METRICS_FLAGS[0]
+            ));
+            continue;
+        }
+        let on = spec.with(format!("{} {}", spec.name, METRICS_FLAGS[0]), &flags);
+        servers.extend([spec, on]);
+    }
+    if servers.is_empty() {
+        notes.push("echo-metrics: our echo-server is not built; skipped".into());
+        return;
+    }
+    for (conns, size, depth) in ECHO_SHAPES {
+        let load = Load::Echo { conns, size, depth };
+        let g = Group::pinned(s, "echo-metrics", load, OURS, servers.clone());
+        p.groups.push(g);
+    }
 }
 
 /// N loops on N cores, the load on the other cores: ours with the acceptor
@@ -488,15 +527,35 @@ fn plan_scaling(s: &Settings, sv: &Servers, notes: &mut Vec<String>, p: &mut Pla
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::Args;
     use crate::runner::discover::{Ours, FLOOR};
     use std::path::PathBuf;
 
-    /// Settings for `args`, with every tool "installed" and a loadgen in a
-    /// scratch binary directory.
-    fn settings(args: &str, dir: &str) -> Settings {
-        let a = Args::new(args.split_whitespace().map(String::from).collect());
-        let mut s = Settings::from_args(a).unwrap();
+    /// Settings for `args` with wrk and redis-benchmark "installed" and a
+    /// loadgen in a scratch binary directory (removed when dropped); the
+    /// planning tests of every workload share it.
+    pub(crate) struct Scratch(pub(crate) Settings);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0.bin_dir);
+        }
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = Settings;
+        fn deref(&self) -> &Settings {
+            &self.0
+        }
+    }
+
+    impl std::ops::DerefMut for Scratch {
+        fn deref_mut(&mut self) -> &mut Settings {
+            &mut self.0
+        }
+    }
+
+    pub(crate) fn settings(args: &str, dir: &str) -> Scratch {
+        let mut s = Settings::from_args(args.split_whitespace()).unwrap();
         s.bin_dir = std::env::temp_dir().join(format!("{dir}-{}", std::process::id()));
         std::fs::create_dir_all(&s.bin_dir).unwrap();
         std::fs::write(s.bin_dir.join("loadgen"), "").unwrap();
@@ -504,7 +563,16 @@ mod tests {
         s.tools.wrk = tool.clone();
         s.tools.redis_benchmark = tool;
         s.pinned = true;
-        s
+        Scratch(s)
+    }
+
+    /// A server with a config written first (nginx, HAProxy), as
+    /// `/bin/true`.
+    pub(crate) fn configured(name: &str, setup: Setup) -> Option<ServerSpec> {
+        Some(ServerSpec {
+            setup,
+            ..ServerSpec::new(name, PathBuf::from("/bin/true"), &[])
+        })
     }
 
     fn spec(name: &str, program: &str) -> Option<ServerSpec> {
@@ -542,7 +610,6 @@ mod tests {
         let s = settings("--smoke --workloads redis,churn", "evio-plan-churn");
         let mut notes = Vec::new();
         let p = plan(&s, &servers("/bin/true"), &mut notes);
-        let _ = std::fs::remove_dir_all(&s.bin_dir);
         let redis: Vec<&Group> = p.groups.iter().filter(|g| g.workload == "redis").collect();
         assert_eq!(redis.len(), 3);
         assert_eq!(names(redis[0]), [OURS, "redis-server", FLOOR]);
@@ -601,7 +668,6 @@ mod tests {
         assert_eq!(http.servers[2].setup, Setup::Nginx { workers: 2 });
         // A build without --per-loop-listeners: that mode is left out.
         let p = plan(&s, &servers("/bin/false"), &mut notes);
-        let _ = std::fs::remove_dir_all(&s.bin_dir);
         assert_eq!(
             names(&p.groups[0]),
             ["evio-rs --loops 1", "tokio-echo --threads 1"]
@@ -609,5 +675,38 @@ mod tests {
         assert!(notes
             .iter()
             .any(|n| n.contains("does not accept --per-loop-listeners")));
+    }
+
+    #[test]
+    fn echo_metrics_pairs_ours_off_and_on() {
+        let s = settings("--rounds 3 --workloads echo-metrics", "evio-plan-metrics");
+        let mut notes = Vec::new();
+        let p = plan(&s, &servers("/bin/true"), &mut notes);
+        assert_eq!(p.groups.len(), ECHO_SHAPES.len());
+        let on = format!("{OURS} --metrics-port");
+        for g in &p.groups {
+            assert_eq!(g.workload, "echo-metrics");
+            assert_eq!(g.reference.as_deref(), Some(OURS));
+            assert_eq!(names(g), [OURS, on.as_str()]);
+            assert_eq!(g.servers[1].args, METRICS_FLAGS);
+        }
+        // Interleaved: off, on, off, on, ...
+        let order: Vec<usize> = p
+            .jobs
+            .iter()
+            .take(4)
+            .map(|j| match j {
+                Job::Run { server, .. } => *server,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(order, [0, 1, 0, 1]);
+        assert_eq!(p.jobs.len(), ECHO_SHAPES.len() * 2 * 3);
+        // A build without the flag: skipped, with a note.
+        let p = plan(&s, &servers("/bin/false"), &mut notes);
+        assert!(p.groups.is_empty());
+        assert!(notes
+            .iter()
+            .any(|n| n.contains("does not accept --metrics-port")));
     }
 }

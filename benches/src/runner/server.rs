@@ -47,6 +47,10 @@ pub enum Setup {
     HaproxyHttp,
 }
 
+/// The arguments that turn our servers' metrics endpoint on, on the run's
+/// second free port.
+pub const METRICS_FLAGS: [&str; 2] = ["--metrics-port", "{aux_port}"];
+
 /// How a server is started: `{port}` in an argument becomes the port the
 /// load connects to, `{backend}` the backend's `127.0.0.1:PORT`,
 /// `{aux_port}` a second free port (our servers' plain listener when the
@@ -75,6 +79,15 @@ impl ServerSpec {
         }
     }
 
+    /// The port of its metrics endpoint once started as `srv`: where it
+    /// was given `--metrics-port {aux_port}` (see [`METRICS_FLAGS`]).
+    pub fn metrics_port(&self, srv: &Server) -> Option<u16> {
+        self.args
+            .windows(2)
+            .any(|w| w == METRICS_FLAGS)
+            .then_some(srv.aux_port)
+    }
+
     /// The same server with `extra` arguments added and named `name`.
     pub fn with(&self, name: String, extra: &[String]) -> Self {
         let mut spec = self.clone();
@@ -92,6 +105,8 @@ pub struct Server {
     pub pid: i32,
     /// The loopback port it listens on.
     pub port: u16,
+    /// The second port, given as `{aux_port}`; 0 when it has none.
+    pub aux_port: u16,
     /// Its stdout and stderr.
     pub log: PathBuf,
     /// Whether it runs under strace.
@@ -373,6 +388,7 @@ pub fn start_server(
         pid: child.id() as i32,
         child,
         port,
+        aux_port,
         log,
         traced: strace_out.is_some(),
     };

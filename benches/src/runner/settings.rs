@@ -1,17 +1,22 @@
 //! The runner's settings: command line, defaults (full and smoke), where
 //! the binaries and the external tools are.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::args::Args;
+use lexopt::Arg::Long;
+use lexopt::Parser;
+
+use crate::cli::{self, CliError};
 use crate::runner::process::{online_cpus, which, which_not_in, TOOLS_ENV};
 
 /// The runner's usage text.
 pub const USAGE: &str = "\
 usage: bench [--smoke] [--strace] [--rounds N] [--duration SECS] [--warmup SECS]
-             [--workloads echo,redis,http,memory,loops,proxy,http-proxy,churn,tls,scaling]
+             [--workloads echo,redis,http,memory,loops,proxy,http-proxy,churn,tls,
+                          scaling,echo-metrics]
              [--out FILE.json] [--mem-conns N] [--redis-n N] [--compare DIR]
              [--loops 1,2,4,8]
 
@@ -28,8 +33,11 @@ $EVIO_BENCH_TOOLS (directories, `:`-separated), then PATH.
   --duration S   measured seconds of each echo/http run (default 5, smoke 0.5;
                  wrk rounds up to whole seconds)
   --warmup S     echo warm-up seconds (default 1, smoke 0.1)
-  --workloads L  default: all but scaling (echo,redis,http,memory,loops,
-                 proxy,http-proxy,churn,tls); http-proxy: wrk -c50 through
+  --workloads L  default: all but scaling and echo-metrics (echo,redis,
+                 http,memory,loops,proxy,http-proxy,churn,tls);
+                 echo-metrics: the echo loads against ours with the
+                 metrics endpoint off and on (--metrics-port, scraped
+                 every second), A B A B; http-proxy: wrk -c50 through
                  HTTP reverse proxies (ours, nginx, HAProxy, our L4 proxy)
                  to one nginx; tls: HTTPS, Redis over TLS, a TLS proxy
                  and idle TLS connections, TLS 1.3 with one cipher suite
@@ -47,11 +55,14 @@ $EVIO_BENCH_TOOLS (directories, `:`-separated), then PATH.
                  build, e.g. the main branch), labelled \"evio-rs (baseline)\",
                  alternated with the rest
   --loops LIST   loop counts of the scaling workload (default 1,2,4,8; those
-                 that leave no core for the load are skipped)";
+                 that leave no core for the load are skipped)
+  -V, --version  print the name and version
+  -h, --help     this text";
 
 /// Every workload, in the order they run.
-pub const ALL_WORKLOADS: [&str; 10] = [
+pub const ALL_WORKLOADS: [&str; 11] = [
     "echo",
+    "echo-metrics",
     "redis",
     "http",
     "memory",
@@ -63,19 +74,19 @@ pub const ALL_WORKLOADS: [&str; 10] = [
     "scaling",
 ];
 
-/// The workloads run when `--workloads` is not given: all but scaling,
-/// which needs a many-core machine.
-pub const DEFAULT_WORKLOADS: [&str; 9] = [
-    "echo",
-    "redis",
-    "http",
-    "memory",
-    "loops",
-    "proxy",
-    "http-proxy",
-    "churn",
-    "tls",
-];
+/// The workloads run only when `--workloads` names them: scaling needs a
+/// many-core machine, echo-metrics is a question of its own (what the
+/// metrics endpoint costs).
+pub const OPT_IN_WORKLOADS: [&str; 2] = ["echo-metrics", "scaling"];
+
+/// The workloads run when `--workloads` is not given: all but the opt-in
+/// ones, in order.
+pub fn default_workloads() -> Vec<&'static str> {
+    ALL_WORKLOADS
+        .into_iter()
+        .filter(|w| !OPT_IN_WORKLOADS.contains(w))
+        .collect()
+}
 
 /// The external tools, found once at start (`None`: not installed).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -199,39 +210,76 @@ pub fn parse_list(text: &str) -> Result<Vec<usize>, String> {
 }
 
 impl Settings {
-    /// Settings from the command line (after `--help` was handled).
-    pub fn from_args(mut a: Args) -> Result<Settings, String> {
-        let smoke = a.flag("--smoke");
-        let strace = a.flag("--strace");
-        let rounds = a.value_or("--rounds", if smoke { 1 } else { 5 })?;
-        let duration = a.value_or("--duration", if smoke { 0.5 } else { 5.0 })?;
-        let warmup = a.value_or("--warmup", if smoke { 0.1 } else { 1.0 })?;
-        let wl: String = a.value_or("--workloads", DEFAULT_WORKLOADS.join(","))?;
-        let mem_conns = a.value_or("--mem-conns", if smoke { 1000 } else { 10_000 })?;
-        let redis_n = a.value_or("--redis-n", if smoke { 20_000 } else { 200_000 })?;
-        let out: Option<PathBuf> = a.value("--out")?;
-        let compare: Option<PathBuf> = a.value("--compare")?;
-        let loops: String = a.value_or("--loops", "1,2,4,8".to_string())?;
-        a.finish()?;
+    /// Settings from `args` (without the program name): see [`Settings::parse`].
+    ///
+    /// # Errors
+    /// As [`Settings::parse`].
+    pub fn from_args<I, S>(args: I) -> Result<Settings, CliError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Settings::parse(&mut cli::parser(args))
+    }
+
+    /// Settings from the command line ([`USAGE`]).
+    ///
+    /// # Errors
+    /// [`CliError::Help`] / [`CliError::Version`] when asked for, else
+    /// [`CliError::Bad`] for an unknown flag, a bad value or settings that
+    /// do not go together.
+    pub fn parse(p: &mut Parser) -> Result<Settings, CliError> {
+        let (mut smoke, mut strace) = (false, false);
+        let (mut rounds, mut duration, mut warmup) = (None, None, None);
+        let (mut mem_conns, mut redis_n) = (None, None);
+        let mut wl = default_workloads().join(",");
+        let mut out: Option<PathBuf> = None;
+        let mut compare: Option<PathBuf> = None;
+        let mut loops = "1,2,4,8".to_string();
+        while let Some(arg) = p.next()? {
+            match arg {
+                Long("smoke") => smoke = true,
+                Long("strace") => strace = true,
+                Long("rounds") => rounds = Some(cli::value(p, "--rounds")?),
+                Long("duration") => duration = Some(cli::value(p, "--duration")?),
+                Long("warmup") => warmup = Some(cli::value(p, "--warmup")?),
+                Long("workloads") => wl = cli::value(p, "--workloads")?,
+                Long("mem-conns") => mem_conns = Some(cli::value(p, "--mem-conns")?),
+                Long("redis-n") => redis_n = Some(cli::value(p, "--redis-n")?),
+                Long("out") => out = Some(cli::value(p, "--out")?),
+                Long("compare") => compare = Some(cli::value(p, "--compare")?),
+                Long("loops") => loops = cli::value(p, "--loops")?,
+                other => return Err(cli::unexpected(other)),
+            }
+        }
+        // The defaults depend on --smoke, wherever it is on the line.
+        let rounds = rounds.unwrap_or(if smoke { 1 } else { 5 });
+        let duration = duration.unwrap_or(if smoke { 0.5 } else { 5.0 });
+        let warmup = warmup.unwrap_or(if smoke { 0.1 } else { 1.0 });
+        let mem_conns = mem_conns.unwrap_or(if smoke { 1000 } else { 10_000 });
+        let redis_n = redis_n.unwrap_or(if smoke { 20_000 } else { 200_000 });
         let mut workloads = Vec::new();
         for w in wl.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             if !ALL_WORKLOADS.contains(&w) {
-                return Err(format!(
+                return Err(CliError::Bad(format!(
                     "unknown workload {w:?} (known: {})",
                     ALL_WORKLOADS.join(",")
-                ));
+                )));
             }
             workloads.push(w.to_string());
         }
         if rounds == 0 || !(duration > 0.0 && duration <= 600.0) || !(0.0..=60.0).contains(&warmup)
         {
-            return Err(
+            return Err(CliError::Bad(
                 "--rounds must be positive, --duration in (0, 600], --warmup in [0, 60]".into(),
-            );
+            ));
         }
         if let Some(dir) = &compare {
             if !dir.is_dir() {
-                return Err(format!("--compare {}: not a directory", dir.display()));
+                return Err(CliError::Bad(format!(
+                    "--compare {}: not a directory",
+                    dir.display()
+                )));
             }
         }
         let root = workspace_root();
@@ -286,15 +334,16 @@ pub fn missing_tool(tool: &str, package: &str) -> String {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Args {
-        Args::new(s.split_whitespace().map(String::from).collect())
+    fn args(s: &str) -> std::str::SplitWhitespace<'_> {
+        s.split_whitespace()
     }
 
     #[test]
     fn defaults_and_smoke() {
         let s = Settings::from_args(args("")).unwrap();
         assert_eq!(s.rounds, 5);
-        assert_eq!(s.workloads, DEFAULT_WORKLOADS);
+        assert_eq!(s.workloads, default_workloads());
+        assert!(!s.runs("echo-metrics"));
         assert!(!s.runs("scaling"));
         assert!(s.runs("http-proxy"));
         assert!(s.out_json.ends_with("docs/bench-results.json"));

@@ -34,14 +34,15 @@ mod closed;
 mod common;
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use evio_benches::args::Args;
+use evio_benches::cli::{self, CliError};
 use evio_benches::tls;
+use lexopt::Arg::Long;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 
@@ -49,9 +50,31 @@ use churn::Churn;
 use closed::{connect_all, Gen};
 use common::{Clock, Tally};
 
-const USAGE: &str = "usage: loadgen --addr HOST:PORT [--conns N] [--size BYTES] [--depth K] \
-[--duration SECS] [--warmup SECS] [--stream] [--window BYTES] [--churn] [--threads N] [--marks] \
-[--tls --ca PEM [--sni NAME]]";
+const USAGE: &str = "\
+usage: loadgen --addr HOST:PORT [--conns N] [--size BYTES] [--depth K]
+               [--duration SECS] [--warmup SECS] [--stream] [--window BYTES]
+               [--churn] [--threads N] [--marks] [--tls --ca PEM [--sni NAME]]
+
+An epoll echo client that checks every byte echoed back. Output: one JSON
+line on stdout, a human line on stderr; exit status 1 when a byte came back
+wrong or no message completed.
+  --addr HOST:PORT  the server (required)
+  --conns N         connections (churn: concurrent clients; default 50)
+  --size BYTES      message size (default 64)
+  --depth K         closed loop: messages in flight per connection (default 1)
+  --duration SECS   measured seconds (default 5)
+  --warmup SECS     seconds before the measurement (default 1)
+  --stream          a continuous stream per connection (like tcpkali)
+  --window BYTES    stream: at most this much outstanding (default 262144)
+  --churn           a new connection per message: connect, send, read, close
+  --threads N       spread the connections over N threads (default 1)
+  --marks           print #start and #end on stdout around the measurement
+  --tls             closed loop and stream over TLS (one full, verified
+                    handshake per connection first); needs --ca
+  --ca PEM          the server's certificate or its CA (with --tls)
+  --sni NAME        the server name to verify (default localhost)
+  -V, --version     print the name and version
+  -h, --help        this text";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Opts {
@@ -70,43 +93,49 @@ pub(crate) struct Opts {
     pub(crate) tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
-fn parse_opts() -> Result<Opts, String> {
-    let mut a = Args::from_env();
-    if a.flag("--help") || a.flag("-h") {
-        println!("{USAGE}");
-        std::process::exit(0);
-    }
-    let addr: String = a.value("--addr")?.ok_or("--addr HOST:PORT is required")?;
-    let addr = addr
-        .to_socket_addrs()
-        .map_err(|e| format!("--addr {addr}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("--addr {addr}: no address"))?;
-    let o = Opts {
-        addr,
-        conns: a.value_or("--conns", 50)?,
-        size: a.value_or("--size", 64)?,
-        depth: a.value_or("--depth", 1)?,
-        duration: a.value_or("--duration", 5.0)?,
-        warmup: a.value_or("--warmup", 1.0)?,
-        stream: a.flag("--stream"),
-        window: a.value_or("--window", 256 * 1024)?,
-        churn: a.flag("--churn"),
-        threads: a.value_or("--threads", 1)?,
-        marks: a.flag("--marks"),
+fn parse_opts(p: &mut lexopt::Parser) -> Result<Opts, CliError> {
+    let mut addr = None;
+    let mut o = Opts {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        conns: 50,
+        size: 64,
+        depth: 1,
+        duration: 5.0,
+        warmup: 1.0,
+        stream: false,
+        window: 256 * 1024,
+        churn: false,
+        threads: 1,
+        marks: false,
         tls: None,
     };
-    let tls = a.flag("--tls");
-    let ca: Option<PathBuf> = a.value("--ca")?;
-    let sni: String = a.value_or("--sni", "localhost".to_string())?;
-    a.finish()?;
-    let mut o = o;
+    let (mut tls, mut ca, mut sni) = (false, None::<PathBuf>, "localhost".to_string());
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("addr") => addr = Some(cli::socket_addr(p, "--addr")?),
+            Long("conns") => o.conns = cli::value(p, "--conns")?,
+            Long("size") => o.size = cli::value(p, "--size")?,
+            Long("depth") => o.depth = cli::value(p, "--depth")?,
+            Long("duration") => o.duration = cli::value(p, "--duration")?,
+            Long("warmup") => o.warmup = cli::value(p, "--warmup")?,
+            Long("stream") => o.stream = true,
+            Long("window") => o.window = cli::value(p, "--window")?,
+            Long("churn") => o.churn = true,
+            Long("threads") => o.threads = cli::value(p, "--threads")?,
+            Long("marks") => o.marks = true,
+            Long("tls") => tls = true,
+            Long("ca") => ca = Some(cli::value(p, "--ca")?),
+            Long("sni") => sni = cli::value(p, "--sni")?,
+            other => return Err(cli::unexpected(other)),
+        }
+    }
+    o.addr = addr.ok_or("--addr HOST:PORT is required")?;
     match (tls, ca) {
         (true, Some(ca)) if o.churn => {
-            return Err(format!(
+            return Err(CliError::Bad(format!(
                 "--tls is for the closed loop and the stream, not --churn (--ca {})",
                 ca.display()
-            ))
+            )))
         }
         (true, Some(ca)) => {
             let config = tls::client_config(&ca, false, &[])?;
@@ -125,10 +154,10 @@ fn parse_opts() -> Result<Opts, String> {
         return Err("--churn and --stream exclude each other".into());
     }
     if o.size >= evio_benches::pattern::PERIOD {
-        return Err(format!(
+        return Err(CliError::Bad(format!(
             "--size must be below {}",
             evio_benches::pattern::PERIOD
-        ));
+        )));
     }
     if !(o.duration > 0.0 && o.duration < 3600.0 && o.warmup >= 0.0 && o.warmup < 3600.0) {
         return Err("--duration must be in (0, 3600) and --warmup in [0, 3600)".into());
@@ -292,13 +321,7 @@ fn run(o: Opts) -> Result<ExitCode, String> {
 }
 
 fn main() -> ExitCode {
-    let o = match parse_opts() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("loadgen: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let o = cli::parse_or_exit("loadgen", USAGE, parse_opts);
     match run(o) {
         Ok(code) => code,
         Err(e) => {

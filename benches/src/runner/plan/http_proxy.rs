@@ -79,33 +79,11 @@ pub(super) fn plan_http_proxy(s: &Settings, sv: &Servers, notes: &mut Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::Args;
     use crate::runner::discover::{Ours, BASELINE, OURS};
-    use crate::runner::plan::tests::names;
+    use crate::runner::plan::tests::{configured, names, settings};
     use crate::runner::plan::{plan, Job};
     use crate::runner::process::Cpus;
     use std::path::PathBuf;
-
-    /// Settings for `args` with wrk "installed" and a loadgen in a scratch
-    /// binary directory (removed when dropped).
-    struct Scratch(Settings);
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0.bin_dir);
-        }
-    }
-
-    fn settings(args: &str, dir: &str) -> Scratch {
-        let a = Args::new(args.split_whitespace().map(String::from).collect());
-        let mut s = Settings::from_args(a).unwrap();
-        s.bin_dir = std::env::temp_dir().join(format!("{dir}-{}", std::process::id()));
-        std::fs::create_dir_all(&s.bin_dir).unwrap();
-        std::fs::write(s.bin_dir.join("loadgen"), "").unwrap();
-        s.tools.wrk = Some(PathBuf::from("/bin/true"));
-        s.pinned = true;
-        Scratch(s)
-    }
 
     fn spec(name: &str, args: &[&str]) -> Option<ServerSpec> {
         Some(ServerSpec::new(name, PathBuf::from("/bin/true"), args))
@@ -122,14 +100,8 @@ mod tests {
     fn servers() -> Servers {
         Servers {
             ours: ours(OURS),
-            nginx: Some(ServerSpec {
-                setup: Setup::Nginx { workers: 1 },
-                ..ServerSpec::new("nginx", PathBuf::from("/bin/true"), &[])
-            }),
-            haproxy: Some(ServerSpec {
-                setup: Setup::Haproxy,
-                ..ServerSpec::new("haproxy", PathBuf::from("/bin/true"), &[])
-            }),
+            nginx: configured("nginx", Setup::Nginx { workers: 1 }),
+            haproxy: configured("haproxy", Setup::Haproxy),
             ..Servers::default()
         }
     }
@@ -139,7 +111,7 @@ mod tests {
         for args in ["--workloads http-proxy", "--smoke --workloads http-proxy"] {
             let s = settings(args, "evio-plan-http-proxy");
             let mut notes = Vec::new();
-            let p = plan(&s.0, &servers(), &mut notes);
+            let p = plan(&s, &servers(), &mut notes);
             assert!(notes.is_empty(), "{notes:?}");
             // One load, in smoke mode too: wrk -t1 -c50, keep-alive.
             assert_eq!(p.groups.len(), 1);
@@ -178,7 +150,7 @@ mod tests {
             assert_eq!(g.server_cpus, Some(Cpus::Core(0)));
             assert_eq!(g.load_cpus, Some(Cpus::Core(1)));
             // A B C D per round, no TLS probe.
-            assert_eq!(p.jobs.len(), 4 * s.0.rounds);
+            assert_eq!(p.jobs.len(), 4 * s.rounds);
             assert!(p.jobs.iter().all(|j| matches!(j, Job::Run { .. })));
         }
     }
@@ -186,8 +158,8 @@ mod tests {
     #[test]
     fn strace_adds_one_traced_run_per_proxy() {
         let mut s = settings("--smoke --workloads http-proxy", "evio-plan-http-proxy-st");
-        s.0.strace = true;
-        let p = plan(&s.0, &servers(), &mut Vec::new());
+        s.strace = true;
+        let p = plan(&s, &servers(), &mut Vec::new());
         let traced = p
             .jobs
             .iter()
@@ -201,7 +173,7 @@ mod tests {
         let s = settings("--smoke --workloads http-proxy", "evio-plan-http-proxy-b");
         let mut sv = servers();
         sv.baseline = Some(ours(&format!("{OURS} {BASELINE}")));
-        let p = plan(&s.0, &sv, &mut Vec::new());
+        let p = plan(&s, &sv, &mut Vec::new());
         assert_eq!(
             names(&p.groups[0]),
             [
@@ -218,13 +190,13 @@ mod tests {
         let mut sv = servers();
         sv.ours.http_proxy = None;
         sv.haproxy = None;
-        let p = plan(&s.0, &sv, &mut Vec::new());
+        let p = plan(&s, &sv, &mut Vec::new());
         assert_eq!(names(&p.groups[0]), ["nginx", "evio-rs L4 proxy"]);
         assert!(p.groups[0].also_vs.is_empty());
         // Without nginx there is no upstream; without wrk no load.
         let mut notes = Vec::new();
         let p = plan(
-            &s.0,
+            &s,
             &Servers {
                 nginx: None,
                 ..servers()
@@ -237,9 +209,9 @@ mod tests {
             "{notes:?}"
         );
         let mut s = s;
-        s.0.tools.wrk = None;
+        s.tools.wrk = None;
         let mut notes = Vec::new();
-        let p = plan(&s.0, &servers(), &mut notes);
+        let p = plan(&s, &servers(), &mut notes);
         assert!(p.groups.is_empty() && p.jobs.is_empty());
         assert!(
             notes[0].starts_with("http-proxy: wrk not found"),

@@ -207,34 +207,10 @@ pub fn plan_tls(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::Args;
     use crate::runner::discover::{Ours, FLOOR, OURS};
-    use crate::runner::plan::tests::names;
+    use crate::runner::plan::tests::{configured, names, settings};
     use crate::runner::plan::{plan, Job};
     use std::path::PathBuf;
-
-    /// Settings for `args` with every tool "installed" and a loadgen in a
-    /// scratch binary directory (removed when dropped).
-    struct Scratch(Settings);
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0.bin_dir);
-        }
-    }
-
-    fn settings(args: &str, dir: &str) -> Scratch {
-        let a = Args::new(args.split_whitespace().map(String::from).collect());
-        let mut s = Settings::from_args(a).unwrap();
-        s.bin_dir = std::env::temp_dir().join(format!("{dir}-{}", std::process::id()));
-        std::fs::create_dir_all(&s.bin_dir).unwrap();
-        std::fs::write(s.bin_dir.join("loadgen"), "").unwrap();
-        let tool = Some(PathBuf::from("/bin/true"));
-        s.tools.wrk = tool.clone();
-        s.tools.redis_benchmark = tool;
-        s.pinned = true;
-        Scratch(s)
-    }
 
     fn spec(name: &str, program: &str, args: &[&str]) -> Option<ServerSpec> {
         Some(ServerSpec::new(name, PathBuf::from(program), args))
@@ -256,14 +232,8 @@ mod tests {
                 http_proxy: None,
             },
             real_redis: spec("redis-server", "/usr/bin/redis-server", &port),
-            nginx: Some(ServerSpec {
-                setup: Setup::Nginx { workers: 1 },
-                ..ServerSpec::new("nginx", PathBuf::from("/bin/true"), &[])
-            }),
-            haproxy: Some(ServerSpec {
-                setup: Setup::Haproxy,
-                ..ServerSpec::new("haproxy", PathBuf::from("/bin/true"), &[])
-            }),
+            nginx: configured("nginx", Setup::Nginx { workers: 1 }),
+            haproxy: configured("haproxy", Setup::Haproxy),
             floor_echo: spec(FLOOR, "/bin/true", &["--mode", "echo"]),
             ..Servers::default()
         }
@@ -273,7 +243,7 @@ mod tests {
     fn every_tls_load_against_its_peer() {
         let s = settings("--workloads tls", "evio-plan-tls");
         let mut notes = Vec::new();
-        let p = plan(&s.0, &servers("/bin/true"), &mut notes);
+        let p = plan(&s, &servers("/bin/true"), &mut notes);
         assert!(notes.is_empty(), "{notes:?}");
         // HTTPS keep-alive and close, 6 Redis, 2 proxy shapes.
         assert_eq!(p.groups.len(), 2 + 6 + 2);
@@ -349,7 +319,7 @@ mod tests {
     fn smoke_keeps_three_loads_and_ours_needs_the_flags() {
         let s = settings("--smoke --workloads tls", "evio-plan-tls-smoke");
         let mut notes = Vec::new();
-        let p = plan(&s.0, &servers("/bin/true"), &mut notes);
+        let p = plan(&s, &servers("/bin/true"), &mut notes);
         let shorts: Vec<String> = p.groups.iter().map(Group::short).collect();
         assert_eq!(
             shorts,
@@ -357,7 +327,7 @@ mod tests {
         );
         assert!(p.mem_servers.is_empty());
         // A build without the TLS flags: ours left out, with a note each.
-        let p = plan(&s.0, &servers("/bin/false"), &mut notes);
+        let p = plan(&s, &servers("/bin/false"), &mut notes);
         assert_eq!(names(&p.groups[0]), ["nginx"]);
         assert_eq!(notes.len(), 3, "{notes:?}");
         assert!(notes[0].contains("does not take --tls-port"), "{notes:?}");
