@@ -3,12 +3,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::Output;
-use std::thread;
 
-use common::start;
+use common::{echo_through, serve, start};
 
 /// `loadgen` (see `common::loadgen`), which must print its JSON line.
 fn loadgen(port: u16, extra: &[&str]) -> (Output, serde_json::Value) {
@@ -74,30 +71,7 @@ fn marks_frame_the_json_line() {
 
 /// A server that echoes through `f`, on its own threads.
 fn bad_server(f: fn(&mut Vec<u8>, u64)) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            thread::spawn(move || {
-                let mut buf = vec![0u8; 4096];
-                let mut total = 0u64;
-                loop {
-                    let n = match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    let mut v = buf[..n].to_vec();
-                    f(&mut v, total);
-                    total += n as u64;
-                    if s.write_all(&v).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
+    serve(move |s| echo_through(s, f))
 }
 
 #[test]
@@ -142,13 +116,7 @@ fn catches_extra_bytes() {
 
 #[test]
 fn counts_a_server_that_closes() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for s in l.incoming() {
-            drop(s);
-        }
-    });
+    let port = serve(drop);
     let (out, j) = loadgen(port, &["--conns", "3"]);
     // nothing completed: failure, and the closes are errors
     assert_eq!(out.status.code(), Some(1));
@@ -175,13 +143,7 @@ fn churn_and_threads_against_the_peers() {
 
 #[test]
 fn churn_counts_a_server_that_closes_at_once() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for s in l.incoming() {
-            drop(s);
-        }
-    });
+    let port = serve(drop);
     let (out, j) = loadgen(port, &["--churn", "--conns", "2"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(j["messages"], 0);

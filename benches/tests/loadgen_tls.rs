@@ -5,12 +5,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::thread;
 
-use common::{loadgen, Pki};
+use common::{echo_through, loadgen, serve, Pki};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 /// A throwaway CA and certificate (TLS 1.3 only): the CA file for
@@ -22,35 +19,15 @@ fn certificate() -> Pki {
 /// Echoes over TLS on a free port, one thread per connection; `corrupt`
 /// flips the byte at stream offset 1000 of every connection.
 fn tls_echo(config: Arc<ServerConfig>, corrupt: bool) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for sock in listener.incoming() {
-            let Ok(sock) = sock else { return };
-            let config = config.clone();
-            thread::spawn(move || {
-                let _ = sock.set_nodelay(true);
-                let conn = ServerConnection::new(config).unwrap();
-                let mut s = StreamOwned::new(conn, sock);
-                let mut buf = vec![0u8; 1 << 16];
-                let mut offset = 0u64;
-                loop {
-                    let n = match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    if corrupt && offset <= 1000 && 1000 < offset + n as u64 {
-                        buf[(1000 - offset) as usize] ^= 0x20;
-                    }
-                    offset += n as u64;
-                    if s.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
+    serve(move |sock| {
+        let _ = sock.set_nodelay(true);
+        let conn = ServerConnection::new(config.clone()).unwrap();
+        echo_through(StreamOwned::new(conn, sock), |v, offset| {
+            if corrupt && offset <= 1000 && 1000 < offset + v.len() as u64 {
+                v[(1000 - offset) as usize] ^= 0x20;
+            }
+        });
+    })
 }
 
 #[test]
@@ -129,23 +106,7 @@ fn tls_flags_are_checked() {
 #[test]
 fn a_plain_run_says_so() {
     // The plain path through `Stream` is unchanged: a tiny plain echo.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for sock in listener.incoming() {
-            let Ok(mut sock): Result<TcpStream, _> = sock else {
-                return;
-            };
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = sock.read(&mut buf) {
-                    if sock.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let port = serve(|sock| echo_through(sock, |_, _| {}));
     let (out, j) = loadgen(port, &["--conns", "2"]);
     assert!(out.status.success());
     assert_eq!(j.unwrap()["tls"], false);

@@ -1,36 +1,48 @@
 //! The runner end to end on the peer servers only (echo and memory), with
 //! tiny durations. Checks what it writes, never a timing figure.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use evio_test_support::TempDir;
+
+/// Links the benches binaries `names` (built beside this test's) into `dir`.
+fn link_bins(dir: &Path, names: &[&str]) {
+    let exe_dir = Path::new(env!("CARGO_BIN_EXE_loadgen")).parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    for name in names {
+        std::os::unix::fs::symlink(exe_dir.join(name), dir.join(name)).unwrap();
+    }
+}
+
+/// `bench --smoke --warmup 0 --duration 0.3 ARGS --out OUT_JSON` on the
+/// binaries in `bin`, which must succeed; its output and its JSON report.
+fn bench(bin: &Path, args: &[&str], out_json: &Path) -> (Output, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .env("EVIO_BIN_DIR", bin)
+        .args(["--smoke", "--duration", "0.3", "--warmup", "0"])
+        .args(args)
+        .arg("--out")
+        .arg(out_json)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report = std::fs::read_to_string(out_json).unwrap();
+    (out, serde_json::from_str(&report).unwrap())
+}
 
 #[test]
 fn bench_runs_echo_and_memory_on_the_peers() {
     let guard = TempDir::new("bench-test");
     let tmp = guard.path().to_path_buf();
     let bin = tmp.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
     // Only the peers: this test must not depend on evio's own servers.
-    for name in ["loadgen", "tokio-echo", "mio-echo"] {
-        let src = PathBuf::from(env!("CARGO_BIN_EXE_loadgen"))
-            .parent()
-            .unwrap()
-            .join(name);
-        std::os::unix::fs::symlink(&src, bin.join(name)).unwrap();
-    }
+    link_bins(&bin, &["loadgen", "tokio-echo", "mio-echo"]);
     let out_json = tmp.join("out/results.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .env("EVIO_BIN_DIR", &bin)
-        .args(["--smoke", "--workloads", "echo,memory,loops"])
-        .args(["--duration", "0.3", "--warmup", "0", "--mem-conns", "100"])
-        .arg("--out")
-        .arg(&out_json)
-        .output()
-        .unwrap();
+    let args = ["--workloads", "echo,memory,loops", "--mem-conns", "100"];
+    let (out, j) = bench(&bin, &args, &out_json);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     let md = String::from_utf8_lossy(&out.stdout);
     assert!(
         md.contains("| 50 conns × 64 B × 1 in flight | tokio-echo |"),
@@ -44,8 +56,6 @@ fn bench_runs_echo_and_memory_on_the_peers() {
         "{stderr}"
     );
 
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
     let rows = j["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3 * 2);
     for r in rows {
@@ -75,34 +85,14 @@ fn bench_runs_echo_and_memory_on_the_peers() {
 fn bench_runs_churn_with_the_floor_and_a_baseline() {
     let guard = TempDir::new("bench-churn");
     let tmp = guard.path().to_path_buf();
-    let exe_dir = PathBuf::from(env!("CARGO_BIN_EXE_loadgen"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let bin = tmp.join("bin");
-    let base = tmp.join("baseline");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::create_dir_all(&base).unwrap();
-    for name in ["loadgen", "tokio-echo", "floor-server"] {
-        std::os::unix::fs::symlink(exe_dir.join(name), bin.join(name)).unwrap();
-    }
+    let (bin, base) = (tmp.join("bin"), tmp.join("baseline"));
+    link_bins(&bin, &["loadgen", "tokio-echo", "floor-server"]);
     // A stand-in "baseline build": mio-echo under our echo server's name.
-    std::os::unix::fs::symlink(exe_dir.join("mio-echo"), base.join("echo-server")).unwrap();
+    link_bins(&base, &["mio-echo"]);
+    std::fs::rename(base.join("mio-echo"), base.join("echo-server")).unwrap();
     let out_json = tmp.join("out/results.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .env("EVIO_BIN_DIR", &bin)
-        .args(["--smoke", "--workloads", "churn"])
-        .args(["--duration", "0.3", "--warmup", "0"])
-        .arg("--compare")
-        .arg(&base)
-        .arg("--out")
-        .arg(&out_json)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
+    let args = ["--workloads", "churn", "--compare", base.to_str().unwrap()];
+    let (out, j) = bench(&bin, &args, &out_json);
     let rows = j["rows"].as_array().unwrap();
     let echo: Vec<&serde_json::Value> = rows
         .iter()

@@ -5,7 +5,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -322,6 +322,59 @@ fn run_loadgen(
     Ok(r)
 }
 
+/// A load tool run to its end, with the server's CPU sampled around it.
+struct Sampled {
+    /// What the tool printed, and how it exited.
+    out: Output,
+    /// The server's CPU time just before the tool started.
+    cpu_before: procfs::CpuTicks,
+    /// The server's CPU time just after the tool ended.
+    cpu_after: procfs::CpuTicks,
+    /// How long the tool ran.
+    secs: f64,
+}
+
+impl Sampled {
+    /// Runs `cmd` (stdout piped) on `cpus` under a watchdog of `limit`.
+    fn run(
+        cmd: &mut Command,
+        cpus: Option<Cpus>,
+        srv: &Server,
+        limit: Duration,
+        tool: &str,
+        label: &str,
+    ) -> Result<Sampled, String> {
+        let cpu_before = procfs::tree_cpu_ticks(srv.pid);
+        let child = spawn(cmd, cpus).map_err(|e| format!("start {tool}: {e}"))?;
+        let wd = Watchdog::new(child.id() as i32, limit, format!("{tool} ({label})"));
+        let t0 = Instant::now();
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let secs = t0.elapsed().as_secs_f64();
+        drop(wd);
+        let cpu_after = procfs::tree_cpu_ticks(srv.pid);
+        Ok(Sampled {
+            out,
+            cpu_before,
+            cpu_after,
+            secs,
+        })
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    /// The error when the tool's output held no result.
+    fn no_result(&self, tool: &str, log: &Path) -> String {
+        format!(
+            "{tool} gave no result ({}): {} {}",
+            self.out.status,
+            self.stdout().trim(),
+            tail(log, 5)
+        )
+    }
+}
+
 /// `redis-benchmark -c 50 -n n -t test --csv extra…`; the server's CPU is
 /// sampled over the tool's whole life.
 #[allow(clippy::too_many_arguments)]
@@ -349,39 +402,24 @@ fn run_redis_benchmark(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(logf);
-    let c0 = procfs::tree_cpu_ticks(srv.pid);
-    let child = spawn(&mut cmd, cpus).map_err(|e| format!("start redis-benchmark: {e}"))?;
     let limit = Duration::from_secs(if s.smoke { 60 } else { 300 });
-    let wd = Watchdog::new(
-        child.id() as i32,
-        limit,
-        format!("redis-benchmark ({label})"),
-    );
-    let t0 = Instant::now();
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    drop(wd);
-    let c1 = procfs::tree_cpu_ticks(srv.pid);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let run = Sampled::run(&mut cmd, cpus, srv, limit, "redis-benchmark", label)?;
+    let (out, text) = (&run.out, run.stdout());
     let rows = parse_redis_csv(&text);
     let Some(row) = rows.first() else {
-        return Err(format!(
-            "redis-benchmark gave no result ({}): {} {}",
-            out.status,
-            text.trim(),
-            tail(log, 5)
-        ));
+        return Err(run.no_result("redis-benchmark", log));
     };
     let mut r = RunResult {
         requests: n,
         total_requests: n,
-        secs: t0.elapsed().as_secs_f64(),
+        secs: run.secs,
         rate: row.rps,
         p50_us: row.p50_ms.map(|v| v * 1e3),
         p99_us: row.p99_ms.map(|v| v * 1e3),
         ok: out.status.success() && row.rps > 0.0,
         ..Default::default()
     };
-    r.set_cpu(c0, c1, n);
+    r.set_cpu(run.cpu_before, run.cpu_after, n);
     if !r.ok {
         let why = tail(log, 3).replace('\n', " | ");
         r.note = format!("redis-benchmark: {}: {why}", out.status);
@@ -463,24 +501,11 @@ fn run_wrk(
         cmd.args(["--", &pipeline.to_string()]);
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(logf);
-    let c0 = procfs::tree_cpu_ticks(srv.pid);
-    let child = spawn(&mut cmd, cpus).map_err(|e| format!("start wrk: {e}"))?;
-    let wd = Watchdog::new(
-        child.id() as i32,
-        Duration::from_secs(secs + 60),
-        format!("wrk ({label})"),
-    );
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    drop(wd);
-    let c1 = procfs::tree_cpu_ticks(srv.pid);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let limit = Duration::from_secs(secs + 60);
+    let run = Sampled::run(&mut cmd, cpus, srv, limit, "wrk", label)?;
+    let (out, text) = (&run.out, run.stdout());
     let Some(w) = parse_wrk(&text) else {
-        return Err(format!(
-            "wrk gave no result ({}): {} {}",
-            out.status,
-            text.trim(),
-            tail(log, 5)
-        ));
+        return Err(run.no_result("wrk", log));
     };
     let mut r = RunResult {
         requests: w.requests,
@@ -494,7 +519,7 @@ fn run_wrk(
         ok: out.status.success() && w.requests > 0 && w.bad_status == 0,
         ..Default::default()
     };
-    r.set_cpu(c0, c1, w.requests);
+    r.set_cpu(run.cpu_before, run.cpu_after, w.requests);
     if w.bad_status > 0 {
         r.note = format!("{} non-2xx/3xx responses", w.bad_status);
     } else if !r.ok {

@@ -42,7 +42,6 @@ pub(crate) struct Churn {
     /// Error lines printed so far (a few, not thousands).
     pub(crate) complaints: usize,
     pub(crate) t: Tally,
-    pub(crate) measuring: bool,
     pub(crate) running: bool,
     pub(crate) buf: Vec<u8>,
 }
@@ -74,7 +73,6 @@ impl Churn {
             retry_at: None,
             complaints: 0,
             t: Tally::new(),
-            measuring: false,
             running: true,
         })
     }
@@ -194,7 +192,7 @@ impl Churn {
             c.last_progress = now;
             if c.recvd == size {
                 let ns = now.duration_since(c.opened).as_nanos() as u64;
-                if self.measuring {
+                if self.t.measuring {
                     self.t.c.messages += 1;
                     self.t.c.bytes += size as u64;
                     self.t.hist.saturating_record(ns.max(1));
@@ -207,8 +205,7 @@ impl Churn {
 
     /// Runs the clients until the clock's end.
     pub(crate) fn run(mut self, clock: Clock) -> Result<Tally, String> {
-        let mut measure_t0 = clock.t0;
-        self.measuring = self.o.warmup == 0.0;
+        self.t.begin(&clock, self.o.warmup);
         for i in 0..self.clients.len() {
             self.open(i);
         }
@@ -216,15 +213,10 @@ impl Churn {
         let mut now;
         loop {
             now = Instant::now();
-            if !self.measuring && now >= clock.warm_end {
-                self.measuring = true;
-                self.t.start_measuring();
-                measure_t0 = now;
-            }
-            if now >= clock.end {
+            if self.t.advance(&clock, now) {
                 break;
             }
-            let mut timeout = clock.timeout_ms(self.measuring, now);
+            let mut timeout = clock.timeout_ms(self.t.measuring, now);
             if self.retry_at.is_some() {
                 timeout = timeout.min(10);
             }
@@ -243,7 +235,7 @@ impl Churn {
                 }
             }
         }
-        self.t.secs = now.duration_since(measure_t0).as_secs_f64();
+        self.t.finish(now);
         self.running = false;
         let overdue = Duration::from_secs_f64((self.o.duration / 2.0).max(1.0));
         self.t.stalled = self

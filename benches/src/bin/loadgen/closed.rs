@@ -36,7 +36,6 @@ pub(crate) struct Gen {
     pub(crate) pat: Pattern,
     pub(crate) conns: Vec<Conn>,
     pub(crate) t: Tally,
-    pub(crate) measuring: bool,
     pub(crate) running: bool,
     pub(crate) buf: Vec<u8>,
 }
@@ -49,7 +48,6 @@ impl Gen {
             pat: Pattern::new(),
             conns,
             t: Tally::new(),
-            measuring: false,
             running: true,
             buf: vec![0u8; 1 << 16],
         }
@@ -174,7 +172,7 @@ impl Gen {
             let before = c.recvd / size;
             c.recvd += n as u64;
             let done = c.recvd / size - before;
-            if self.measuring {
+            if self.t.measuring {
                 self.t.c.bytes += n as u64;
                 self.t.c.messages += done;
             }
@@ -182,7 +180,7 @@ impl Gen {
             if !self.o.stream {
                 for _ in 0..done {
                     let t = self.conns[i].times.pop_front().expect("message in flight");
-                    if self.measuring {
+                    if self.t.measuring {
                         let ns = now.duration_since(t).as_nanos() as u64;
                         self.t.hist.saturating_record(ns.max(1));
                     }
@@ -209,8 +207,7 @@ impl Gen {
             epoll_add(&epoll, c.sock.socket(), i as u64).map_err(|e| format!("epoll_ctl: {e}"))?;
         }
         let o = self.o.clone();
-        let mut measure_t0 = clock.t0;
-        self.measuring = o.warmup == 0.0;
+        self.t.begin(&clock, o.warmup);
         for i in 0..self.conns.len() {
             if !o.stream {
                 for _ in 0..o.depth {
@@ -223,15 +220,10 @@ impl Gen {
         let mut now;
         loop {
             now = Instant::now();
-            if !self.measuring && now >= clock.warm_end {
-                self.measuring = true;
-                self.t.start_measuring();
-                measure_t0 = now;
-            }
-            if now >= clock.end || self.conns.iter().all(|c| !c.alive) {
+            if self.t.advance(&clock, now) || self.conns.iter().all(|c| !c.alive) {
                 break;
             }
-            let n = match epoll.wait(&mut events, clock.timeout_ms(self.measuring, now)) {
+            let n = match epoll.wait(&mut events, clock.timeout_ms(self.t.measuring, now)) {
                 Ok(n) => n,
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(format!("epoll_wait: {}", io::Error::from(e))),
@@ -247,7 +239,7 @@ impl Gen {
                 }
             }
         }
-        self.t.secs = now.duration_since(measure_t0).as_secs_f64();
+        self.t.finish(now);
         self.running = false;
         // A connection whose data is overdue (nothing came back for a long
         // time while bytes were outstanding) counts as stalled.

@@ -60,6 +60,10 @@ pub(crate) struct Tally {
     pub(crate) secs: f64,
     pub(crate) stalled: u64,
     pub(crate) closed: usize,
+    /// In the measured interval (the warm-up is over).
+    pub(crate) measuring: bool,
+    /// Where the measured interval started.
+    from: Instant,
 }
 
 impl Tally {
@@ -71,6 +75,8 @@ impl Tally {
             secs: 0.0,
             stalled: 0,
             closed: 0,
+            measuring: false,
+            from: Instant::now(),
         }
     }
 
@@ -86,11 +92,28 @@ impl Tally {
         self.closed += t.closed;
     }
 
-    /// Starts the measured interval: forget the warm-up.
-    pub(crate) fn start_measuring(&mut self) {
-        self.c.messages = 0;
-        self.c.bytes = 0;
-        self.hist.reset();
+    /// The run starts on `clock` (measuring at once without a warm-up).
+    pub(crate) fn begin(&mut self, clock: &Clock, warmup: f64) {
+        self.measuring = warmup == 0.0;
+        self.from = clock.t0;
+    }
+
+    /// At `now`: starts the measured interval once the warm-up is over
+    /// (forgetting the warm-up); whether the run is over.
+    pub(crate) fn advance(&mut self, clock: &Clock, now: Instant) -> bool {
+        if !self.measuring && now >= clock.warm_end {
+            self.measuring = true;
+            self.c.messages = 0;
+            self.c.bytes = 0;
+            self.hist.reset();
+            self.from = now;
+        }
+        now >= clock.end
+    }
+
+    /// Ends the measured interval at `now`.
+    pub(crate) fn finish(&mut self, now: Instant) {
+        self.secs = now.duration_since(self.from).as_secs_f64();
     }
 }
 
