@@ -432,3 +432,82 @@ fn two_successors_at_once_leave_one_server() {
         let _ = c.wait();
     }
 }
+
+/// Reads one `http-server` response (its body ends `Hello World!\r\n`).
+fn read_response(c: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(b"Hello World!\r\n") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "EOF before a whole response: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(out).unwrap()
+}
+
+const KEEP_ALIVE_GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/// SIGTERM on an HTTP server (and on the HTTP proxy in front of one): the
+/// next response on a keep-alive connection says `Connection: close` and
+/// the connection closes after it; a connection between requests is
+/// closed after the idle grace; the process exits 0.
+#[test]
+fn a_drain_closes_http_connections_at_their_next_request() {
+    let upstream = Server::start(HTTP, &["--port", "0"]);
+    let to = format!("127.0.0.1:{}", upstream.port);
+    for (bin, args) in [
+        (HTTP, vec!["--port", "0"]),
+        (
+            env!("CARGO_BIN_EXE_http-proxy"),
+            vec!["--port", "0", "--upstream", &to],
+        ),
+    ] {
+        let mut server = Server::start(bin, &args);
+        let connect = || {
+            let c = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            c.set_read_timeout(Some(TIMEOUT)).unwrap();
+            c
+        };
+        let mut busy = connect();
+        busy.write_all(KEEP_ALIVE_GET).unwrap();
+        let first = read_response(&mut busy);
+        assert!(!first.contains("Connection: close"), "{bin}: {first}");
+        let mut idle = connect();
+        idle.write_all(KEEP_ALIVE_GET).unwrap();
+        read_response(&mut idle);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        busy.write_all(KEEP_ALIVE_GET).unwrap();
+        let last = read_response(&mut busy);
+        assert!(last.starts_with("HTTP/1.1 200 OK\r\n"), "{bin}: {last}");
+        assert!(
+            last.contains("Connection: close\r\n"),
+            "{bin}: the last response says so: {last}"
+        );
+        assert_eq!(read_to_close(&mut busy), b"", "{bin}: closed after it");
+        let start = Instant::now();
+        assert_eq!(
+            read_to_close(&mut idle),
+            b"",
+            "{bin}: the idle one is closed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{bin}: after the grace"
+        );
+        assert_eq!(
+            server.exits_within(Duration::from_secs(5)),
+            Some(0),
+            "{bin}: {}",
+            server.stderr()
+        );
+    }
+}

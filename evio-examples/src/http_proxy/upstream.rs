@@ -219,8 +219,11 @@ impl HttpProxy {
         let request_sent = client.is_some_and(|id| request_sent(conn, id));
         keep_alive &= request_sent;
         self.tell(conn, Event::Done { keep_alive });
+        // A draining proxy pools nothing: the drain ends once the
+        // clients have gone.
+        let draining = conn.is_draining();
         let u = me_upstream(conn);
-        if reusable && request_sent && self.pools[index].len() < POOL_SIZE {
+        if reusable && request_sent && !draining && self.pools[index].len() < POOL_SIZE {
             u.phase = UpstreamPhase::Pooled;
             u.reused = true;
             conn.set_idle_timeout(self.config.keepalive_timeout);
