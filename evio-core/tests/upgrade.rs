@@ -65,11 +65,17 @@ fn client(addr: std::net::SocketAddr) -> TcpStream {
     c
 }
 
+/// Writes `line` and reads the answers up to the newline.
 fn ask(c: &mut TcpStream, line: &str) -> String {
     c.write_all(line.as_bytes()).unwrap();
-    let mut buf = vec![0; 64];
-    let n = c.read(&mut buf).unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    let mut out = Vec::new();
+    let mut buf = [0; 64];
+    while !out.ends_with(b"\n") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "EOF after {:?}", String::from_utf8_lossy(&out));
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(out).unwrap()
 }
 
 fn start<P: TestPoller>(h: Lines, b: Builder) -> ServerHandle<()> {
