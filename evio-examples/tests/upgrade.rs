@@ -511,3 +511,41 @@ fn a_drain_closes_http_connections_at_their_next_request() {
         );
     }
 }
+
+/// A unix socket listener is handed over too; the successor owns its file
+/// (removed when it stops), the old process leaves it alone.
+#[test]
+fn a_unix_listener_is_handed_over_with_its_file() {
+    let (dir, path) = upgrade_path("upgrade-unix");
+    let unix = dir.path().join("echo.sock");
+    let (p, u) = (path.to_str().unwrap(), unix.to_str().unwrap());
+    let mut old = Server::start(ECHO, &["--port", "0", "--unix", u, "--upgrade-socket", p]);
+    let mut new = successor(ECHO, old.port, &path, &["--unix", u]);
+    assert_eq!(
+        old.exits_within(Duration::from_secs(5)),
+        Some(0),
+        "{}",
+        old.stderr()
+    );
+    assert!(
+        unix.exists(),
+        "the old process left the socket file to the successor"
+    );
+    let mut c = UnixStream::connect(&unix).unwrap();
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.write_all(b"over unix\n").unwrap();
+    let mut got = [0u8; 10];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"over unix\n");
+    drop(c);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(new.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(new.exits_within(Duration::from_secs(5)), Some(0));
+    assert!(
+        !unix.exists(),
+        "the successor removes the file when it stops"
+    );
+}

@@ -447,6 +447,11 @@ impl<P: Poller + 'static> Builder<P> {
                     .map(|sock| {
                         let mut b = s.adopt(i, sock)?;
                         b.local = local;
+                        // The socket file is this server's now: removed
+                        // when it stops (unless it hands over in turn).
+                        if let Addr::Unix(Some(path)) = &b.addr {
+                            b.unix_path = Some(path.clone());
+                        }
                         Ok(b)
                     })
                     .collect::<io::Result<Vec<_>>>()?;
