@@ -4,7 +4,7 @@ mod common;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -304,8 +304,7 @@ fn redis_server_output_stays_bounded_for_a_client_that_does_not_read() {
             assert!(got == one, "{what}: reply {i} differs");
         }
     }
-    s.write_all(b"PING\r\n").unwrap();
-    expect(&mut s, b"+PONG\r\n");
+    expect_pong(&mut s);
 }
 
 /// With the backend down, every client connection is a failed dial. The
@@ -319,30 +318,9 @@ fn proxy_rate_limits_dial_failure_warnings() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proxy"))
-        .args(["--port", "0", "--backend", &backend.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let first = rx.recv_timeout(TIMEOUT).expect("the startup line");
-    let port: u16 = first
-        .split("on port ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    cmd.args(["--port", "0", "--backend", &backend.to_string()]);
+    let (mut child, port, rx) = spawn_logging(cmd);
     let n = 2000;
     for _ in 0..n {
         let mut c = tcp(port);

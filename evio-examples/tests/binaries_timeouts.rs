@@ -181,8 +181,7 @@ fn redis_binary_reclaims_idle_connections_when_out_of_fds() {
     } else {
         eprintln!("redis-cli not found: a socket instead");
         let mut s = connect(server.addr());
-        s.write_all(b"PING\r\n").unwrap();
-        expect(&mut s, b"+PONG\r\n");
+        expect_pong(&mut s);
     }
     busy.write_all(b"lo\r\nGET k\r\n").unwrap();
     expect(&mut busy, b"+OK\r\n$5\r\nhello\r\n");

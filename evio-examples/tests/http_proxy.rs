@@ -632,14 +632,6 @@ fn retry_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     })
 }
 
-fn skip_without(tool: &str) -> bool {
-    if have(tool) {
-        return false;
-    }
-    eprintln!("{tool} not installed: skipped");
-    true
-}
-
 // ----- the proxy -----------------------------------------------------------------------
 
 /// `--upstream A --upstream B ...`, then `args`.

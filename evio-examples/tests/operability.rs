@@ -87,28 +87,8 @@ fn limited(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Option<Limited> {
     cmd.args(["--nofile=40:40", "--", bin, "--port", "0"])
         .args(args)
         .env_remove("RUST_LOG")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let first = lines.recv_timeout(TIMEOUT).expect("the startup line");
-    let port = first
-        .split("on port ")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
+        .envs(env.iter().copied());
+    let (child, port, lines) = spawn_logging(cmd);
     Some(Limited { child, port, lines })
 }
 
@@ -237,8 +217,7 @@ fn metrics_port_serves_prometheus_counters() {
 #[test]
 fn serves_a_socket_passed_by_systemd_socket_activation() {
     use std::io::{Read, Write};
-    if !have("systemd-socket-activate") {
-        eprintln!("systemd-socket-activate not found: skipped");
+    if skip_without("systemd-socket-activate") {
         return;
     }
     for (bin, name) in [BINS[1], BINS[0]] {

@@ -369,8 +369,7 @@ fn declared_lengths_allocate_nothing_until_the_bytes_arrive() {
         })
         .collect();
     let mut s = connect(addr);
-    s.write_all(b"PING\r\n").unwrap();
-    expect(&mut s, b"+PONG\r\n");
+    expect_pong(&mut s);
     let grown = rss().saturating_sub(before);
     assert!(grown < 256 << 20, "memory grew by {} MiB", grown >> 20);
     drop(conns);
@@ -397,8 +396,7 @@ fn shutdown_stops_the_server() {
     for loops in [1, 3] {
         let (server, addr) = server(loops);
         let mut other = connect(addr);
-        other.write_all(b"PING\r\n").unwrap();
-        expect(&mut other, b"+PONG\r\n");
+        expect_pong(&mut other);
         let mut s = connect(addr);
         s.write_all(b"SHUTDOWN\r\n").unwrap();
         within("the server to stop", move || server.wait()).expect("clean stop");

@@ -184,8 +184,7 @@ fn gigantic_resp_lengths_are_refused() {
         })
         .collect();
     let mut s = connect(addr);
-    s.write_all(b"PING\r\n").unwrap();
-    expect(&mut s, b"+PONG\r\n");
+    expect_pong(&mut s);
     let grown = rss().saturating_sub(before);
     assert!(grown < 64 << 20, "memory grew by {} MiB", grown >> 20);
     drop(held);
@@ -277,7 +276,6 @@ fn resp_bounds_leave_others_unharmed() {
         let mut s = connect(addr);
         let _ = s.write_all(&a);
         read_to_close(&mut s);
-        bystander.write_all(b"PING\r\n").unwrap();
-        expect(&mut bystander, b"+PONG\r\n");
+        expect_pong(&mut bystander);
     }
 }

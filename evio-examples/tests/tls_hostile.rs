@@ -336,8 +336,7 @@ fn unreadable_or_invalid_pem_files_exit_1_naming_the_file() {
 /// the openssl tool, load as PKCS#8 ones do.
 #[test]
 fn sec1_and_pkcs1_keys_are_accepted() {
-    if !have("openssl") {
-        eprintln!("openssl not installed: skipped");
+    if skip_without("openssl") {
         return;
     }
     let pki = Pki::new();

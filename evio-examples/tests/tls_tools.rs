@@ -22,14 +22,6 @@ const REDIS: &str = env!("CARGO_BIN_EXE_redis-server");
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn skip_without(tool: &str) -> bool {
-    if have(tool) {
-        return false;
-    }
-    eprintln!("{tool} not installed: skipped");
-    true
-}
-
 /// `curl` resolving `localhost` to 127.0.0.1, trusting the test CA.
 fn curl(pki: &Pki, port: u16) -> Command {
     let mut c = Command::new("curl");

@@ -72,6 +72,12 @@ pub fn expect(r: &mut impl Read, expected: &[u8]) {
     );
 }
 
+/// Writes `msg` on `s` and expects exactly it back (from an echo).
+pub fn assert_echo(s: &mut (impl Read + Write), msg: &[u8]) {
+    s.write_all(msg).unwrap();
+    assert_eq!(read_n(s, msg.len()).unwrap(), msg);
+}
+
 /// Reads to the end of the stream.
 pub fn read_to_eof(r: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut v = Vec::new();
@@ -79,22 +85,31 @@ pub fn read_to_eof(r: &mut impl Read) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// Reads `r` until it ends: every byte read, and the error that ended it
+/// (`None` for an EOF); `Interrupted` is retried.
+pub(crate) fn read_until_end(r: &mut impl Read) -> (Vec<u8>, Option<io::Error>) {
+    let mut out = Vec::new();
+    let mut buf = [0; 16 << 10];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return (out, Some(e)),
+        }
+    }
+}
+
 /// Reads until the peer closes (a reset counts as a close); panics on a
 /// timeout, that is when the peer did not close.
 pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0; 64 << 10];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return out,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => panic!(
-                "waiting for the server to close: {e} (got {:?})",
-                String::from_utf8_lossy(&out)
-            ),
-        }
+    match read_until_end(s) {
+        (out, None) => out,
+        (out, Some(e)) if e.kind() == ErrorKind::ConnectionReset => out,
+        (out, Some(e)) => panic!(
+            "waiting for the server to close: {e} (got {:?})",
+            String::from_utf8_lossy(&out)
+        ),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Certificates made on the fly (nothing secret is checked in) and
 //! blocking rustls clients.
 
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use rustls::{
     SupportedProtocolVersion,
 };
 
-use crate::net::{connect, Target};
+use crate::net::{connect, read_until_end, Target};
 use crate::process::TempDir;
 
 /// A throwaway CA and a certificate it signed for `localhost` and
@@ -175,18 +175,12 @@ pub fn tls_connect(addr: impl Target, config: &Arc<ClientConfig>) -> TlsClient {
 /// Reads until the server's `close_notify` (a clean TLS end); panics on a
 /// truncation, a reset or a timeout.
 pub fn read_to_close_notify(c: &mut TlsClient) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0; 16 << 10];
-    loop {
-        match c.read(&mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => panic!(
-                "waiting for close_notify: {e} (got {:?})",
-                String::from_utf8_lossy(&out)
-            ),
-        }
+    match read_until_end(c) {
+        (out, None) => out,
+        (out, Some(e)) => panic!(
+            "waiting for close_notify: {e} (got {:?})",
+            String::from_utf8_lossy(&out)
+        ),
     }
 }
 
@@ -194,25 +188,19 @@ pub fn read_to_close_notify(c: &mut TlsClient) -> Vec<u8> {
 /// `close_notify`, `(bytes, false)` after an EOF without one (a
 /// truncation) or a reset; panics on a timeout or a TLS error.
 pub fn read_to_end_tls(c: &mut TlsClient) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    let mut buf = [0; 16 << 10];
-    loop {
-        match c.read(&mut buf) {
-            Ok(0) => return (out, true),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
-                ) =>
-            {
-                return (out, false)
-            }
-            Err(e) => panic!(
-                "waiting for the end: {e} (got {:?})",
-                String::from_utf8_lossy(&out)
-            ),
+    match read_until_end(c) {
+        (out, None) => (out, true),
+        (out, Some(e))
+            if matches!(
+                e.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+            ) =>
+        {
+            (out, false)
         }
+        (out, Some(e)) => panic!(
+            "waiting for the end: {e} (got {:?})",
+            String::from_utf8_lossy(&out)
+        ),
     }
 }

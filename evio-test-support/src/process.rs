@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::net::within;
+use crate::net::{within, TIMEOUT};
 
 /// A directory of this test process, removed with what is in it when
 /// dropped.
@@ -120,16 +121,42 @@ fn port_after(line: &str, marker: &str) -> Option<u16> {
         .and_then(|p| p.parse().ok())
 }
 
-/// Starts `cmd` (a server binary, or `prlimit ... -- binary`) with stderr
-/// piped, and waits for its startup line; stderr is drained afterwards so
-/// warnings never block the server.
-pub fn spawn_bin(mut cmd: Command) -> Bin {
-    let mut child = cmd
-        .stdin(Stdio::null())
+/// Starts `cmd` with stdin and stdout null and stderr piped.
+fn spawn_quiet(mut cmd: Command) -> Child {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"))
+}
+
+/// Starts `cmd` (a server binary, or `prlimit ... -- binary`) and sends
+/// each line of its stderr to the returned receiver (from a thread that
+/// ends with stderr or the receiver); waits for the startup line. Returns
+/// the child, the port the startup line names and the receiver, for the
+/// lines after it.
+pub fn spawn_logging(cmd: Command) -> (Child, u16, mpsc::Receiver<String>) {
+    let mut child = spawn_quiet(cmd);
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = lines.recv_timeout(TIMEOUT).expect("the startup line");
+    let port = port_after(&first, "on port ").unwrap_or_else(|| panic!("no port in {first:?}"));
+    (child, port, lines)
+}
+
+/// Starts `cmd` (a server binary, or `prlimit ... -- binary`) with stderr
+/// piped, and waits for its startup line; stderr is drained afterwards so
+/// warnings never block the server.
+pub fn spawn_bin(cmd: Command) -> Bin {
+    let mut child = spawn_quiet(cmd);
     let stderr = child.stderr.take().unwrap();
     let line = within("the startup line", move || {
         let mut r = BufReader::new(stderr);
@@ -197,6 +224,16 @@ pub fn have(program: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok()
+}
+
+/// Whether a test that needs `tool` must be skipped: `true`, with a
+/// message, where `tool` is not installed.
+pub fn skip_without(tool: &str) -> bool {
+    if have(tool) {
+        return false;
+    }
+    eprintln!("{tool} not installed: skipped");
+    true
 }
 
 /// How many file descriptors process `pid` has open (Linux `/proc`).

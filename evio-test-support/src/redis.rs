@@ -14,6 +14,12 @@ use crate::net::{free_port, TIMEOUT};
 use crate::pki::{tls_client, Pki};
 use crate::process::run_for;
 
+/// Sends an inline `PING` on `s` and expects `+PONG`.
+pub fn expect_pong(s: &mut TcpStream) {
+    s.write_all(b"PING\r\n").unwrap();
+    crate::net::expect(s, b"+PONG\r\n");
+}
+
 /// A command in RESP's multibulk form, each argument a bulk string:
 /// `resp_command(&[b"GET", b"k"])` is `*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`.
 pub fn resp_command(args: &[&[u8]]) -> Vec<u8> {
