@@ -201,6 +201,13 @@ fn owned_and_vectored_writes_keep_order<P: TestPoller>() {
 
 #[derive(Clone, Default)]
 struct Flow(Arc<Mutex<Vec<String>>>);
+
+impl Flow {
+    fn note(&self, what: String) {
+        self.0.lock().unwrap().push(what);
+    }
+}
+
 impl EventHandler for Flow {
     type Context = usize;
     fn on_data(&mut self, conn: &mut Conn<'_, usize>, input: &[u8]) -> Action {
@@ -221,18 +228,12 @@ impl EventHandler for Flow {
         Action::None
     }
     fn on_timer(&mut self, conn: &mut Conn<'_, usize>) -> Action {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("timer at {}", conn.context()));
+        self.note(format!("timer at {}", conn.context()));
         conn.resume_reading();
         Action::None
     }
     fn on_eof(&mut self, conn: &mut Conn<'_, usize>) -> Action {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("eof after {}", conn.context()));
+        self.note(format!("eof after {}", conn.context()));
         // Half-close: still answer after the peer finished sending.
         conn.write(b"after eof");
         conn.shutdown_write();

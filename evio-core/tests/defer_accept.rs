@@ -89,8 +89,7 @@ fn deferred_connections_are_served_like_any_other<P: TestPoller>() {
     // A client that connects and speaks only later is still served.
     let mut late = connect(addr);
     std::thread::sleep(Duration::from_millis(300));
-    late.write_all(b"late").unwrap();
-    assert_eq!(read_n(&mut late, 4).unwrap(), b"late");
+    assert_echo(&mut late, b"late");
     // The big one half-closed, so the server closed it after the echo.
     soon!(server.connections() == 2);
     drop((kept, c, late));
@@ -135,8 +134,7 @@ fn defer_accept_is_for_tcp_listeners_only() {
         .start(Echo::default(), &["tcp://127.0.0.1:0?defer_accept=false"])
         .unwrap();
     let mut c = connect(&server.addrs()[0]);
-    c.write_all(b"x").unwrap();
-    assert_eq!(read_n(&mut c, 1).unwrap(), b"x");
+    assert_echo(&mut c, b"x");
     server.shutdown().unwrap();
 }
 

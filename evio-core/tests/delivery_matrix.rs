@@ -287,20 +287,10 @@ cells! {
 /// sender ends up blocked. (That the bytes then all arrive is what the
 /// cells above check.)
 fn backpressure_bounds_tls_as_plain<P: TestPoller>() {
-    #[derive(Clone, Default)]
-    struct Echo(Arc<AtomicUsize>);
-    impl EventHandler for Echo {
-        type Context = ();
-        fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
-            conn.write(input);
-            self.0.fetch_max(conn.output_len(), Ordering::Relaxed);
-            Action::None
-        }
-    }
     const HIGH: usize = 256 << 10;
     let pki = Pki::new();
     for transport in [Transport::Plain, Transport::Tls] {
-        let h = Echo::default();
+        let h = MaxQueued::default();
         let server = Builder::new()
             .poller(|_| P::make())
             .tls_config(pki.server.clone())

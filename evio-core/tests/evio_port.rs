@@ -481,8 +481,7 @@ fn reuseport<P: common::TestPoller>() {
         .collect();
     for _ in 0..20 {
         let mut c = connect(&first.addrs()[0]);
-        c.write_all(b"ping").unwrap();
-        assert_eq!(read_n(&mut c, 4).unwrap(), b"ping");
+        assert_echo(&mut c, b"ping");
     }
     // Without reuseport the port is taken.
     assert!(Builder::new()

@@ -377,19 +377,6 @@ fn max_connections_sheds_the_excess<P: common::TestPoller>() {
     }
 }
 
-/// Echo that records the most output it ever had queued.
-#[derive(Clone, Default)]
-struct MaxQueued(Arc<AtomicUsize>);
-
-impl EventHandler for MaxQueued {
-    type Context = ();
-    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
-        conn.write(input);
-        self.0.fetch_max(conn.output_len(), Ordering::SeqCst);
-        Action::None
-    }
-}
-
 /// `output_water_marks(64 KiB, 16 KiB)` and a client that sends 8 MiB
 /// without reading: the output queued for it never passes the high mark
 /// by more than one read (64 KiB), and everything arrives once it reads.

@@ -252,8 +252,7 @@ fn pre_write_fires_before_output<P: common::TestPoller>() {
     let server = start_server::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut c = connect(&server.addrs()[0]);
     for _ in 0..3 {
-        c.write_all(b"hi").unwrap();
-        assert_eq!(read_n(&mut c, 2).unwrap(), b"hi");
+        assert_echo(&mut c, b"hi");
         // The reply has arrived, so pre_write already ran after on_data.
         assert_eq!(h.0.lock().unwrap().last(), Some(&"pre_write"));
     }
@@ -564,8 +563,7 @@ fn reset_while_writing_closes_only_that_conn<P: common::TestPoller>() {
     );
     // The process survived (no SIGPIPE) and still serves others.
     let mut other = connect(&server.addrs()[0]);
-    other.write_all(b"still here").unwrap();
-    assert_eq!(read_n(&mut other, 10).unwrap(), b"still here");
+    assert_echo(&mut other, b"still here");
     server.shutdown().unwrap();
 }
 

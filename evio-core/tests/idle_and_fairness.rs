@@ -110,8 +110,7 @@ fn idle_timeout_closes_only_idle_conns<P: common::TestPoller>() {
         "busy conn closed after {took:?}"
     );
     // The exempt one outlived both.
-    exempt.write_all(b"still here").unwrap();
-    assert_eq!(read_n(&mut exempt, 10).unwrap(), b"still here");
+    assert_echo(&mut exempt, b"still here");
     let closed = h.closed.lock().unwrap().clone();
     assert_eq!(closed.len(), 2, "{closed:?}");
     assert!(closed
@@ -134,8 +133,7 @@ fn idle_timeout_per_connection_override<P: common::TestPoller>() {
     let mut by_options = connect(&server.addrs()[1]);
     let mut by_call = connect(&server.addrs()[0]);
     let mut default = connect(&server.addrs()[0]);
-    by_call.write_all(b"short").unwrap();
-    assert_eq!(read_n(&mut by_call, 5).unwrap(), b"short");
+    assert_echo(&mut by_call, b"short");
     let t = thread::spawn(move || time_to_eof(&mut by_call));
     let took = time_to_eof(&mut by_options);
     assert!(took < Duration::from_millis(1500), "Options: {took:?}");
@@ -144,8 +142,7 @@ fn idle_timeout_per_connection_override<P: common::TestPoller>() {
         took < Duration::from_millis(1500),
         "set_idle_timeout: {took:?}"
     );
-    default.write_all(b"x").unwrap();
-    assert_eq!(read_n(&mut default, 1).unwrap(), b"x");
+    assert_echo(&mut default, b"x");
     let closed = h.closed.lock().unwrap().clone();
     assert_eq!(closed.len(), 2, "{closed:?}");
     assert!(closed
@@ -156,8 +153,7 @@ fn idle_timeout_per_connection_override<P: common::TestPoller>() {
     let server2 = start_server::<P, _>(h.clone(), 1, &ADDRS3);
     let mut plain = connect(&server2.addrs()[0]);
     thread::sleep(Duration::from_millis(400));
-    plain.write_all(b"y").unwrap();
-    assert_eq!(read_n(&mut plain, 1).unwrap(), b"y");
+    assert_echo(&mut plain, b"y");
     assert!(h.closed.lock().unwrap().is_empty());
     server2.shutdown().unwrap();
     server.shutdown().unwrap();

@@ -60,8 +60,7 @@ fn counts_tls_handshakes_and_failures<P: TestPoller>() {
         .unwrap();
     for _ in 0..3 {
         let mut c = tls_connect(&server.addrs()[0], &pki.client);
-        c.write_all(b"hi").unwrap();
-        assert_eq!(read_n(&mut c, 2).unwrap(), b"hi");
+        assert_echo(&mut c, b"hi");
     }
     // Not TLS at all: the handshake fails.
     let mut plain = connect(&server.addrs()[0]);

@@ -144,9 +144,7 @@ struct Dialer {
 impl EventHandler for Dialer {
     type Context = ();
     fn on_opened(&mut self, conn: &mut Conn<'_, ()>) -> (Options, Action) {
-        self.log.push(Ev::Opened {
-            dialed: conn.is_dialed(),
-        });
+        self.log.record_open(conn);
         if conn.is_dialed() {
             assert_eq!(conn.addr_index(), None);
             if self.greet {
@@ -314,8 +312,7 @@ fn server_handle_dial_exchanges_data<P: common::TestPoller>() {
     let (mut s, _) = peer.accept().unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(read_n(&mut s, 15).unwrap(), b"hello from evio");
-    s.write_all(b"ping").unwrap();
-    assert_eq!(read_n(&mut s, 4).unwrap(), b"ping");
+    assert_echo(&mut s, b"ping");
     assert_eq!(h.log.events(), [Ev::Opened { dialed: true }]);
     drop(s);
     assert!(h.log.wait_closed(1));
@@ -341,9 +338,7 @@ struct EarlyWriter {
 impl EventHandler for EarlyWriter {
     type Context = ();
     fn on_opened(&mut self, conn: &mut Conn<'_, ()>) -> (Options, Action) {
-        self.log.push(Ev::Opened {
-            dialed: conn.is_dialed(),
-        });
+        self.log.record_open(conn);
         if !conn.is_dialed() {
             let id = conn.dial(Addr::Inet(self.target), ()).unwrap();
             assert!(conn.peer(id).is_some_and(|mut p| p.write(b"early bytes")));
@@ -394,8 +389,7 @@ fn writes_and_close_before_connect<P: common::TestPoller>() {
 fn graceful_stop_with_nothing_queued_ends_at_once<P: TestPoller>() {
     let server = start_server::<P, _>(Echo, 2, &["tcp://127.0.0.1:0", "udp://127.0.0.1:0"]);
     let mut idle = connect(&server.addrs()[0]);
-    idle.write_all(b"hi").unwrap();
-    assert_eq!(read_n(&mut idle, 2).unwrap(), b"hi");
+    assert_echo(&mut idle, b"hi");
     let control = server.control().clone();
     control.shutdown_gracefully(Duration::from_secs(600));
     assert!(

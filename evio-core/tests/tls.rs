@@ -23,6 +23,13 @@ struct TlsEcho {
     log: Arc<Mutex<Vec<String>>>,
 }
 
+impl TlsEcho {
+    /// Whether `line` was logged.
+    fn logged(&self, line: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l == line)
+    }
+}
+
 impl EventHandler for TlsEcho {
     type Context = ();
     fn on_opened(&mut self, conn: &mut Conn<'_, ()>) -> (Options, Action) {
@@ -97,6 +104,16 @@ fn greeted<P: TestPoller>(h: TlsEcho, pki: &Pki) -> (evio_core::ServerHandle, Tl
     let mut c = tls_connect(inet(&server.addrs()[1]), &pki.client);
     assert_eq!(read_exactly(&mut c, 3), b"hi\n");
     (server, c)
+}
+
+/// [`start_tls`] with a fresh [`TlsEcho`] and certificates: the
+/// certificates, the handler, the server and its TLS address.
+fn served<P: TestPoller>() -> (Pki, TlsEcho, evio_core::ServerHandle, SocketAddr) {
+    let pki = Pki::new();
+    let h = TlsEcho::default();
+    let server = start_tls::<P>(h.clone(), &pki);
+    let addr = inet(&server.addrs()[1]);
+    (pki, h, server, addr)
 }
 
 fn read_exactly(c: &mut impl Read, n: usize) -> Vec<u8> {
@@ -193,10 +210,7 @@ fn big_transfer_both_ways<P: TestPoller>() {
 // ----- close_notify, truncation -----------------------------------------------------
 
 fn close_sends_close_notify_and_eof_is_read<P: TestPoller>() {
-    let pki = Pki::new();
-    let h = TlsEcho::default();
-    let server = start_tls::<P>(h.clone(), &pki);
-    let addr = inet(&server.addrs()[1]);
+    let (pki, h, server, addr) = served::<P>();
     // Server closes: the client sees a clean TLS end (Ok(0), not an error).
     let mut c = tls_connect(addr, &pki.client);
     assert_eq!(read_exactly(&mut c, 3), b"hi\n");
@@ -308,10 +322,7 @@ fn dial_tls_relays_through_a_tls_backend<P: TestPoller>() {
 // ----- hostile peers ------------------------------------------------------------------
 
 fn garbage_closes_only_that_connection<P: TestPoller>() {
-    let pki = Pki::new();
-    let h = TlsEcho::default();
-    let server = start_tls::<P>(h.clone(), &pki);
-    let addr = inet(&server.addrs()[1]);
+    let (pki, h, server, addr) = served::<P>();
     let mut bad = TcpStream::connect(addr).unwrap();
     bad.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     bad.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -322,20 +333,12 @@ fn garbage_closes_only_that_connection<P: TestPoller>() {
     // Others are served.
     let mut c = tls_connect(addr, &pki.client);
     assert_eq!(read_exactly(&mut c, 3), b"hi\n");
-    soon!(h
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l == "closed Some(InvalidData)"));
+    soon!(h.logged("closed Some(InvalidData)"));
     server.shutdown().unwrap();
 }
 
 fn slow_handshakes_time_out_and_others_are_served<P: TestPoller>() {
-    let pki = Pki::new();
-    let h = TlsEcho::default();
-    let server = start_tls::<P>(h.clone(), &pki);
-    let addr = inet(&server.addrs()[1]);
+    let (pki, h, server, addr) = served::<P>();
     // A real ClientHello, sent a byte every 100 ms (500 ms allowed).
     let mut hello = Vec::new();
     let name = ServerName::try_from("localhost").unwrap();
@@ -360,12 +363,7 @@ fn slow_handshakes_time_out_and_others_are_served<P: TestPoller>() {
     let mut sink = [0u8; 16];
     let closed = cut || matches!(slow.read(&mut sink), Ok(0) | Err(_));
     assert!(closed, "the slow handshake was not cut");
-    soon!(h
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l == "closed Some(TimedOut)"));
+    soon!(h.logged("closed Some(TimedOut)"));
     server.shutdown().unwrap();
 }
 

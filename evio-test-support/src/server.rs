@@ -72,6 +72,20 @@ impl EventHandler for Echo {
     }
 }
 
+/// An echo that records in `.0` the most output it ever had queued for a
+/// connection.
+#[derive(Clone, Debug, Default)]
+pub struct MaxQueued(pub Arc<AtomicUsize>);
+
+impl EventHandler for MaxQueued {
+    type Context = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        conn.write(input);
+        self.0.fetch_max(conn.output_len(), Ordering::SeqCst);
+        Action::None
+    }
+}
+
 /// An echo that counts connections: open now, and opened in all.
 #[derive(Clone, Debug, Default)]
 pub struct CountingEcho {

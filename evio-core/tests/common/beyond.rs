@@ -88,6 +88,12 @@ impl Log {
     pub fn push(&self, ev: Ev) {
         self.0.lock().unwrap().push((ev, Instant::now()));
     }
+    /// Logs `on_opened` of `conn`.
+    pub fn record_open<C>(&self, conn: &evio_core::Conn<'_, C>) {
+        self.push(Ev::Opened {
+            dialed: conn.is_dialed(),
+        });
+    }
     /// Logs `on_closed` of `conn` with `err`.
     pub fn record_close<C>(&self, conn: &evio_core::Conn<'_, C>, err: &Option<io::Error>) {
         self.push(Ev::Closed {
