@@ -15,7 +15,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -151,24 +150,7 @@ enum Client {
 /// is set that small before connecting (so the window is small from the
 /// start).
 fn tcp_connect(addr: SocketAddr, recv_buffer: usize) -> TcpStream {
-    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
-    let SocketAddr::V4(v4) = addr else {
-        panic!("an IPv4 test address")
-    };
-    let fd = socket::socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    if recv_buffer > 0 {
-        socket::setsockopt(&fd, sockopt::RcvBuf, &recv_buffer).unwrap();
-    }
-    socket::connect(fd.as_raw_fd(), &SockaddrIn::from(v4)).unwrap();
-    let s = TcpStream::from(fd);
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
+    connect_with(addr, None, (recv_buffer > 0).then_some(recv_buffer))
 }
 
 impl Client {

@@ -600,26 +600,7 @@ fn fetch(addr: SocketAddr, target: &str) -> Resp {
 /// A connection to `to` from the loopback address `ip` (any of
 /// 127.0.0.0/8), with [`connect`]'s timeouts.
 fn connect_from(ip: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, SockaddrIn};
-    use std::os::fd::AsRawFd;
-    let SocketAddr::V4(to) = to else {
-        panic!("not IPv4: {to}")
-    };
-    let fd = sock::socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let [a, b, c, d] = ip.octets();
-    sock::bind(fd.as_raw_fd(), &SockaddrIn::new(a, b, c, d, 0)).unwrap();
-    sock::connect(fd.as_raw_fd(), &SockaddrIn::from(to))
-        .unwrap_or_else(|e| panic!("{ip} -> {to}: {e}"));
-    let s = TcpStream::from(fd);
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(TIMEOUT)).unwrap();
-    s
+    connect_with(to, Some(ip), None)
 }
 
 /// Tries `f` every 50 ms until it holds or `limit` passes; whether it held.

@@ -2,7 +2,7 @@
 //! stops answering fails the test instead of hanging it.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,6 +70,42 @@ pub fn expect(r: &mut impl Read, expected: &[u8]) {
         String::from_utf8_lossy(expected),
         "unexpected reply"
     );
+}
+
+/// A connection to the IPv4 address `to`, with [`connect`]'s timeouts; bound
+/// first to `from` (any of 127.0.0.0/8) if given, and with its receive
+/// buffer set to `recv_buffer` bytes before connecting (so the window is
+/// small from the start) if given.
+pub fn connect_with(
+    to: SocketAddr,
+    from: Option<Ipv4Addr>,
+    recv_buffer: Option<usize>,
+) -> TcpStream {
+    use nix::sys::socket::{self as sock, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(to) = to else {
+        panic!("not IPv4: {to}")
+    };
+    let fd = sock::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    if let Some(size) = recv_buffer {
+        sock::setsockopt(&fd, sockopt::RcvBuf, &size).unwrap();
+    }
+    if let Some(ip) = from {
+        let [a, b, c, d] = ip.octets();
+        sock::bind(fd.as_raw_fd(), &SockaddrIn::new(a, b, c, d, 0)).unwrap();
+    }
+    sock::connect(fd.as_raw_fd(), &SockaddrIn::from(to))
+        .unwrap_or_else(|e| panic!("{from:?} -> {to}: {e}"));
+    let s = TcpStream::from(fd);
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(TIMEOUT)).unwrap();
+    s
 }
 
 /// Writes `msg` on `s` and expects exactly it back (from an echo).
