@@ -8,12 +8,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::cell::RefCell;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -28,7 +29,8 @@ const PROXY: &str = env!("CARGO_BIN_EXE_proxy");
 struct Server {
     child: Child,
     port: u16,
-    stderr: Arc<Mutex<String>>,
+    lines: Receiver<String>,
+    log: RefCell<String>,
 }
 
 impl Drop for Server {
@@ -40,43 +42,25 @@ impl Drop for Server {
 
 impl Server {
     fn start(bin: &str, args: &[&str]) -> Server {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let r = BufReader::new(child.stderr.take().unwrap());
-        let keep = stderr.clone();
-        std::thread::spawn(move || {
-            for line in r.lines().map_while(Result::ok) {
-                if let Some(p) = line.split("on port ").nth(1) {
-                    let p: String = p.chars().take_while(char::is_ascii_digit).collect();
-                    let _ = tx.send(p.parse::<u16>().unwrap_or(0));
-                }
-                let mut s = keep.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        let port = rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
-            panic!(
-                "{bin} {args:?}: no startup line; stderr: {}",
-                stderr.lock().unwrap()
-            )
-        });
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        let (child, port, lines) = spawn_logging(cmd);
         Server {
             child,
             port,
-            stderr,
+            lines,
+            log: RefCell::default(),
         }
     }
 
+    /// What it wrote to stderr after its startup line, so far.
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        let mut log = self.log.borrow_mut();
+        for line in self.lines.try_iter() {
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log.clone()
     }
 
     /// Waits up to `limit` for the process to exit; its status code.
@@ -125,8 +109,7 @@ fn successor(bin: &str, port: u16, path: &Path, extra: &[&str]) -> Server {
 
 #[test]
 fn http_server_restarts_under_wrk_with_no_error() {
-    if !have("wrk") {
-        eprintln!("skipped: no wrk");
+    if skip_without("wrk") {
         return;
     }
     let (_dir, path) = upgrade_path("upgrade-http");
@@ -172,8 +155,7 @@ fn http_server_restarts_under_wrk_with_no_error() {
 
 #[test]
 fn redis_server_restarts_under_redis_benchmark_with_no_error() {
-    if !have("redis-benchmark") {
-        eprintln!("skipped: no redis-benchmark");
+    if skip_without("redis-benchmark") {
         return;
     }
     let (_dir, path) = upgrade_path("upgrade-redis");
