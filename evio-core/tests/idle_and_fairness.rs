@@ -28,6 +28,22 @@ struct Idle {
     closed: Arc<Mutex<Vec<IdleClose>>>,
 }
 
+impl Idle {
+    /// Fails unless exactly `n` connections closed, each timed out (and, with
+    /// `listener`, each accepted on that listener).
+    fn assert_timed_out(&self, n: usize, listener: Option<usize>) {
+        let closed = self.closed.lock().unwrap().clone();
+        assert_eq!(closed.len(), n, "{closed:?}");
+        assert!(
+            closed
+                .iter()
+                .all(|(i, e, _)| listener.is_none_or(|l| *i == l)
+                    && *e == Some(io::ErrorKind::TimedOut)),
+            "{closed:?}"
+        );
+    }
+}
+
 impl EventHandler for Idle {
     type Context = ();
     fn on_opened(&mut self, conn: &mut Conn<'_, ()>) -> (Options, Action) {
@@ -111,11 +127,7 @@ fn idle_timeout_closes_only_idle_conns<P: common::TestPoller>() {
     );
     // The exempt one outlived both.
     assert_echo(&mut exempt, b"still here");
-    let closed = h.closed.lock().unwrap().clone();
-    assert_eq!(closed.len(), 2, "{closed:?}");
-    assert!(closed
-        .iter()
-        .all(|(i, e, _)| *i == 0 && *e == Some(io::ErrorKind::TimedOut)));
+    h.assert_timed_out(2, Some(0));
     server.shutdown().unwrap();
     assert_eq!(h.closed.lock().unwrap()[2].1, None, "shutdown closes it");
 }
@@ -143,11 +155,7 @@ fn idle_timeout_per_connection_override<P: common::TestPoller>() {
         "set_idle_timeout: {took:?}"
     );
     assert_echo(&mut default, b"x");
-    let closed = h.closed.lock().unwrap().clone();
-    assert_eq!(closed.len(), 2, "{closed:?}");
-    assert!(closed
-        .iter()
-        .all(|(_, e, _)| *e == Some(io::ErrorKind::TimedOut)));
+    h.assert_timed_out(2, None);
     // Without a server default, nothing times out.
     let h = Idle::default();
     let server2 = start_server::<P, _>(h.clone(), 1, &ADDRS3);

@@ -127,6 +127,20 @@ fn start_proxy<P: MakePoller>(
     (server, addr)
 }
 
+/// The client reads all `total` bytes of `pat`, then EOF; the backend
+/// connection ended cleanly; the server stops.
+fn client_gets_everything(
+    pat: &Pattern,
+    c: &mut TcpStream,
+    total: u64,
+    ends: &mpsc::Receiver<Ended>,
+    server: ServerHandle<proxy::Side>,
+) {
+    assert_eq!(pat.recv_to_eof(c).unwrap(), total);
+    ended(ends).result.unwrap();
+    server.shutdown().unwrap();
+}
+
 fn ended(rx: &mpsc::Receiver<Ended>) -> Ended {
     rx.recv_timeout(Duration::from_secs(30))
         .expect("the backend connection never ended")
@@ -305,9 +319,7 @@ fn backend_close_reaches_client_after_all_bytes<P: MakePoller>() {
     let (backend, ends) = source_backend(pat.clone(), TOTAL, sent);
     let (server, addr) = start_proxy::<P>(backend, 1);
     let mut c = connect(addr);
-    assert_eq!(pat.recv_to_eof(&mut c).unwrap(), TOTAL);
-    ended(&ends).result.unwrap();
-    server.shutdown().unwrap();
+    client_gets_everything(&pat, &mut c, TOTAL, &ends, server);
 }
 
 /// A client that does not read: the proxy stops reading the backend (the
@@ -328,9 +340,7 @@ fn backpressure_toward_a_slow_client<P: MakePoller>() {
     eprintln!("backend stalled after {} KiB", held / 1024);
     assert!(held < 64 * MIB, "the proxy took {held} bytes");
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    assert_eq!(pat.recv_to_eof(&mut c).unwrap(), TOTAL);
-    ended(&ends).result.unwrap();
-    server.shutdown().unwrap();
+    client_gets_everything(&pat, &mut c, TOTAL, &ends, server);
 }
 
 /// A backend that does not read: the proxy stops reading the client (the

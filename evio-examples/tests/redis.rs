@@ -370,8 +370,7 @@ fn declared_lengths_allocate_nothing_until_the_bytes_arrive() {
         .collect();
     let mut s = connect(addr);
     expect_pong(&mut s);
-    let grown = rss().saturating_sub(before);
-    assert!(grown < 256 << 20, "memory grew by {} MiB", grown >> 20);
+    assert_rss_grew_less_than(before, 256 << 20);
     drop(conns);
 }
 

@@ -236,6 +236,13 @@ pub fn skip_without(tool: &str) -> bool {
     true
 }
 
+/// Fails unless this process's RSS grew by less than `limit` bytes since
+/// it was `before` (an [`rss`] reading).
+pub fn assert_rss_grew_less_than(before: usize, limit: usize) {
+    let grown = rss().saturating_sub(before);
+    assert!(grown < limit, "memory grew by {} MiB", grown >> 20);
+}
+
 /// How many file descriptors process `pid` has open (Linux `/proc`).
 pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
