@@ -254,8 +254,7 @@ impl EventHandler for Shutter {
     }
     fn on_closed(&mut self, _: &mut Conn<'_, ()>, err: Option<io::Error>) -> Action {
         assert!(err.is_none());
-        self.closed.fetch_add(1, Ordering::SeqCst);
-        Action::None
+        count_close(&self.closed)
     }
     fn on_tick(&mut self) -> (Option<Duration>, Action) {
         if self.opened.load(Ordering::SeqCst) == 10 {
@@ -340,8 +339,7 @@ impl EventHandler for Detacher {
         Action::None
     }
     fn on_closed(&mut self, _: &mut Conn<'_, ()>, _: Option<io::Error>) -> Action {
-        self.closed.fetch_add(1, Ordering::SeqCst);
-        Action::None
+        count_close(&self.closed)
     }
 }
 

@@ -35,8 +35,7 @@ impl EventHandler for Counter {
         Action::None
     }
     fn on_closed(&mut self, _: &mut Conn<'_, ()>, _: Option<io::Error>) -> Action {
-        self.closed.fetch_add(1, Ordering::SeqCst);
-        Action::None
+        count_close(&self.closed)
     }
 }
 

@@ -143,8 +143,7 @@ impl EventHandler for Wakeable {
         Action::None
     }
     fn on_closed(&mut self, _: &mut Conn<'_, usize>, _: Option<io::Error>) -> Action {
-        self.closed.fetch_add(1, Ordering::SeqCst);
-        Action::None
+        count_close(&self.closed)
     }
 }
 

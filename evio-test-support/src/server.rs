@@ -60,6 +60,13 @@ pub fn count_open(opened: &AtomicUsize) -> (Options, Action) {
     (Options::default(), Action::None)
 }
 
+/// What an `on_closed` that only counts returns, after adding one to
+/// `closed`: no action.
+pub fn count_close(closed: &AtomicUsize) -> Action {
+    closed.fetch_add(1, Ordering::SeqCst);
+    Action::None
+}
+
 /// Writes back what it reads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Echo;
