@@ -139,6 +139,13 @@ pub fn parse_or_exit<T>(
     }
 }
 
+/// The `main` of a Linux-only binary elsewhere: says so (what it needs,
+/// `why`) on stderr; exit status 1.
+pub fn linux_only(name: &str, why: &str) -> std::process::ExitCode {
+    eprintln!("{name}: linux only ({why})");
+    std::process::ExitCode::from(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,12 @@
 //!
 //! The modules below hold the pieces that the binaries share and that the
 //! unit tests can check without a network.
+//!
+//! The kit runs on Linux (epoll, /proc, CPU affinity; ring's C code for
+//! TLS). Elsewhere (macOS, the BSDs) the crate type-checks with the
+//! portable pieces only: `procfs`, `runner` and `tls` are left out,
+//! `tokio-echo`, `mio-echo`, `soak-client` and `bench-compare` build, and
+//! `loadgen`, `floor-server` and `bench` say "linux only".
 
 #![warn(missing_docs)]
 
@@ -28,8 +34,11 @@ pub mod cli;
 pub mod floor;
 pub mod parse;
 pub mod pattern;
+#[cfg(target_os = "linux")]
 pub mod procfs;
+#[cfg(target_os = "linux")]
 pub mod runner;
 pub mod stats;
 pub mod svg;
+#[cfg(target_os = "linux")]
 pub mod tls;
