@@ -127,6 +127,14 @@ fn start_proxy<P: MakePoller>(
     (server, addr)
 }
 
+/// Waits until `sent` stops moving (see [`stalls`]): the proxy must then
+/// hold well under `total` (less than 64 MiB) in between.
+fn proxy_stalls(sent: &AtomicU64, total: u64, what: &str) {
+    let held = stalls(sent, total, Duration::from_millis(200), what);
+    eprintln!("{what}: stalled after {} KiB", held / 1024);
+    assert!(held < 64 * MIB, "the proxy took {held} bytes");
+}
+
 /// The client reads all `total` bytes of `pat`, then EOF; the backend
 /// connection ended cleanly; the server stops.
 fn client_gets_everything(
@@ -331,14 +339,7 @@ fn backpressure_toward_a_slow_client<P: MakePoller>() {
     let (backend, ends) = source_backend(pat.clone(), TOTAL, sent.clone());
     let (server, addr) = start_proxy::<P>(backend, 1);
     let mut c = connect(addr);
-    let held = stalls(
-        &sent,
-        TOTAL,
-        Duration::from_millis(200),
-        "backend → idle client",
-    );
-    eprintln!("backend stalled after {} KiB", held / 1024);
-    assert!(held < 64 * MIB, "the proxy took {held} bytes");
+    proxy_stalls(&sent, TOTAL, "backend → idle client");
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     client_gets_everything(&pat, &mut c, TOTAL, &ends, server);
 }
@@ -361,14 +362,7 @@ fn backpressure_toward_a_slow_backend<P: MakePoller>() {
             w.shutdown(Shutdown::Write)
         })
     };
-    let held = stalls(
-        &sent,
-        TOTAL,
-        Duration::from_millis(200),
-        "client → stalled backend",
-    );
-    eprintln!("client stalled after {} KiB", held / 1024);
-    assert!(held < 64 * MIB, "the proxy took {held} bytes");
+    proxy_stalls(&sent, TOTAL, "client → stalled backend");
     hold.store(false, Ordering::SeqCst);
     writer.join().unwrap().unwrap();
     let e = ended(&ends);

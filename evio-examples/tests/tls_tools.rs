@@ -22,6 +22,17 @@ const REDIS: &str = env!("CARGO_BIN_EXE_redis-server");
 
 const LIMIT: Duration = Duration::from_secs(20);
 
+/// `None` (the test is skipped, with a message) without `tool`; else fresh
+/// certificates and `bin` serving TLS with them and `args`.
+fn serving(tool: &str, bin: &str, args: &[&str]) -> Option<(Pki, Bin, SocketAddr)> {
+    if skip_without(tool) {
+        return None;
+    }
+    let pki = Pki::new();
+    let (server, addr) = spawn_tls(bin, &pki, args);
+    Some((pki, server, addr))
+}
+
 /// `curl` resolving `localhost` to 127.0.0.1, trusting the test CA.
 fn curl(pki: &Pki, port: u16) -> Command {
     let mut c = Command::new("curl");
@@ -33,11 +44,9 @@ fn curl(pki: &Pki, port: u16) -> Command {
 
 #[test]
 fn curl_https_keep_alive_alpn_http11() {
-    if skip_without("curl") {
+    let Some((pki, _server, addr)) = serving("curl", HTTP, &[]) else {
         return;
-    }
-    let pki = Pki::new();
-    let (_server, addr) = spawn_tls(HTTP, &pki, &[]);
+    };
     let url = format!("https://localhost:{}/", addr.port());
     // Two requests on one curl: the second must reuse the connection.
     let mut cmd = curl(&pki, addr.port());
@@ -63,11 +72,9 @@ fn curl_https_keep_alive_alpn_http11() {
 
 #[test]
 fn curl_https_expect_100_continue() {
-    if skip_without("curl") {
+    let Some((pki, _server, addr)) = serving("curl", HTTP, &[]) else {
         return;
-    }
-    let pki = Pki::new();
-    let (_server, addr) = spawn_tls(HTTP, &pki, &[]);
+    };
     let body = pki.dir.join("body.bin");
     std::fs::write(&body, vec![b'x'; 100_000]).unwrap();
     let url = format!("https://localhost:{}/", addr.port());
@@ -87,11 +94,9 @@ fn curl_https_expect_100_continue() {
 
 #[test]
 fn wrk_https_two_seconds_no_errors() {
-    if skip_without("wrk") {
+    let Some((_pki, _server, addr)) = serving("wrk", HTTP, &["--loops", "2"]) else {
         return;
-    }
-    let pki = Pki::new();
-    let (_server, addr) = spawn_tls(HTTP, &pki, &["--loops", "2"]);
+    };
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", "-c16", "-d2s", "--timeout", "5s"])
         .arg(format!("https://127.0.0.1:{}/", addr.port()));
@@ -124,11 +129,9 @@ fn s_client(pki: &Pki, addr: SocketAddr, args: &[&str]) -> (Option<i32>, String,
 
 #[test]
 fn s_client_tls12_and_tls13_handshake_and_request() {
-    if skip_without("openssl") {
+    let Some((pki, _server, addr)) = serving("openssl", HTTP, &[]) else {
         return;
-    }
-    let pki = Pki::new();
-    let (_server, addr) = spawn_tls(HTTP, &pki, &[]);
+    };
     for (flag, version) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
         let (status, out, err) = s_client(
             &pki,
@@ -202,11 +205,9 @@ fn s_client_sees_pinned_suites_and_versions() {
 /// a client that checks the name rejects it.
 #[test]
 fn s_client_wrong_sni_gets_the_one_certificate() {
-    if skip_without("openssl") {
+    let Some((pki, _server, addr)) = serving("openssl", HTTP, &[]) else {
         return;
-    }
-    let pki = Pki::new();
-    let (_server, addr) = spawn_tls(HTTP, &pki, &[]);
+    };
     for sni in [&["-servername", "other.example"][..], &["-noservername"]] {
         let (status, out, err) = s_client(&pki, addr, sni);
         assert_eq!(status, Some(0), "{sni:?}: {out}{err}");
@@ -343,11 +344,9 @@ fn redis_cli_tls_is_byte_identical_to_real_redis() {
 
 #[test]
 fn redis_benchmark_tls_pipelined_and_not() {
-    if skip_without("redis-benchmark") {
+    let Some((pki, _ours, addr)) = serving("redis-benchmark", REDIS, &[]) else {
         return;
-    }
-    let pki = Pki::new();
-    let (_ours, addr) = spawn_tls(REDIS, &pki, &[]);
+    };
     for pipeline in ["1", "16"] {
         let mut cmd = Command::new("redis-benchmark");
         cmd.args(["--tls", "--cacert"])
