@@ -631,6 +631,13 @@ fn strs(v: &[String]) -> Vec<&str> {
 }
 
 /// The proxy on a free port in front of `upstreams`, with `args`.
+/// An echo upstream, and the proxy in front of it started with `args`.
+fn echo_proxy(args: &[&str]) -> (Upstream, Bin) {
+    let up = Upstream::echo();
+    let p = proxy(&[up.addr], args);
+    (up, p)
+}
+
 fn proxy(upstreams: &[SocketAddr], args: &[&str]) -> Bin {
     let mut all = vec!["--port".to_string(), "0".to_string()];
     all.extend(proxy_flags(upstreams, args));
@@ -733,8 +740,7 @@ fn bad_flags_are_refused() {
 
 #[test]
 fn forwards_the_request_and_adds_forwarding_fields() {
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &[]);
+    let (up, p) = echo_proxy(&[]);
     let mut c = Client::new(p.addr());
     c.send(
         "GET /fwd?a=1&b=%20 HTTP/1.1\r\nHost: example.test:8080\r\nUser-Agent: evio-test\r\n\
@@ -772,8 +778,7 @@ fn forwards_the_request_and_adds_forwarding_fields() {
 
 #[test]
 fn removes_hop_by_hop_fields_both_ways() {
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &[]);
+    let (up, p) = echo_proxy(&[]);
     let mut c = Client::new(p.addr());
     c.send(
         "GET /hop HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Drop-Me, Upgrade\r\n\
@@ -825,8 +830,7 @@ fn removes_hop_by_hop_fields_both_ways() {
 #[test]
 fn keep_alive_to_clients_and_upstreams_on_both_pollers() {
     for poller in ["epoll", "poll"] {
-        let up = Upstream::echo();
-        let p = proxy(&[up.addr], &["--poller", poller]);
+        let (up, p) = echo_proxy(&["--poller", poller]);
         let (mut a, mut b) = (Client::new(p.addr()), Client::new(p.addr()));
         for i in 0..10 {
             let c = if i % 2 == 0 { &mut a } else { &mut b };
@@ -856,8 +860,7 @@ fn keep_alive_to_clients_and_upstreams_on_both_pollers() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &[]);
+    let (_up, p) = echo_proxy(&[]);
     let mut c = Client::new(p.addr());
     c.send(concat!(
         "GET /sleep/300/first HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -889,8 +892,7 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn bodies_with_content_length_and_chunked_both_ways() {
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &[]);
+    let (_up, p) = echo_proxy(&[]);
     let mut c = Client::new(p.addr());
     let data = pattern_bytes(&Pattern::new(11), 300_000);
     let same = |r: &Resp, what: &str| {
@@ -915,8 +917,7 @@ fn bodies_with_content_length_and_chunked_both_ways() {
 
 #[test]
 fn head_1xx_204_and_304_have_no_body() {
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &[]);
+    let (_up, p) = echo_proxy(&[]);
     let mut c = Client::new(p.addr());
     c.send("HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n");
     let r = c.resp(true);
@@ -940,8 +941,7 @@ fn head_1xx_204_and_304_have_no_body() {
 
 #[test]
 fn http10_clients() {
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &[]);
+    let (_up, p) = echo_proxy(&[]);
     // No keep-alive asked: the answer, then the close.
     let mut c = Client::new(p.addr());
     c.send("GET /a HTTP/1.0\r\nHost: a\r\n\r\n");
@@ -986,8 +986,7 @@ fn curl_keep_alive_and_expect_100_continue() {
     if skip_without("curl") {
         return;
     }
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &[]);
+    let (_up, p) = echo_proxy(&[]);
     let dir = TempDir::new("http-proxy-curl");
     let file = dir.path().join("body.bin");
     std::fs::write(&file, vec![b'x'; 100_000]).unwrap();
@@ -1300,8 +1299,7 @@ fn ambiguous_framing_is_400_then_closed_and_never_forwarded() {
             true,
         ),
     ];
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &[]);
+    let (up, p) = echo_proxy(&[]);
     let addr = p.addr();
     let runs: Vec<_> = cases
         .iter()
@@ -1407,8 +1405,7 @@ fn a_post_to_an_upstream_that_closes_is_502_and_not_retried() {
 
 #[test]
 fn upstream_header_timeout_is_504() {
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &["--upstream-header-timeout", "0.5"]);
+    let (_up, p) = echo_proxy(&["--upstream-header-timeout", "0.5"]);
     let r = fetch(p.addr(), "/sleep/3000/late");
     assert_eq!(r.status, 504, "{r:?}");
     assert_eq!(fetch(p.addr(), "/quick").text(), "GET /quick");
@@ -1437,8 +1434,7 @@ fn an_upstream_silent_mid_response_closes_the_client() {
 
 #[test]
 fn client_header_timeout_closes_slow_heads() {
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &["--client-header-timeout", "0.5"]);
+    let (up, p) = echo_proxy(&["--client-header-timeout", "0.5"]);
     // Half a head, then nothing.
     let mut c = Client::new(p.addr());
     c.send("GET /slow HTTP/1.1\r\nHost: a\r\n");
@@ -1468,8 +1464,7 @@ fn client_header_timeout_closes_slow_heads() {
 
 #[test]
 fn client_idle_timeout_closes_idle_keep_alive_connections() {
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &["--idle-timeout", "0.5"]);
+    let (_up, p) = echo_proxy(&["--idle-timeout", "0.5"]);
     let mut c = Client::new(p.addr());
     assert_eq!(c.get("/once").status, 200);
     let (rest, closed) = c.until_closed(CLOSE_WITHIN);
@@ -1495,8 +1490,7 @@ fn connect_timeout_gives_up_on_an_upstream_that_never_answers() {
 
 #[test]
 fn keepalive_timeout_closes_idle_pooled_upstream_connections() {
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &["--keepalive-timeout", "0.5"]);
+    let (up, p) = echo_proxy(&["--keepalive-timeout", "0.5"]);
     let mut c = Client::new(p.addr());
     assert_eq!(c.get("/one").status, 200);
     wait_for("the pooled upstream connection to be closed", || {
@@ -1985,8 +1979,7 @@ fn wrk_two_seconds_without_errors() {
 #[test]
 fn a_slow_reader_downloads_64_mib_with_bounded_proxy_memory() {
     const TOTAL: usize = 64 * MIB;
-    let up = Upstream::echo();
-    let p = proxy(&[up.addr], &[]);
+    let (_up, p) = echo_proxy(&[]);
     let mut c = Client::new(p.addr());
     // Warm-up: buffers and the pool exist.
     assert_eq!(c.get(&format!("/big/{MIB}")).body.len(), MIB);
