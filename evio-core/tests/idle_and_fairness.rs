@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::beyond::*;
 use common::*;
-use evio_core::{Action, Builder, Conn, ConnHandle, EventHandler, Options};
+use evio_core::{Action, Addr, Builder, Conn, ConnHandle, EventHandler, Options};
 
 // ----- idle timeouts --------------------------------------------------------------
 
@@ -68,6 +68,22 @@ impl EventHandler for Idle {
             .unwrap()
             .push((conn.addr_index().unwrap(), kind(&err), Instant::now()));
         Action::None
+    }
+}
+
+/// `n` echo round trips on a new connection to `addr`, each answered
+/// within 3 s; a starved one fails, with `context()` in the message.
+fn round_trips(addr: &Addr, n: usize, context: impl Fn() -> String) {
+    let mut other = connect(addr);
+    other
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    for i in 0..n {
+        let msg = format!("ping {i:02}");
+        other.write_all(msg.as_bytes()).unwrap();
+        let got = read_n(&mut other, msg.len())
+            .unwrap_or_else(|e| panic!("round trip {i} starved{}: {e}", context()));
+        assert_eq!(got, msg.as_bytes());
     }
 }
 
@@ -214,17 +230,7 @@ fn on_drained_producer_does_not_starve_others<P: common::TestPoller>() {
         })
     };
     thread::sleep(Duration::from_millis(200));
-    let mut other = connect(&server.addrs()[0]);
-    other
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    for i in 0..20 {
-        let msg = format!("ping {i:02}");
-        other.write_all(msg.as_bytes()).unwrap();
-        let got =
-            read_n(&mut other, msg.len()).unwrap_or_else(|e| panic!("round trip {i} starved: {e}"));
-        assert_eq!(got, msg.as_bytes());
-    }
+    round_trips(&server.addrs()[0], 20, String::new);
     stop.store(true, Ordering::SeqCst);
     server.shutdown().unwrap();
     let total = reader.join().unwrap();
@@ -281,21 +287,12 @@ fn flooded_wake_channel_still_serves_io<P: common::TestPoller>() {
         })
         .collect();
     thread::sleep(Duration::from_millis(100));
-    let mut other = connect(&server.addrs()[0]);
-    other
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    for i in 0..5 {
-        let msg = format!("ping {i}");
-        other.write_all(msg.as_bytes()).unwrap();
-        let got = read_n(&mut other, msg.len()).unwrap_or_else(|e| {
-            panic!(
-                "round trip {i} starved by the wake flood ({} wakes handled): {e}",
-                h.wakes.load(Ordering::Relaxed)
-            )
-        });
-        assert_eq!(got, msg.as_bytes());
-    }
+    round_trips(&server.addrs()[0], 5, || {
+        format!(
+            " by the wake flood ({} wakes handled)",
+            h.wakes.load(Ordering::Relaxed)
+        )
+    });
     let t0 = Instant::now();
     server.shutdown().unwrap();
     let took = t0.elapsed();
