@@ -177,23 +177,23 @@ fn serve_matrix<P: common::TestPoller>(with_unix: bool, loops: isize, balance: L
     }
 }
 
-fn serve_tcp_1_loop_random<P: common::TestPoller>() {
-    serve_matrix::<P>(false, 1, LoadBalance::Random)
+/// One `fn name<P>()` per row, running [`serve_matrix`] with the row's
+/// unix listener flag, loop count and balancing.
+macro_rules! serve_cases {
+    ($($name:ident: $unix:expr, $loops:expr, $balance:ident;)*) => {
+        $(fn $name<P: common::TestPoller>() {
+            serve_matrix::<P>($unix, $loops, LoadBalance::$balance)
+        })*
+    };
 }
-fn serve_tcp_5_loops_least_connections<P: common::TestPoller>() {
-    serve_matrix::<P>(false, 5, LoadBalance::LeastConnections)
-}
-fn serve_tcp_all_cores_round_robin<P: common::TestPoller>() {
-    serve_matrix::<P>(false, -1, LoadBalance::RoundRobin)
-}
-fn serve_tcp_unix_1_loop_random<P: common::TestPoller>() {
-    serve_matrix::<P>(true, 1, LoadBalance::Random)
-}
-fn serve_tcp_unix_5_loops_least_connections<P: common::TestPoller>() {
-    serve_matrix::<P>(true, 5, LoadBalance::LeastConnections)
-}
-fn serve_tcp_unix_all_cores_round_robin<P: common::TestPoller>() {
-    serve_matrix::<P>(true, -1, LoadBalance::RoundRobin)
+
+serve_cases! {
+    serve_tcp_1_loop_random: false, 1, Random;
+    serve_tcp_5_loops_least_connections: false, 5, LeastConnections;
+    serve_tcp_all_cores_round_robin: false, -1, RoundRobin;
+    serve_tcp_unix_1_loop_random: true, 1, Random;
+    serve_tcp_unix_5_loops_least_connections: true, 5, LeastConnections;
+    serve_tcp_unix_all_cores_round_robin: true, -1, RoundRobin;
 }
 
 // ----- tick ---------------------------------------------------------------
