@@ -190,10 +190,7 @@ fn dial_refused<P: common::TestPoller>() {
     assert!(h.log.wait_closed(1));
     assert_eq!(
         h.log.events(),
-        [Ev::Closed {
-            dialed: true,
-            err: Some(io::ErrorKind::ConnectionRefused)
-        }]
+        [Ev::dial_failed(io::ErrorKind::ConnectionRefused)]
     );
     let mut c = connect(&server.addrs()[0]);
     c.write_all(format!("dial {target}").as_bytes()).unwrap();
@@ -203,15 +200,9 @@ fn dial_refused<P: common::TestPoller>() {
     assert_eq!(
         h.log.events(),
         [
-            Ev::Closed {
-                dialed: true,
-                err: Some(io::ErrorKind::ConnectionRefused)
-            },
+            Ev::dial_failed(io::ErrorKind::ConnectionRefused),
             Ev::Opened { dialed: false },
-            Ev::Closed {
-                dialed: true,
-                err: Some(io::ErrorKind::ConnectionRefused)
-            },
+            Ev::dial_failed(io::ErrorKind::ConnectionRefused),
         ]
     );
     server.shutdown().unwrap();
@@ -252,13 +243,7 @@ fn dial_times_out<P: common::TestPoller>() {
     server.dial(target, ()).unwrap();
     assert!(h.log.wait_closed(1));
     let took = h.log.first_close_at().unwrap() - t0;
-    assert_eq!(
-        h.log.events(),
-        [Ev::Closed {
-            dialed: true,
-            err: Some(io::ErrorKind::TimedOut)
-        }]
-    );
+    assert_eq!(h.log.events(), [Ev::dial_failed(io::ErrorKind::TimedOut)]);
     assert!(
         took >= Duration::from_millis(150) && took < Duration::from_secs(3),
         "timed out after {took:?}"
@@ -276,13 +261,7 @@ fn dial_failing_at_once<P: common::TestPoller>() {
     let _ = std::fs::remove_file(&missing);
     server.dial(Addr::Unix(Some(missing.clone())), ()).unwrap();
     assert!(h.log.wait_closed(1), "no on_closed for a failed dial");
-    assert_eq!(
-        h.log.events(),
-        [Ev::Closed {
-            dialed: true,
-            err: Some(io::ErrorKind::NotFound)
-        }]
-    );
+    assert_eq!(h.log.events(), [Ev::dial_failed(io::ErrorKind::NotFound)]);
     let mut c = connect(&server.addrs()[0]);
     c.write_all(format!("dial unix:{}", missing.display()).as_bytes())
         .unwrap();

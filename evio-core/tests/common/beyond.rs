@@ -81,6 +81,16 @@ pub enum Ev {
     },
 }
 
+impl Ev {
+    /// A dialed connection that closed with `err`: a failed dial.
+    pub fn dial_failed(err: io::ErrorKind) -> Ev {
+        Ev::Closed {
+            dialed: true,
+            err: Some(err),
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Log(pub Arc<Mutex<Vec<(Ev, Instant)>>>);
 
