@@ -135,37 +135,11 @@ fn silent_peers<P: common::TestPoller>() {
     server.shutdown().unwrap();
 }
 
-/// Streams 32 MiB on `big`; records each close's error kind.
-#[derive(Clone, Default)]
-struct Streamer {
-    opened: Arc<AtomicUsize>,
-    closes: Arc<Mutex<Vec<Option<io::ErrorKind>>>>,
-}
-
-impl EventHandler for Streamer {
-    type Context = ();
-    fn on_opened(&mut self, _: &mut Conn<'_, ()>) -> (Options, Action) {
-        count_open(&self.opened)
-    }
-    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
-        if input == b"big" {
-            conn.write(&vec![0u8; 32 << 20]);
-        } else {
-            conn.write(input);
-        }
-        Action::None
-    }
-    fn on_closed(&mut self, _: &mut Conn<'_, ()>, err: Option<io::Error>) -> Action {
-        self.closes.lock().unwrap().push(err.map(|e| e.kind()));
-        Action::None
-    }
-}
-
 /// 24 peers on 3 loops reset at once while the server writes megabytes to
 /// each: each gets exactly one `on_closed` with the error, the process
 /// survives (no SIGPIPE), and another client is served meanwhile.
 fn concurrent_resets_while_writing<P: common::TestPoller>() {
-    let h = Streamer::default();
+    let h = Streamer::new(32 << 20);
     let server = Builder::new()
         .poller(|_| P::make())
         .num_loops(3)

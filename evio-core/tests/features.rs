@@ -525,24 +525,7 @@ fn stale_unix_socket_file_is_replaced<P: common::TestPoller>() {
 // ----- peers that reset ---------------------------------------------------------------
 
 fn reset_while_writing_closes_only_that_conn<P: common::TestPoller>() {
-    #[derive(Clone, Default)]
-    struct Streamer(Arc<Mutex<Vec<Option<io::ErrorKind>>>>);
-    impl EventHandler for Streamer {
-        type Context = ();
-        fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
-            if input == b"big" {
-                conn.write(&vec![0u8; 16 << 20]);
-            } else {
-                conn.write(input);
-            }
-            Action::None
-        }
-        fn on_closed(&mut self, _: &mut Conn<'_, ()>, err: Option<io::Error>) -> Action {
-            self.0.lock().unwrap().push(err.map(|e| e.kind()));
-            Action::None
-        }
-    }
-    let h = Streamer::default();
+    let h = Streamer::new(16 << 20);
     let server = start_server::<P, _>(h.clone(), 1, &["tcp://127.0.0.1:0"]);
     let mut victim = connect(&server.addrs()[0]);
     victim.write_all(b"big").unwrap();
@@ -551,8 +534,8 @@ fn reset_while_writing_closes_only_that_conn<P: common::TestPoller>() {
     // Closing with unread input pending makes the kernel send an RST,
     // while the server still has megabytes to write.
     drop(victim);
-    soon!(h.0.lock().unwrap().len() == 1);
-    let kind = h.0.lock().unwrap()[0];
+    soon!(h.closes.lock().unwrap().len() == 1);
+    let kind = h.closes.lock().unwrap()[0];
     assert!(
         matches!(
             kind,

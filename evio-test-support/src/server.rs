@@ -93,6 +93,47 @@ impl EventHandler for MaxQueued {
     }
 }
 
+/// An echo that answers `big` with `big` zero bytes (the field), and
+/// counts opens and records each close's error kind.
+#[derive(Clone, Debug, Default)]
+pub struct Streamer {
+    /// How many bytes answer `big`.
+    pub big: usize,
+    /// Connections opened.
+    pub opened: Arc<AtomicUsize>,
+    /// Each close's error kind (`None` for a clean close), in order.
+    pub closes: Arc<Mutex<Vec<Option<io::ErrorKind>>>>,
+}
+
+impl Streamer {
+    /// A streamer answering `big` with `big` bytes.
+    pub fn new(big: usize) -> Streamer {
+        Streamer {
+            big,
+            ..Streamer::default()
+        }
+    }
+}
+
+impl EventHandler for Streamer {
+    type Context = ();
+    fn on_opened(&mut self, _: &mut Conn<'_, ()>) -> (Options, Action) {
+        count_open(&self.opened)
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        if input == b"big" {
+            conn.write(&vec![0u8; self.big]);
+        } else {
+            conn.write(input);
+        }
+        Action::None
+    }
+    fn on_closed(&mut self, _: &mut Conn<'_, ()>, err: Option<io::Error>) -> Action {
+        self.closes.lock().unwrap().push(err.map(|e| e.kind()));
+        Action::None
+    }
+}
+
 /// An echo that counts connections: open now, and opened in all.
 #[derive(Clone, Debug, Default)]
 pub struct CountingEcho {
