@@ -256,3 +256,55 @@ fn every_per_loop_listener_is_handed_over() {
     }
     new.shutdown().unwrap();
 }
+
+/// Answers a line with the index of the loop serving it; keeps each
+/// connection through a drain and closes it after its next line.
+#[derive(Clone)]
+struct WhichLoop;
+
+impl EventHandler for WhichLoop {
+    type Context = ();
+    fn on_data(&mut self, conn: &mut Conn<'_, ()>, input: &[u8]) -> Action {
+        let reply = format!("{}\n", conn.loop_index());
+        conn.write(reply.as_bytes());
+        if conn.is_draining() && input.ends_with(b"\n") {
+            return Action::Close;
+        }
+        Action::None
+    }
+    fn on_drain(&mut self, _conn: &mut Conn<'_, ()>) -> Action {
+        Action::None
+    }
+}
+
+/// A drain runs on every loop until each loop's connections are done:
+/// loop 0 finishing its share first does not cut the others short.
+#[test]
+fn a_drain_serves_the_connections_of_every_loop() {
+    let server = Builder::new()
+        .num_loops(3)
+        .load_balance(evio_core::LoadBalance::RoundRobin)
+        .start(WhichLoop, &["tcp://127.0.0.1:0"])
+        .unwrap();
+    let addr = inet(&server.addrs()[0]);
+    let mut clients: Vec<(TcpStream, String)> = (0..6)
+        .map(|_| {
+            let mut c = client(addr);
+            let at = ask(&mut c, "a\n");
+            (c, at)
+        })
+        .collect();
+    assert!(clients.iter().any(|(_, at)| at == "0\n") && clients.iter().any(|(_, at)| at != "0\n"));
+    // Loop 0's connections end first, then the others are still served.
+    clients.sort_by_key(|(_, at)| at != "0\n");
+    server
+        .control()
+        .shutdown_gracefully(Duration::from_secs(10));
+    thread::sleep(Duration::from_millis(200));
+    for (c, at) in &mut clients {
+        assert_eq!(&ask(c, "last\n"), at, "served during the drain");
+        assert_eq!(read_to_close(c), b"", "then closed at the boundary");
+        thread::sleep(Duration::from_millis(50));
+    }
+    server.wait().unwrap();
+}

@@ -622,7 +622,11 @@ impl<P: Poller + 'static> Prepared<P> {
                 }
             }
             let mut result = run_loop(0, parts0, &shared, || factory(0));
-            shared.begin_shutdown();
+            // Loop 0 failing stops the others; loop 0 done with its part
+            // of a drain leaves the others to finish theirs.
+            if result.is_err() || !shared.is_draining() {
+                shared.begin_shutdown();
+            }
             for (i, t) in threads {
                 let r = t.join().unwrap_or_else(|_| {
                     Err(io::Error::other(format!("evio: event loop {i} panicked")))
