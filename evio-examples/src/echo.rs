@@ -39,3 +39,18 @@ impl EventHandler for Echo {
         Action::None
     }
 }
+
+/// The `echo-server` binary's command line: its name, defaults and the flags
+/// it takes beyond the shared ones.
+pub const SPEC: crate::cli::Spec = crate::cli::Spec {
+    bin: "echo-server",
+    name: "echo",
+    default_port: 5000,
+    udp: true,
+    backend: false,
+    idle_timeout: 60,
+    header_timeout: None,
+    connect_timeout: None,
+    alpn: &[],
+    extra: None,
+};

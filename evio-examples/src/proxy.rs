@@ -208,3 +208,18 @@ impl EventHandler for Proxy {
         (Some(WARNING_INTERVAL), Action::None)
     }
 }
+
+/// The `proxy` binary's command line: its name, defaults and the flags
+/// it takes beyond the shared ones.
+pub const SPEC: crate::cli::Spec = crate::cli::Spec {
+    bin: "proxy",
+    name: "proxy",
+    default_port: 7000,
+    udp: false,
+    backend: true,
+    idle_timeout: 60,
+    header_timeout: None,
+    connect_timeout: Some(5),
+    alpn: &[],
+    extra: None,
+};

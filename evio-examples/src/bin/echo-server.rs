@@ -11,22 +11,9 @@
 
 use std::process::ExitCode;
 
-use evio_examples::cli::{self, Spec};
-use evio_examples::echo::Echo;
-
-const SPEC: Spec = Spec {
-    bin: "echo-server",
-    name: "echo",
-    default_port: 5000,
-    udp: true,
-    backend: false,
-    idle_timeout: 60,
-    header_timeout: None,
-    connect_timeout: None,
-    alpn: &[],
-    extra: None,
-};
+use evio_examples::cli;
+use evio_examples::echo::{self, Echo};
 
 fn main() -> ExitCode {
-    cli::main(&SPEC, |_| Ok(Echo))
+    cli::main(&echo::SPEC, |_| Ok(Echo))
 }

@@ -13,25 +13,12 @@
 
 use std::process::ExitCode;
 
-use evio_examples::cli::{self, Spec};
-use evio_examples::http_proxy::{flags, probe, HttpProxy};
+use evio_examples::cli;
+use evio_examples::http_proxy::{self, flags, probe, HttpProxy};
 use evio_examples::metrics;
 
-const SPEC: Spec = Spec {
-    bin: "http-proxy",
-    name: "http-proxy",
-    default_port: 8080,
-    udp: false,
-    backend: false,
-    idle_timeout: 75,
-    header_timeout: None,
-    connect_timeout: Some(5),
-    alpn: &[b"http/1.1"],
-    extra: Some(&flags::EXTRA),
-};
-
 fn main() -> ExitCode {
-    cli::main(&SPEC, |opts| {
+    cli::main(&http_proxy::SPEC, |opts| {
         let settings = flags::Settings::from_opts(opts)?;
         if let Some(p) = settings.probe.clone() {
             probe::spawn(settings.upstreams.clone(), p)?;

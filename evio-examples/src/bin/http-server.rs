@@ -13,24 +13,11 @@
 
 use std::process::ExitCode;
 
-use evio_examples::cli::{self, Spec};
-use evio_examples::http::{Config, HttpServer};
-
-const SPEC: Spec = Spec {
-    bin: "http-server",
-    name: "http",
-    default_port: 8080,
-    udp: false,
-    backend: false,
-    idle_timeout: 75,
-    header_timeout: Some(60),
-    connect_timeout: None,
-    alpn: &[b"http/1.1"],
-    extra: None,
-};
+use evio_examples::cli;
+use evio_examples::http::{self, Config, HttpServer};
 
 fn main() -> ExitCode {
-    cli::main(&SPEC, |opts| {
+    cli::main(&http::SPEC, |opts| {
         Ok(HttpServer::new(Config {
             header_timeout: opts.header_timeout,
             ..Config::default()

@@ -24,24 +24,11 @@
 
 use std::process::ExitCode;
 
-use evio_examples::cli::{self, Spec};
+use evio_examples::cli;
 use evio_examples::proxy;
 
-const SPEC: Spec = Spec {
-    bin: "proxy",
-    name: "proxy",
-    default_port: 7000,
-    udp: false,
-    backend: true,
-    idle_timeout: 60,
-    header_timeout: None,
-    connect_timeout: Some(5),
-    alpn: &[],
-    extra: None,
-};
-
 fn main() -> ExitCode {
-    cli::main(&SPEC, |opts| {
+    cli::main(&proxy::SPEC, |opts| {
         let proxy = proxy::handler(opts.backend.expect("--backend is required by the parser"));
         Ok(match opts.backend_tls_config()? {
             Some((config, server_name)) => proxy.with_backend_tls(config, server_name),

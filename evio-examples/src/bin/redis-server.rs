@@ -10,24 +10,11 @@
 
 use std::process::ExitCode;
 
-use evio_examples::cli::{self, Spec};
-use evio_examples::redis::{Config, RedisServer};
-
-const SPEC: Spec = Spec {
-    bin: "redis-server",
-    name: "redis",
-    default_port: 6380,
-    udp: false,
-    backend: false,
-    idle_timeout: 300,
-    header_timeout: None,
-    connect_timeout: None,
-    alpn: &[],
-    extra: None,
-};
+use evio_examples::cli;
+use evio_examples::redis::{self, Config, RedisServer};
 
 fn main() -> ExitCode {
-    cli::main(&SPEC, |opts| {
+    cli::main(&redis::SPEC, |opts| {
         // The loop count decides the store: unshared for one loop, sharded
         // locks for several.
         Ok(RedisServer::new(Config {

@@ -4,18 +4,8 @@ use std::ffi::OsString;
 
 use super::*;
 
-const SPEC: Spec = Spec {
-    bin: "echo-server",
-    name: "echo",
-    default_port: 5000,
-    udp: true,
-    backend: false,
-    idle_timeout: 60,
-    header_timeout: None,
-    connect_timeout: None,
-    alpn: &[],
-    extra: None,
-};
+/// The echo server's: UDP, no backend, no header timeout.
+const SPEC: Spec = crate::echo::SPEC;
 
 fn p(args: &[&str]) -> Result<Opts, CliError> {
     parse(&SPEC, args.iter().map(OsString::from))
@@ -245,18 +235,7 @@ fn tls_flags() {
 
 #[test]
 fn backend_flag() {
-    let proxy = Spec {
-        bin: "proxy",
-        name: "proxy",
-        default_port: 7000,
-        udp: false,
-        backend: true,
-        idle_timeout: 60,
-        header_timeout: None,
-        connect_timeout: Some(5),
-        alpn: &[],
-        extra: None,
-    };
+    let proxy = crate::proxy::SPEC;
     let pp = |args: &[&str]| parse(&proxy, args.iter().map(OsString::from));
     let o = pp(&["--backend", "127.0.0.1:6379", "--port", "0"]).unwrap();
     assert_eq!(o.backend, Some("127.0.0.1:6379".parse().unwrap()));

@@ -386,6 +386,21 @@ mod testing {
     }
 }
 
+/// The `http-server` binary's command line: its name, defaults and the flags
+/// it takes beyond the shared ones.
+pub const SPEC: crate::cli::Spec = crate::cli::Spec {
+    bin: "http-server",
+    name: "http",
+    default_port: 8080,
+    udp: false,
+    backend: false,
+    idle_timeout: 75,
+    header_timeout: Some(60),
+    connect_timeout: None,
+    alpn: &[b"http/1.1"],
+    extra: None,
+};
+
 #[cfg(test)]
 mod tests {
     use super::testing::{run, statuses};

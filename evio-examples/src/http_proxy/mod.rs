@@ -424,3 +424,18 @@ fn log_request(client: &Client, upstream: Option<SocketAddr>, status: u16) {
         client.ip
     );
 }
+
+/// The `http-proxy` binary's command line: its name, defaults and the flags
+/// it takes beyond the shared ones.
+pub const SPEC: crate::cli::Spec = crate::cli::Spec {
+    bin: "http-proxy",
+    name: "http-proxy",
+    default_port: 8080,
+    udp: false,
+    backend: false,
+    idle_timeout: 75,
+    header_timeout: None,
+    connect_timeout: Some(5),
+    alpn: &[b"http/1.1"],
+    extra: Some(&flags::EXTRA),
+};

@@ -412,6 +412,21 @@ mod testing {
     }
 }
 
+/// The `redis-server` binary's command line: its name, defaults and the flags
+/// it takes beyond the shared ones.
+pub const SPEC: crate::cli::Spec = crate::cli::Spec {
+    bin: "redis-server",
+    name: "redis",
+    default_port: 6380,
+    udp: false,
+    backend: false,
+    idle_timeout: 300,
+    header_timeout: None,
+    connect_timeout: None,
+    alpn: &[],
+    extra: None,
+};
+
 #[cfg(test)]
 mod tests {
     use super::testing::{engine, reply, run};
