@@ -258,8 +258,7 @@ impl Engine {
                         expect_continue: false,
                     };
                     session.pending = 0;
-                    self.respond(&request, out);
-                    if !request.keep_alive {
+                    if !self.respond(&request, out) {
                         action = Action::Close;
                         linger = pos < data.len();
                         break;
@@ -296,8 +295,7 @@ impl Engine {
             // A head is complete: the server's header clock stops.
             session.state &= !HEAD_CLOCK;
             if request.body == BodyKind::None {
-                self.respond(&request, out);
-                if !request.keep_alive {
+                if !self.respond(&request, out) {
                     action = Action::Close;
                     linger = pos < data.len();
                     break;
@@ -330,9 +328,12 @@ impl Engine {
         Action::None
     }
 
-    fn respond<O: Sink + ?Sized>(&self, r: &Request, out: &mut O) {
+    /// Writes the response to `r`; returns whether the connection stays
+    /// open after it.
+    fn respond<O: Sink + ?Sized>(&self, r: &Request, out: &mut O) -> bool {
         if r.status.code == 200 && r.keep_alive && !r.http10 && !r.head_only {
-            return out.write(&self.date.hello);
+            out.write(&self.date.hello);
+            return true;
         }
         out.write(r.status.line);
         out.write(&self.date.common);
@@ -346,6 +347,7 @@ impl Engine {
         if !r.head_only {
             out.write(r.status.body);
         }
+        r.keep_alive
     }
 
     /// Answers a request that cannot be served with `status`, and closes
@@ -359,7 +361,7 @@ impl Engine {
             body: BodyKind::None,
             expect_continue: false,
         };
-        self.respond(&request, out);
+        let _ = self.respond(&request, out);
         // The client may still be sending (the rest of a body, pipelined
         // requests): the server closes with a lingering close
         // (`Session::lingers`), not at once.
