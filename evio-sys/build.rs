@@ -12,56 +12,39 @@
 
 use std::env;
 
-const ALIASES: &[(&str, &[&str])] = &[
-    ("evio_epoll", &["linux", "android"]),
-    (
-        "evio_kqueue",
-        &[
-            "macos",
-            "ios",
-            "tvos",
-            "watchos",
-            "visionos",
-            "freebsd",
-            "netbsd",
-            "openbsd",
-            "dragonfly",
-        ],
-    ),
-    (
-        "evio_apple",
-        &["macos", "ios", "tvos", "watchos", "visionos"],
-    ),
-    (
-        "evio_evfilt_user",
-        &[
-            "macos",
-            "ios",
-            "tvos",
-            "watchos",
-            "visionos",
-            "freebsd",
-            "dragonfly",
-        ],
-    ),
-    (
-        "evio_pipe2",
-        &[
-            "freebsd",
-            "dragonfly",
-            "netbsd",
-            "openbsd",
-            "illumos",
-            "solaris",
-        ],
-    ),
-];
+/// Apple's systems, which several aliases include.
+const APPLE: &[&str] = &["macos", "ios", "tvos", "watchos", "visionos"];
+
+/// Each alias and the target systems it is set for.
+fn aliases() -> Vec<(&'static str, Vec<&'static str>)> {
+    let with_apple = |others: &[&'static str]| [APPLE, others].concat();
+    vec![
+        ("evio_epoll", vec!["linux", "android"]),
+        (
+            "evio_kqueue",
+            with_apple(&["freebsd", "netbsd", "openbsd", "dragonfly"]),
+        ),
+        ("evio_apple", APPLE.to_vec()),
+        ("evio_evfilt_user", with_apple(&["freebsd", "dragonfly"])),
+        (
+            "evio_pipe2",
+            vec![
+                "freebsd",
+                "dragonfly",
+                "netbsd",
+                "openbsd",
+                "illumos",
+                "solaris",
+            ],
+        ),
+    ]
+}
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     // The target, not the host: build scripts run on the host.
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    for (alias, systems) in ALIASES {
+    for (alias, systems) in aliases() {
         println!("cargo::rustc-check-cfg=cfg({alias})");
         if systems.contains(&os.as_str()) {
             println!("cargo::rustc-cfg={alias}");
