@@ -97,7 +97,7 @@ pub fn send_frame(
         vec![ControlMessage::ScmRights(&raw)]
     };
     let fd = stream.as_fd().as_raw_fd();
-    let flags = send_flags();
+    let flags = FLAGS.0;
     let mut sent = sendmsg::<UnixAddr>(
         fd,
         &[IoSlice::new(&header), IoSlice::new(body)],
@@ -123,27 +123,13 @@ pub fn send_frame(
     Ok(())
 }
 
+/// The flags of `sendmsg` and `recvmsg`: no SIGPIPE, received descriptors
+/// close-on-exec as they arrive. Apple's systems have neither flag (std
+/// ignores SIGPIPE in Rust binaries; descriptors are marked afterwards).
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-fn send_flags() -> MsgFlags {
-    MsgFlags::MSG_NOSIGNAL
-}
-
-// Apple's systems have no MSG_NOSIGNAL; a socket there is made with
-// SO_NOSIGPIPE by the caller (std ignores SIGPIPE for Rust binaries anyway).
+const FLAGS: (MsgFlags, MsgFlags) = (MsgFlags::MSG_NOSIGNAL, MsgFlags::MSG_CMSG_CLOEXEC);
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-fn send_flags() -> MsgFlags {
-    MsgFlags::empty()
-}
-
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-fn recv_flags() -> MsgFlags {
-    MsgFlags::MSG_CMSG_CLOEXEC
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-fn recv_flags() -> MsgFlags {
-    MsgFlags::empty()
-}
+const FLAGS: (MsgFlags, MsgFlags) = (MsgFlags::empty(), MsgFlags::empty());
 
 /// Reads into `buf` once, taking ownership of every descriptor that came
 /// with the bytes. Returns the byte count (0: the peer closed).
@@ -151,7 +137,7 @@ fn recv_some(stream: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Resul
     let mut cmsg = nix::cmsg_space!([RawFd; CMSG_FDS]);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
-        match recvmsg::<UnixAddr>(stream, &mut iov, Some(&mut cmsg), recv_flags()) {
+        match recvmsg::<UnixAddr>(stream, &mut iov, Some(&mut cmsg), FLAGS.1) {
             Err(Errno::EINTR) => continue,
             r => break r.map_err(timed_out)?,
         }
