@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use crate::runner::certs::SUITE;
 use crate::runner::discover::OURS;
 use crate::runner::report::{MemRow, Report, Row};
+use crate::runner::speed;
 
 /// The tables in order: workload and title.
 pub const TITLES: [(&str, &str); 10] = [
@@ -83,7 +84,7 @@ fn preamble(rep: &Report, o: &mut String) {
     let _ = writeln!(o, "# evio-rs benchmark results\n");
     let _ = writeln!(
         o,
-        "{} UTC, {} ({} cores), Linux {}; {} round(s) A B A B, medians; {} s runs{}{}.\n",
+        "{} UTC, {} ({} cores), Linux {}; {} round(s) A B A B, medians (ratios: median (min–max) of the rounds); {} s runs{}{}.\n",
         rep.date_utc,
         m.cpu,
         m.cores,
@@ -101,6 +102,21 @@ fn preamble(rep: &Report, o: &mut String) {
             "; not pinned (fewer than 2 cores)"
         }
     );
+}
+
+/// The ratio to the load's reference: the median, with the range of the
+/// per-round ratios when there was more than one round (the spread is
+/// what tells noise from a change).
+fn vs_reference(r: &Row, rows: &[&Row]) -> String {
+    let peer = rows.iter().find(|p| {
+        p.load == r.load && Some(&p.server) == r.reference.as_ref() && p.server != r.server
+    });
+    match peer.map(|p| speed::round_ratios(r, p)) {
+        Some(v) if v.len() > 1 => {
+            speed::ratio_with_spread(&v).unwrap_or_else(|| ratio(r.cpu_vs_reference))
+        }
+        _ => ratio(r.cpu_vs_reference),
+    }
 }
 
 /// One workload's table.
@@ -154,7 +170,7 @@ fn table(o: &mut String, title: &str, rows: &[&Row]) {
             bad,
             rate_str(r.rate),
             f(r.cpu_us_per_req, 2),
-            ratio(r.cpu_vs_reference),
+            vs_reference(r, rows),
         );
         for name in &also {
             let _ = write!(o, " {} |", ratio(r.cpu_vs_also.get(*name).copied()));
@@ -406,6 +422,7 @@ fn before_after(o: &mut String, rows: &[Row]) {
 pub fn markdown(rep: &Report) -> String {
     let mut o = String::new();
     preamble(rep, &mut o);
+    speed::section(&mut o, &rep.rows);
     for (w, title) in TITLES {
         let rows: Vec<&Row> = rep.rows.iter().filter(|r| r.workload == w).collect();
         let tls_mem: Vec<&MemRow> = rep.memory.iter().filter(|m| m.tls).collect();

@@ -36,5 +36,6 @@ pub mod report;
 
 pub mod charts;
 pub mod markdown;
+pub mod speed;
 
 pub mod execute;
