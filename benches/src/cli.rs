@@ -60,18 +60,41 @@ pub fn value<T: FromStr>(parser: &mut Parser, flag: &str) -> Result<T, CliError>
         .map_err(|_| CliError::Bad(format!("invalid value for {flag}: {text:?}")))
 }
 
-/// The value of `flag`, one of `choices`: its index there.
+/// The value of `flag`, one of the names in `choices`: what it stands for.
 ///
 /// # Errors
 /// [`CliError::Bad`] naming the flag and the choices.
-pub fn choice(parser: &mut Parser, flag: &str, choices: &[&str]) -> Result<usize, CliError> {
+pub fn choice<T: Copy>(
+    parser: &mut Parser,
+    flag: &str,
+    choices: &[(&str, T)],
+) -> Result<T, CliError> {
     let v: String = value(parser, flag)?;
-    choices.iter().position(|c| *c == v).ok_or_else(|| {
+    let found = choices.iter().find(|(name, _)| *name == v);
+    found.map(|&(_, t)| t).ok_or_else(|| {
+        let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
         CliError::Bad(format!(
             "invalid value for {flag}: {v:?} (one of {})",
-            choices.join(", ")
+            names.join(", ")
         ))
     })
+}
+
+/// The `main` of a binary that runs on Linux only: `linux::main()` there
+/// (the binary's `linux` module), [`linux_only`] elsewhere.
+#[macro_export]
+macro_rules! linux_main {
+    ($name:literal, $why:literal) => {
+        #[cfg(target_os = "linux")]
+        fn main() -> std::process::ExitCode {
+            linux::main()
+        }
+
+        #[cfg(not(target_os = "linux"))]
+        fn main() -> std::process::ExitCode {
+            $crate::cli::linux_only($name, $why)
+        }
+    };
 }
 
 /// The value of `flag` as `HOST:PORT`, resolved (its first address).
@@ -190,7 +213,7 @@ mod tests {
         assert!(bad(&["--stream=1"]).contains("--stream"));
         assert!(version_line("x").starts_with("x "));
         let mut p = parser(["--mode", "redis", "--mode", "ftp", "--addr", "127.0.0.1:9"]);
-        let modes = ["echo", "redis"];
+        let modes = [("echo", 0), ("redis", 1)];
         p.next().unwrap();
         assert_eq!(choice(&mut p, "--mode", &modes), Ok(1));
         p.next().unwrap();

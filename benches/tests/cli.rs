@@ -59,14 +59,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// What `bin flag` prints on stdout; it must exit 0.
+fn stdout_of(name: &str, bin: &str, flag: &str) -> String {
+    let out = run(bin, &[flag]);
+    assert_eq!(out.status.code(), Some(0), "{name} {flag}");
+    text(&out.stdout)
+}
+
 #[test]
 fn version_prints_the_name_and_the_crate_version() {
     for (name, bin, _, _) in BINARIES {
         for flag in ["--version", "-V"] {
-            let out = run(bin, &[flag]);
-            assert_eq!(out.status.code(), Some(0), "{name} {flag}");
             let want = format!("{name} {}\n", env!("CARGO_PKG_VERSION"));
-            assert_eq!(text(&out.stdout), want, "{name} {flag}");
+            assert_eq!(stdout_of(name, bin, flag), want, "{name} {flag}");
         }
     }
 }
@@ -75,9 +80,7 @@ fn version_prints_the_name_and_the_crate_version() {
 fn help_explains_the_flags() {
     for (name, bin, flag, _) in BINARIES {
         for help in ["--help", "-h"] {
-            let out = run(bin, &[help]);
-            assert_eq!(out.status.code(), Some(0), "{name} {help}");
-            let stdout = text(&out.stdout);
+            let stdout = stdout_of(name, bin, help);
             assert!(stdout.starts_with(&format!("usage: {name}")), "{stdout}");
             // The explanations, not only the synopsis.
             let explained = stdout.lines().any(|l| l.trim_start().starts_with(flag));

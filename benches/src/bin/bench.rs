@@ -16,12 +16,4 @@
 #[path = "bench/linux.rs"]
 mod linux;
 
-#[cfg(target_os = "linux")]
-fn main() -> std::process::ExitCode {
-    linux::main()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn main() -> std::process::ExitCode {
-    evio_benches::cli::linux_only("bench", "/proc, sched_setaffinity, epoll")
-}
+evio_benches::linux_main!("bench", "/proc, sched_setaffinity, epoll");

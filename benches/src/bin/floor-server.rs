@@ -34,12 +34,4 @@
 #[path = "floor-server/linux.rs"]
 mod linux;
 
-#[cfg(target_os = "linux")]
-fn main() -> std::process::ExitCode {
-    linux::main()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn main() -> std::process::ExitCode {
-    evio_benches::cli::linux_only("floor-server", "epoll")
-}
+evio_benches::linux_main!("floor-server", "epoll");

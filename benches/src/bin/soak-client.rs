@@ -43,6 +43,13 @@ reply unread), and repeats until --duration.
   -V, --version     print the name and version
   -h, --help        this text";
 
+/// `--mode`'s values.
+const MODES: [(&str, Mode); 3] = [
+    ("echo", Mode::Echo),
+    ("redis", Mode::Redis),
+    ("http", Mode::Http),
+];
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Echo,
@@ -292,10 +299,7 @@ fn parse(p: &mut lexopt::Parser) -> Result<(Mode, SocketAddr, usize, usize, f64,
     let (mut workers, mut ops, mut rate, mut duration) = (2usize, 20usize, 100.0f64, 10.0f64);
     while let Some(arg) = p.next()? {
         match arg {
-            Long("mode") => {
-                let modes = [Mode::Echo, Mode::Redis, Mode::Http];
-                mode = Some(modes[cli::choice(p, "--mode", &["echo", "redis", "http"])?]);
-            }
+            Long("mode") => mode = Some(cli::choice(p, "--mode", &MODES)?),
             Long("addr") => addr = Some(cli::socket_addr(p, "--addr")?),
             Long("workers") => workers = cli::value(p, "--workers")?,
             Long("ops") => ops = cli::value(p, "--ops")?,

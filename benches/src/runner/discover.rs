@@ -17,6 +17,11 @@ pub const FLOOR: &str = "floor";
 /// Marks the copies of our servers taken from `--compare DIR`.
 pub const BASELINE: &str = "(baseline)";
 
+/// What the real redis-server is told beside its ports: no snapshots, no
+/// append-only file, room for the memory workload's clients.
+pub const REAL_REDIS_FLAGS: [&str; 6] =
+    ["--save", "", "--appendonly", "no", "--maxclients", "30000"];
+
 /// The name of the baseline copy of our server `name`:
 /// `evio-rs --loops 2` → `evio-rs (baseline) --loops 2`.
 pub fn baseline_name(name: &str) -> String {
@@ -122,18 +127,10 @@ pub fn discover(s: &Settings, notes: &mut Vec<String>) -> Servers {
         Some(p) => Some(ServerSpec::new(
             "redis-server",
             p.clone(),
-            &[
-                "--port",
-                "{port}",
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--maxclients",
-                "30000",
-            ],
+            &["--port", "{port}", "--bind", "127.0.0.1"]
+                .into_iter()
+                .chain(REAL_REDIS_FLAGS)
+                .collect::<Vec<_>>(),
         )),
         None => {
             notes.push(missing_tool("redis-server (the real one)", "redis-server"));

@@ -41,7 +41,14 @@ const PONG: &[u8] = b"+PONG\r\n";
 const HTTP_OK: &[u8] = b"HTTP/1.1 200 OK\r\nServer: floor\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello World!\r\n";
 const HTTP_OK_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: floor\r\nContent-Type: text/plain\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello World!\r\n";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `--mode`'s values.
+const MODES: [(&str, Mode); 3] = [
+    ("echo", Mode::Echo),
+    ("redis", Mode::Redis),
+    ("http", Mode::Http),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Echo,
     Redis,
@@ -349,10 +356,7 @@ fn parse(p: &mut lexopt::Parser) -> Result<(Mode, u16, bool), CliError> {
     let (mut mode, mut port, mut deferred) = (None, None, false);
     while let Some(arg) = p.next()? {
         match arg {
-            Long("mode") => {
-                let modes = [Mode::Echo, Mode::Redis, Mode::Http];
-                mode = Some(modes[cli::choice(p, "--mode", &["echo", "redis", "http"])?]);
-            }
+            Long("mode") => mode = Some(cli::choice(p, "--mode", &MODES)?),
             Long("port") => port = Some(cli::value(p, "--port")?),
             Long("defer-accept") => deferred = true,
             other => return Err(cli::unexpected(other)),

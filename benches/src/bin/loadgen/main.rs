@@ -43,12 +43,4 @@ mod linux;
 #[cfg(target_os = "linux")]
 use linux::Opts;
 
-#[cfg(target_os = "linux")]
-fn main() -> std::process::ExitCode {
-    linux::main()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn main() -> std::process::ExitCode {
-    evio_benches::cli::linux_only("loadgen", "epoll")
-}
+evio_benches::linux_main!("loadgen", "epoll");

@@ -6,7 +6,7 @@
 
 use super::{Group, Plan};
 use crate::runner::certs::{self, our_tls_flags, OPENSSL_SUITE};
-use crate::runner::discover::{accepts_args, Servers};
+use crate::runner::discover::{accepts_args, Servers, REAL_REDIS_FLAGS};
 use crate::runner::load::Load;
 use crate::runner::memory::{MemServer, Probe};
 use crate::runner::server::{ServerSpec, Setup};
@@ -61,13 +61,8 @@ pub fn real_redis_tls(real: &ServerSpec) -> ServerSpec {
         "TLSv1.3",
         "--tls-ciphersuites",
         OPENSSL_SUITE,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--maxclients",
-        "30000",
     ];
+    let args: Vec<&str> = args.into_iter().chain(REAL_REDIS_FLAGS).collect();
     ServerSpec::new(&real.name, real.program.clone(), &args)
 }
 
