@@ -60,6 +60,25 @@ pub fn value<T: FromStr>(parser: &mut Parser, flag: &str) -> Result<T, CliError>
         .map_err(|_| CliError::Bad(format!("invalid value for {flag}: {text:?}")))
 }
 
+/// What `--mode echo|redis|http` names (floor-server, soak-client): the
+/// protocol served or spoken.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Bytes back as they came.
+    Echo,
+    /// RESP (Redis).
+    Redis,
+    /// HTTP/1.1.
+    Http,
+}
+
+/// `--mode`'s names, for [`choice`].
+pub const MODES: [(&str, Mode); 3] = [
+    ("echo", Mode::Echo),
+    ("redis", Mode::Redis),
+    ("http", Mode::Http),
+];
+
 /// The value of `flag`, one of the names in `choices`: what it stands for.
 ///
 /// # Errors

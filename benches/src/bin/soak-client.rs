@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use evio_benches::cli::{self, CliError};
+use evio_benches::cli::{self, CliError, Mode};
 use lexopt::Arg::Long;
 
 const USAGE: &str = "\
@@ -42,20 +42,6 @@ reply unread), and repeats until --duration.
   --duration SECS   how long to run (default 10)
   -V, --version     print the name and version
   -h, --help        this text";
-
-/// `--mode`'s values.
-const MODES: [(&str, Mode); 3] = [
-    ("echo", Mode::Echo),
-    ("redis", Mode::Redis),
-    ("http", Mode::Http),
-];
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    Echo,
-    Redis,
-    Http,
-}
 
 #[derive(Default)]
 struct Totals {
@@ -299,7 +285,7 @@ fn parse(p: &mut lexopt::Parser) -> Result<(Mode, SocketAddr, usize, usize, f64,
     let (mut workers, mut ops, mut rate, mut duration) = (2usize, 20usize, 100.0f64, 10.0f64);
     while let Some(arg) = p.next()? {
         match arg {
-            Long("mode") => mode = Some(cli::choice(p, "--mode", &MODES)?),
+            Long("mode") => mode = Some(cli::choice(p, "--mode", &cli::MODES)?),
             Long("addr") => addr = Some(cli::socket_addr(p, "--addr")?),
             Long("workers") => workers = cli::value(p, "--workers")?,
             Long("ops") => ops = cli::value(p, "--ops")?,

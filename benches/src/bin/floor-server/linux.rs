@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use evio_benches::cli::{self, CliError};
+use evio_benches::cli::{self, CliError, Mode};
 use evio_benches::floor::{http_requests, redis_requests, Framed};
 use lexopt::Arg::Long;
 use nix::errno::Errno;
@@ -40,20 +40,6 @@ const CARRY_MAX: usize = 64 * 1024;
 const PONG: &[u8] = b"+PONG\r\n";
 const HTTP_OK: &[u8] = b"HTTP/1.1 200 OK\r\nServer: floor\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello World!\r\n";
 const HTTP_OK_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: floor\r\nContent-Type: text/plain\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello World!\r\n";
-
-/// `--mode`'s values.
-const MODES: [(&str, Mode); 3] = [
-    ("echo", Mode::Echo),
-    ("redis", Mode::Redis),
-    ("http", Mode::Http),
-];
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    Echo,
-    Redis,
-    Http,
-}
 
 /// Per connection; empty (no heap memory) in the common case.
 #[derive(Default)]
@@ -356,7 +342,7 @@ fn parse(p: &mut lexopt::Parser) -> Result<(Mode, u16, bool), CliError> {
     let (mut mode, mut port, mut deferred) = (None, None, false);
     while let Some(arg) = p.next()? {
         match arg {
-            Long("mode") => mode = Some(cli::choice(p, "--mode", &MODES)?),
+            Long("mode") => mode = Some(cli::choice(p, "--mode", &cli::MODES)?),
             Long("port") => port = Some(cli::value(p, "--port")?),
             Long("defer-accept") => deferred = true,
             other => return Err(cli::unexpected(other)),
