@@ -23,7 +23,7 @@ use run::{Handlers, LoopParts, Prepared};
 
 /// Serves `addrs` with one loop on the calling thread until a callback
 /// returns [`Action::Shutdown`](crate::Action::Shutdown) or the server is
-/// stopped through its [`ServerControl`]. The handler needs to be neither
+/// stopped through its [`ServerControl`](crate::ServerControl). The handler needs to be neither
 /// `Clone` nor `Send`. Use [`Builder`] for more loops and settings.
 ///
 /// # Errors
