@@ -308,3 +308,35 @@ fn a_drain_serves_the_connections_of_every_loop() {
     }
     server.wait().unwrap();
 }
+
+/// Keeps each connection through a drain, closed by a short idle timer.
+#[derive(Clone)]
+struct IdleOut;
+
+impl EventHandler for IdleOut {
+    type Context = ();
+    fn on_drain(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        conn.set_idle_timeout(Some(Duration::from_millis(200)));
+        Action::None
+    }
+}
+
+/// A drain ends when a timer closed the last connection, not at its
+/// deadline (a loop with nothing else to wake it slept until then).
+#[test]
+fn a_drain_ends_when_a_timer_closes_the_last_connection() {
+    let server = Builder::new()
+        .num_loops(2)
+        .load_balance(evio_core::LoadBalance::RoundRobin)
+        .start(IdleOut, &["tcp://127.0.0.1:0"])
+        .unwrap();
+    let addr = inet(&server.addrs()[0]);
+    let _clients: Vec<TcpStream> = (0..4).map(|_| client(addr)).collect();
+    soon!(server.control().connections() == 4);
+    server
+        .control()
+        .shutdown_gracefully(Duration::from_secs(60));
+    within("the drain to end with its last connection", move || {
+        server.wait().unwrap()
+    });
+}

@@ -168,7 +168,13 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
         self.flush_dirty();
         let mut timeout = self.timeout();
         if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
+            // Draining: once a timer closed the last connection there is
+            // nothing to wait for (the drain ends after this iteration).
+            let left = if self.table.all_released() {
+                Duration::ZERO
+            } else {
+                d.saturating_duration_since(Instant::now())
+            };
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
         self.poller.wait(events, timeout)?;

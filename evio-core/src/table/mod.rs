@@ -212,6 +212,12 @@ impl<C> ConnTable<C> {
         self.slab.is_empty()
     }
 
+    /// Whether no slot holds a connection any more (closed ones may wait
+    /// for [`reap`](ConnTable::reap)). Walks the slab: drain paths only.
+    pub(crate) fn all_released(&self) -> bool {
+        self.slab.iter().all(|(_, c)| !c.held())
+    }
+
     /// Every slot holding a connection (allocates: shutdown paths only).
     pub(crate) fn slots(&self) -> Vec<Slot> {
         self.slab
