@@ -1,19 +1,20 @@
 //! What runs: the groups (one load against several servers, A B A B) of
 //! each workload, and the ordered list of jobs. The churn, HTTP proxy and
-//! TLS workloads' groups are planned in their submodules (`runner/plan/`).
+//! TLS and scaling workloads' groups are planned in their submodules (`runner/plan/`).
 
 mod churn;
 mod http_proxy;
+mod scaling;
 mod tls;
 
 pub use tls::{our_tls_variant, real_redis_tls};
 
-use crate::runner::discover::{accepts_args, accepts_flag, Servers, OURS};
+use crate::runner::discover::{accepts_args, Servers, OURS};
 use crate::runner::load::Load;
 use crate::runner::memory::{MemServer, Probe};
 use crate::runner::probe::probe_for;
 use crate::runner::process::Cpus;
-use crate::runner::server::{ServerSpec, Setup, METRICS_FLAGS};
+use crate::runner::server::{ServerSpec, METRICS_FLAGS};
 use crate::runner::settings::{missing_tool, Settings};
 
 /// The echo workload's loads: connections, message size, messages in
@@ -336,7 +337,7 @@ pub fn plan(s: &Settings, sv: &Servers, notes: &mut Vec<String>) -> Plan {
             "http-proxy" => http_proxy::plan_http_proxy(s, sv, notes, &mut p),
             "churn" => churn::plan_churn(s, sv, notes, &mut p),
             "tls" => mem_after = tls::plan_tls(s, sv, notes, &mut p),
-            "scaling" => plan_scaling(s, sv, notes, &mut p),
+            "scaling" => scaling::plan_scaling(s, sv, notes, &mut p),
             _ => unreachable!("checked in Settings::parse"),
         }
         for (g, group) in p.groups.iter().enumerate().skip(first_group) {
@@ -409,125 +410,11 @@ fn plan_echo_metrics(s: &Settings, sv: &Servers, notes: &mut Vec<String>, p: &mu
     }
 }
 
-/// N loops on N cores, the load on the other cores: ours with the acceptor
-/// hand-off and with per-loop listeners, tokio multi-thread, nginx with N
-/// workers; keep-alive and churn loads.
-fn plan_scaling(s: &Settings, sv: &Servers, notes: &mut Vec<String>, p: &mut Plan) {
-    if !s.pinned {
-        notes.push("scaling: needs at least 2 cores; skipped".into());
-        return;
-    }
-    let have_loadgen = s.bin_dir.join("loadgen").is_file();
-    if !have_loadgen {
-        notes.push("scaling: loadgen not built; echo loads skipped".into());
-    }
-    if s.tools.wrk.is_none() {
-        notes.push(format!(
-            "scaling: {}; HTTP loads skipped",
-            missing_tool("wrk", "wrk")
-        ));
-    }
-    // Whether our binaries have the flag yet (older builds do not).
-    let mut per_loop = Vec::new();
-    for spec in sv.ours(|o| &o.echo).into_iter().chain(sv.ours(|o| &o.http)) {
-        let ok = accepts_flag(&spec.program, "--per-loop-listeners");
-        if !ok {
-            notes.push(format!(
-                "scaling: {} does not accept --per-loop-listeners; that mode skipped",
-                spec.program.display()
-            ));
-        }
-        per_loop.push((spec.program, ok));
-    }
-    let supports = |spec: &ServerSpec| per_loop.iter().any(|(p, ok)| *ok && *p == spec.program);
-    // Loop variants of our servers: hand-off, then per-loop listeners.
-    let variants = |specs: Vec<ServerSpec>, n: usize| -> Vec<ServerSpec> {
-        let mut v = Vec::new();
-        for spec in specs {
-            let loops = ["--loops".to_string(), n.to_string()];
-            v.push(spec.with(format!("{} --loops {n}", spec.name), &loops));
-            if supports(&spec) {
-                let flags = [&loops[..], &["--per-loop-listeners".to_string()]].concat();
-                v.push(spec.with(
-                    format!("{} --loops {n} --per-loop-listeners", spec.name),
-                    &flags,
-                ));
-            }
-        }
-        v
-    };
-    for &n in &s.loops {
-        if n >= s.cores {
-            notes.push(format!(
-                "scaling: {n} loop(s) leave no core for the load on this {}-core machine; skipped",
-                s.cores
-            ));
-            continue;
-        }
-        let load_cores = s.cores - n;
-        let scaled = |workload, load, reference: String, servers| Group {
-            workload,
-            load,
-            reference: Some(reference),
-            also_vs: Vec::new(),
-            servers,
-            server_cpus: Some(Cpus::Span { first: 0, count: n }),
-            load_cpus: Some(Cpus::Span {
-                first: n,
-                count: load_cores,
-            }),
-            load_threads: load_cores,
-            server_cores: Some(n),
-            backend: None,
-        };
-        if have_loadgen {
-            let mut servers = variants(sv.ours(|o| &o.echo), n);
-            let tokio = format!("tokio-echo --threads {n}");
-            if let Some(t) = &sv.tokio_echo {
-                servers.push(t.with(tokio.clone(), &["--threads".into(), n.to_string()]));
-            }
-            let keep_alive = Load::Echo {
-                conns: 256,
-                size: 64,
-                depth: 1,
-            };
-            let churn = Load::EchoChurn {
-                workers: 128,
-                size: 64,
-            };
-            for load in [keep_alive, churn] {
-                p.groups
-                    .push(scaled("scaling", load, tokio.clone(), servers.clone()));
-            }
-        }
-        if s.tools.wrk.is_some() {
-            let mut servers = variants(sv.ours(|o| &o.http), n);
-            let nginx = format!("nginx {n} worker{}", plural(n));
-            if let Some(ng) = &sv.nginx {
-                servers.push(ServerSpec {
-                    name: nginx.clone(),
-                    setup: Setup::Nginx { workers: n },
-                    ..ng.clone()
-                });
-            }
-            for load in [
-                Load::Http {
-                    conns: 256,
-                    pipeline: 1,
-                },
-                Load::HttpChurn { conns: 128 },
-            ] {
-                p.groups
-                    .push(scaled("scaling", load, nginx.clone(), servers.clone()));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runner::discover::{Ours, FLOOR};
+    use crate::runner::server::Setup;
     use std::path::PathBuf;
 
     /// Settings for `args` with wrk and redis-benchmark "installed" and a
