@@ -420,24 +420,17 @@ impl<P: Poller + 'static> Builder<P> {
             // given (`tcp://:0` finds its socket again), or else by where
             // it is bound (a port given now that was `:0` then); every copy
             // is taken.
-            let mut mine: Vec<net::Inherited> = Vec::new();
             let named = |sock: &net::Inherited| sock.name.as_deref() == Some(&*s.original);
             let by_name = handed.iter().any(named);
-            let rule = |sock: &net::Inherited| {
-                if by_name {
-                    named(sock)
-                } else {
-                    s.is_exactly(sock)
-                }
-            };
-            let mut k = 0;
-            while k < handed.len() {
-                if rule(&handed[k]) && s.can_adopt(&handed[k]) {
-                    mine.push(handed.remove(k));
-                } else {
-                    k += 1;
-                }
-            }
+            let (mine, rest): (Vec<_>, Vec<_>) = handed.into_iter().partition(|sock| {
+                s.can_adopt(sock)
+                    && if by_name {
+                        named(sock)
+                    } else {
+                        s.is_exactly(sock)
+                    }
+            });
+            handed = rest;
             if !mine.is_empty() {
                 tracing::info!(addr = %s.original, sockets = mine.len(), "evio: serving sockets handed over by the old server");
                 let local = mine.len() > 1;
