@@ -137,7 +137,9 @@ impl HttpServer {
         }
         let idle = conn.context().is_idle();
         conn.set_reclaimable(idle);
-        if conn.is_draining() && idle {
+        // `on_data` set the engine's flag from the server's: no second
+        // atomic load per request.
+        if self.engine.draining && idle {
             // Answered with `Connection: close` or waiting for the next
             // request, which will be: closed after the grace if none comes.
             drain::close_when_idle(conn);
