@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -192,63 +192,51 @@ pub fn run_load(
     threads: usize,
     label: &str,
 ) -> Result<RunResult, String> {
-    let log = s.tmp.join(format!("load-{}.log", srv.port));
+    let run = Tool {
+        s,
+        srv,
+        cpus,
+        threads,
+        label,
+        log: s.tmp.join(format!("load-{}.log", srv.port)),
+    };
     let num = |v: &usize| v.to_string();
     let mut r = match load {
         Load::Echo { conns, size, depth } => {
             let (conns, size, depth) = (num(conns), num(size), num(depth));
-            let args = ["--conns", &conns, "--size", &size, "--depth", &depth];
-            run_loadgen(s, srv, cpus, threads, label, &log, &args)?
+            run.loadgen(&["--conns", &conns, "--size", &size, "--depth", &depth])?
         }
         Load::EchoChurn { workers, size } => {
-            let args = ["--churn", "--conns", &num(workers), "--size", &num(size)];
-            run_loadgen(s, srv, cpus, threads, label, &log, &args)?
+            run.loadgen(&["--churn", "--conns", &num(workers), "--size", &num(size)])?
         }
         Load::Redis { test, pipeline } => {
             let n = s.redis_n * *pipeline as u64;
-            let args = ["-P", &num(pipeline)];
-            run_redis_benchmark(s, srv, cpus, label, &log, test, n, &args)?
+            run.redis_benchmark(test, n, &["-P", &num(pipeline)])?
         }
         Load::RedisChurn { test } => {
             let n = (s.redis_n / 4).max(100);
-            run_redis_benchmark(s, srv, cpus, label, &log, test, n, &["-k", "0"])?
+            run.redis_benchmark(test, n, &["-k", "0"])?
         }
-        Load::Http { conns, pipeline } => {
-            let w = Wrk::new(*conns, *pipeline, false);
-            run_wrk(s, srv, cpus, threads, label, &log, w)?
-        }
-        Load::HttpChurn { conns } => run_wrk(
-            s,
-            srv,
-            cpus,
-            threads,
-            label,
-            &log,
-            Wrk::new(*conns, 1, true),
-        )?,
+        Load::Http { conns, pipeline } => run.wrk(Wrk::new(*conns, *pipeline, false))?,
+        Load::HttpChurn { conns } => run.wrk(Wrk::new(*conns, 1, true))?,
         Load::Tls(inner) => {
             let ca = certs::files(s).cert.display().to_string();
             match &**inner {
                 Load::Echo { conns, size, depth } => {
                     let (conns, size, depth) = (num(conns), num(size), num(depth));
-                    let args = ["--conns", &conns, "--size", &size, "--depth", &depth];
-                    let tls = ["--tls", "--ca", &ca, "--sni", SNI];
-                    let args = [&args[..], &tls[..]].concat();
-                    run_loadgen(s, srv, cpus, threads, label, &log, &args)?
+                    run.loadgen(&[
+                        "--conns", &conns, "--size", &size, "--depth", &depth, "--tls", "--ca",
+                        &ca, "--sni", SNI,
+                    ])?
                 }
                 Load::Redis { test, pipeline } => {
                     let n = s.redis_n * *pipeline as u64;
-                    let args = ["-P", &num(pipeline), "--tls", "--cacert", &ca];
-                    run_redis_benchmark(s, srv, cpus, label, &log, test, n, &args)?
+                    run.redis_benchmark(test, n, &["-P", &num(pipeline), "--tls", "--cacert", &ca])?
                 }
                 Load::Http { conns, pipeline } => {
-                    let w = Wrk::new(*conns, *pipeline, false).https();
-                    run_wrk(s, srv, cpus, threads, label, &log, w)?
+                    run.wrk(Wrk::new(*conns, *pipeline, false).https())?
                 }
-                Load::HttpChurn { conns } => {
-                    let w = Wrk::new(*conns, 1, true).https();
-                    run_wrk(s, srv, cpus, threads, label, &log, w)?
-                }
+                Load::HttpChurn { conns } => run.wrk(Wrk::new(*conns, 1, true).https())?,
                 other => return Err(format!("{} over TLS: not supported", other.label())),
             }
         }
@@ -258,68 +246,18 @@ pub fn run_load(
     Ok(r)
 }
 
-/// `loadgen --marks …`: the server's CPU is sampled on `#start` and `#end`.
-fn run_loadgen(
-    s: &Settings,
-    srv: &Server,
+/// One load tool's run against one server: where it runs and what it logs.
+struct Tool<'a> {
+    s: &'a Settings,
+    srv: &'a Server,
+    /// The cores the tool is pinned to.
     cpus: Option<Cpus>,
+    /// loadgen `--threads`, wrk `-t`.
     threads: usize,
-    label: &str,
-    log: &Path,
-    shape: &[&str],
-) -> Result<RunResult, String> {
-    let logf = fs::File::create(log).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(s.bin_dir.join("loadgen"));
-    cmd.args(["--addr", &format!("127.0.0.1:{}", srv.port), "--marks"])
-        .args(shape)
-        .args(["--duration", &s.duration.to_string()])
-        .args(["--warmup", &s.warmup.to_string()]);
-    if threads > 1 {
-        cmd.args(["--threads", &threads.to_string()]);
-    }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(logf);
-    let child = spawn(&mut cmd, cpus).map_err(|e| format!("start loadgen: {e}"))?;
-    let mut child = Reap(child);
-    let limit = Duration::from_secs_f64(s.duration + s.warmup + 60.0);
-    let _wd = Watchdog::new(child.0.id() as i32, limit, format!("loadgen ({label})"));
-    let out = child.0.stdout.take().expect("piped");
-    let (mut c0, mut c1) = (None, None);
-    let mut json = None;
-    for line in BufReader::new(out).lines() {
-        let line = line.map_err(|e| e.to_string())?;
-        match line.trim() {
-            "#start" => c0 = Some(procfs::tree_cpu_ticks(srv.pid)),
-            "#end" => c1 = Some(procfs::tree_cpu_ticks(srv.pid)),
-            l if l.starts_with('{') => json = serde_json::from_str::<serde_json::Value>(l).ok(),
-            _ => {}
-        }
-    }
-    let st = child.0.wait().map_err(|e| e.to_string())?;
-    let Some(j) = json else {
-        return Err(format!("loadgen gave no result ({st}):\n{}", tail(log, 10)));
-    };
-    let f = |k: &str| j.get(k).and_then(|v| v.as_f64());
-    let u = |k: &str| j.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-    let mut r = RunResult {
-        requests: u("messages"),
-        total_requests: u("total_messages"),
-        secs: f("secs").unwrap_or(0.0),
-        rate: f("rate").unwrap_or(0.0),
-        p50_us: f("p50_us"),
-        p99_us: f("p99_us"),
-        p999_us: f("p999_us"),
-        errors: u("errors") + u("stalled"),
-        verify_errors: u("verify_errors"),
-        ..Default::default()
-    };
-    if let (Some(a), Some(b)) = (c0, c1) {
-        r.set_cpu(a, b, r.requests);
-    }
-    r.ok = st.success() && r.verify_errors == 0 && r.requests > 0;
-    if !r.ok {
-        r.note = format!("loadgen: {st}: {}", tail(log, 3).replace('\n', " | "));
-    }
-    Ok(r)
+    /// The run's name in messages.
+    label: &'a str,
+    /// The tool's stderr.
+    log: PathBuf,
 }
 
 /// A load tool run to its end, with the server's CPU sampled around it.
@@ -375,58 +313,6 @@ impl Sampled {
     }
 }
 
-/// `redis-benchmark -c 50 -n n -t test --csv extra…`; the server's CPU is
-/// sampled over the tool's whole life.
-#[allow(clippy::too_many_arguments)]
-fn run_redis_benchmark(
-    s: &Settings,
-    srv: &Server,
-    cpus: Option<Cpus>,
-    label: &str,
-    log: &Path,
-    test: &str,
-    n: u64,
-    extra: &[&str],
-) -> Result<RunResult, String> {
-    let logf = fs::File::create(log).map_err(|e| e.to_string())?;
-    let tool = s
-        .tools
-        .redis_benchmark
-        .as_ref()
-        .ok_or("redis-benchmark not found")?;
-    let mut cmd = Command::new(tool);
-    cmd.args(["-h", "127.0.0.1", "-p", &srv.port.to_string(), "-c", "50"])
-        .args(["-n", &n.to_string()])
-        .args(extra)
-        .args(["-t", &test.to_lowercase(), "--csv"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(logf);
-    let limit = Duration::from_secs(if s.smoke { 60 } else { 300 });
-    let run = Sampled::run(&mut cmd, cpus, srv, limit, "redis-benchmark", label)?;
-    let (out, text) = (&run.out, run.stdout());
-    let rows = parse_redis_csv(&text);
-    let Some(row) = rows.first() else {
-        return Err(run.no_result("redis-benchmark", log));
-    };
-    let mut r = RunResult {
-        requests: n,
-        total_requests: n,
-        secs: run.secs,
-        rate: row.rps,
-        p50_us: row.p50_ms.map(|v| v * 1e3),
-        p99_us: row.p99_ms.map(|v| v * 1e3),
-        ok: out.status.success() && row.rps > 0.0,
-        ..Default::default()
-    };
-    r.set_cpu(run.cpu_before, run.cpu_after, n);
-    if !r.ok {
-        let why = tail(log, 3).replace('\n', " | ");
-        r.note = format!("redis-benchmark: {}: {why}", out.status);
-    }
-    Ok(r)
-}
-
 /// The shape of a `wrk` run.
 #[derive(Debug, Clone, Copy)]
 struct Wrk {
@@ -458,80 +344,195 @@ impl Wrk {
     }
 }
 
-/// `wrk -t threads -c conns -d secs --latency` (pipelined, or with
-/// `Connection: close`, on `http://` or `https://`); the server's CPU is
-/// sampled over wrk's whole life.
-#[allow(clippy::too_many_arguments)]
-fn run_wrk(
-    s: &Settings,
-    srv: &Server,
-    cpus: Option<Cpus>,
-    threads: usize,
-    label: &str,
-    log: &Path,
-    w: Wrk,
-) -> Result<RunResult, String> {
-    let Wrk {
-        conns,
-        pipeline,
-        close,
-        https,
-    } = w;
-    let logf = fs::File::create(log).map_err(|e| e.to_string())?;
-    let secs = s.duration.ceil().max(1.0) as u64;
-    let tool = s.tools.wrk.as_ref().ok_or("wrk not found")?;
-    let mut cmd = Command::new(tool);
-    cmd.args([
-        &format!("-t{}", threads.max(1)),
-        &format!("-c{conns}"),
-        &format!("-d{secs}s"),
-        "--latency",
-    ]);
-    if close {
-        cmd.args(["-H", "Connection: close"]);
+impl Tool<'_> {
+    /// `loadgen --marks …`: the server's CPU is sampled on `#start` and `#end`.
+    fn loadgen(&self, shape: &[&str]) -> Result<RunResult, String> {
+        let Tool {
+            s,
+            srv,
+            cpus,
+            threads,
+            label,
+            ref log,
+        } = *self;
+        let logf = fs::File::create(log).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(s.bin_dir.join("loadgen"));
+        cmd.args(["--addr", &format!("127.0.0.1:{}", srv.port), "--marks"])
+            .args(shape)
+            .args(["--duration", &s.duration.to_string()])
+            .args(["--warmup", &s.warmup.to_string()]);
+        if threads > 1 {
+            cmd.args(["--threads", &threads.to_string()]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(logf);
+        let child = spawn(&mut cmd, cpus).map_err(|e| format!("start loadgen: {e}"))?;
+        let mut child = Reap(child);
+        let limit = Duration::from_secs_f64(s.duration + s.warmup + 60.0);
+        let _wd = Watchdog::new(child.0.id() as i32, limit, format!("loadgen ({label})"));
+        let out = child.0.stdout.take().expect("piped");
+        let (mut c0, mut c1) = (None, None);
+        let mut json = None;
+        for line in BufReader::new(out).lines() {
+            let line = line.map_err(|e| e.to_string())?;
+            match line.trim() {
+                "#start" => c0 = Some(procfs::tree_cpu_ticks(srv.pid)),
+                "#end" => c1 = Some(procfs::tree_cpu_ticks(srv.pid)),
+                l if l.starts_with('{') => json = serde_json::from_str::<serde_json::Value>(l).ok(),
+                _ => {}
+            }
+        }
+        let st = child.0.wait().map_err(|e| e.to_string())?;
+        let Some(j) = json else {
+            return Err(format!("loadgen gave no result ({st}):\n{}", tail(log, 10)));
+        };
+        let f = |k: &str| j.get(k).and_then(|v| v.as_f64());
+        let u = |k: &str| j.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let mut r = RunResult {
+            requests: u("messages"),
+            total_requests: u("total_messages"),
+            secs: f("secs").unwrap_or(0.0),
+            rate: f("rate").unwrap_or(0.0),
+            p50_us: f("p50_us"),
+            p99_us: f("p99_us"),
+            p999_us: f("p999_us"),
+            errors: u("errors") + u("stalled"),
+            verify_errors: u("verify_errors"),
+            ..Default::default()
+        };
+        if let (Some(a), Some(b)) = (c0, c1) {
+            r.set_cpu(a, b, r.requests);
+        }
+        r.ok = st.success() && r.verify_errors == 0 && r.requests > 0;
+        if !r.ok {
+            r.note = format!("loadgen: {st}: {}", tail(log, 3).replace('\n', " | "));
+        }
+        Ok(r)
     }
-    if pipeline > 1 {
-        let script = s.tmp.join("pipeline.lua");
-        fs::write(&script, include_str!("../../pipeline.lua")).map_err(|e| e.to_string())?;
-        cmd.arg("-s").arg(&script);
+
+    /// `redis-benchmark -c 50 -n n -t test --csv extra…`; the server's CPU is
+    /// sampled over the tool's whole life.
+    fn redis_benchmark(&self, test: &str, n: u64, extra: &[&str]) -> Result<RunResult, String> {
+        let Tool {
+            s,
+            srv,
+            cpus,
+            label,
+            ref log,
+            ..
+        } = *self;
+        let logf = fs::File::create(log).map_err(|e| e.to_string())?;
+        let tool = s
+            .tools
+            .redis_benchmark
+            .as_ref()
+            .ok_or("redis-benchmark not found")?;
+        let mut cmd = Command::new(tool);
+        cmd.args(["-h", "127.0.0.1", "-p", &srv.port.to_string(), "-c", "50"])
+            .args(["-n", &n.to_string()])
+            .args(extra)
+            .args(["-t", &test.to_lowercase(), "--csv"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(logf);
+        let limit = Duration::from_secs(if s.smoke { 60 } else { 300 });
+        let run = Sampled::run(&mut cmd, cpus, srv, limit, "redis-benchmark", label)?;
+        let (out, text) = (&run.out, run.stdout());
+        let rows = parse_redis_csv(&text);
+        let Some(row) = rows.first() else {
+            return Err(run.no_result("redis-benchmark", log));
+        };
+        let mut r = RunResult {
+            requests: n,
+            total_requests: n,
+            secs: run.secs,
+            rate: row.rps,
+            p50_us: row.p50_ms.map(|v| v * 1e3),
+            p99_us: row.p99_ms.map(|v| v * 1e3),
+            ok: out.status.success() && row.rps > 0.0,
+            ..Default::default()
+        };
+        r.set_cpu(run.cpu_before, run.cpu_after, n);
+        if !r.ok {
+            let why = tail(log, 3).replace('\n', " | ");
+            r.note = format!("redis-benchmark: {}: {why}", out.status);
+        }
+        Ok(r)
     }
-    let scheme = if https { "https" } else { "http" };
-    cmd.arg(format!("{scheme}://127.0.0.1:{}/", srv.port));
-    if pipeline > 1 {
-        cmd.args(["--", &pipeline.to_string()]);
+
+    /// `wrk -t threads -c conns -d secs --latency` (pipelined, or with
+    /// `Connection: close`, on `http://` or `https://`); the server's CPU is
+    /// sampled over wrk's whole life.
+    fn wrk(&self, w: Wrk) -> Result<RunResult, String> {
+        let Tool {
+            s,
+            srv,
+            cpus,
+            threads,
+            label,
+            ref log,
+        } = *self;
+        let Wrk {
+            conns,
+            pipeline,
+            close,
+            https,
+        } = w;
+        let logf = fs::File::create(log).map_err(|e| e.to_string())?;
+        let secs = s.duration.ceil().max(1.0) as u64;
+        let tool = s.tools.wrk.as_ref().ok_or("wrk not found")?;
+        let mut cmd = Command::new(tool);
+        cmd.args([
+            &format!("-t{}", threads.max(1)),
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--latency",
+        ]);
+        if close {
+            cmd.args(["-H", "Connection: close"]);
+        }
+        if pipeline > 1 {
+            let script = s.tmp.join("pipeline.lua");
+            fs::write(&script, include_str!("../../pipeline.lua")).map_err(|e| e.to_string())?;
+            cmd.arg("-s").arg(&script);
+        }
+        let scheme = if https { "https" } else { "http" };
+        cmd.arg(format!("{scheme}://127.0.0.1:{}/", srv.port));
+        if pipeline > 1 {
+            cmd.args(["--", &pipeline.to_string()]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(logf);
+        let limit = Duration::from_secs(secs + 60);
+        let run = Sampled::run(&mut cmd, cpus, srv, limit, "wrk", label)?;
+        let (out, text) = (&run.out, run.stdout());
+        let Some(w) = parse_wrk(&text) else {
+            return Err(run.no_result("wrk", log));
+        };
+        let mut r = RunResult {
+            requests: w.requests,
+            total_requests: w.requests,
+            secs: w.secs,
+            rate: w.rps,
+            p50_us: w.p50_us,
+            p99_us: w.p99_us,
+            errors: w.socket_errors + w.bad_status,
+            verify_errors: w.bad_status,
+            ok: out.status.success() && w.requests > 0 && w.bad_status == 0,
+            ..Default::default()
+        };
+        r.set_cpu(run.cpu_before, run.cpu_after, w.requests);
+        if w.bad_status > 0 {
+            r.note = format!("{} non-2xx/3xx responses", w.bad_status);
+        } else if !r.ok {
+            r.note = format!(
+                "wrk: {}, {} requests, {} socket errors: {}",
+                out.status,
+                w.requests,
+                w.socket_errors,
+                tail(log, 3).replace('\n', " | ")
+            );
+        }
+        Ok(r)
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(logf);
-    let limit = Duration::from_secs(secs + 60);
-    let run = Sampled::run(&mut cmd, cpus, srv, limit, "wrk", label)?;
-    let (out, text) = (&run.out, run.stdout());
-    let Some(w) = parse_wrk(&text) else {
-        return Err(run.no_result("wrk", log));
-    };
-    let mut r = RunResult {
-        requests: w.requests,
-        total_requests: w.requests,
-        secs: w.secs,
-        rate: w.rps,
-        p50_us: w.p50_us,
-        p99_us: w.p99_us,
-        errors: w.socket_errors + w.bad_status,
-        verify_errors: w.bad_status,
-        ok: out.status.success() && w.requests > 0 && w.bad_status == 0,
-        ..Default::default()
-    };
-    r.set_cpu(run.cpu_before, run.cpu_after, w.requests);
-    if w.bad_status > 0 {
-        r.note = format!("{} non-2xx/3xx responses", w.bad_status);
-    } else if !r.ok {
-        r.note = format!(
-            "wrk: {}, {} requests, {} socket errors: {}",
-            out.status,
-            w.requests,
-            w.socket_errors,
-            tail(log, 3).replace('\n', " | ")
-        );
-    }
-    Ok(r)
 }
 
 #[cfg(test)]

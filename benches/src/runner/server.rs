@@ -494,16 +494,28 @@ mod tests {
     #[test]
     fn nginx_config_is_loopback_and_quiet() {
         let c = nginx_conf(Path::new("/tmp/x"), 8080);
-        assert!(c.contains("listen 127.0.0.1:8080;"));
-        assert!(c.contains("access_log off;"));
-        assert!(c.contains("worker_processes 1;"));
-        assert!(c.contains(r#"return 200 "Hello World!\r\n";"#));
+        assert_contains(
+            &c,
+            &[
+                "listen 127.0.0.1:8080;",
+                "access_log off;",
+                "worker_processes 1;",
+                r#"return 200 "Hello World!\r\n";"#,
+            ],
+        );
     }
 
     #[test]
     fn nginx_config_workers() {
         let c = nginx_conf_workers(Path::new("/tmp/x"), 8080, 4);
         assert!(c.contains("worker_processes 4;"));
+    }
+
+    /// `config` has every one of `lines`.
+    fn assert_contains(config: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(config.contains(line), "{line:?} missing from:\n{config}");
+        }
     }
 
     fn files() -> TlsFiles {
@@ -517,15 +529,20 @@ mod tests {
     #[test]
     fn nginx_tls_config_pins_and_does_full_handshakes() {
         let c = nginx_conf_tls(Path::new("/tmp/x"), 8443, &files());
-        assert!(c.contains("listen 127.0.0.1:8443 ssl;"));
-        assert!(c.contains("ssl_certificate /t/cert.pem;"));
-        assert!(c.contains("ssl_certificate_key /t/key.pem;"));
-        assert!(c.contains("ssl_protocols TLSv1.3;"));
-        assert!(c.contains("ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;"));
-        assert!(c.contains("ssl_session_cache off;"));
-        assert!(c.contains("ssl_session_tickets off;"));
-        assert!(c.contains("worker_processes 1;"));
-        assert!(c.contains("access_log off;"));
+        assert_contains(
+            &c,
+            &[
+                "listen 127.0.0.1:8443 ssl;",
+                "ssl_certificate /t/cert.pem;",
+                "ssl_certificate_key /t/key.pem;",
+                "ssl_protocols TLSv1.3;",
+                "ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;",
+                "ssl_session_cache off;",
+                "ssl_session_tickets off;",
+                "worker_processes 1;",
+                "access_log off;",
+            ],
+        );
         // The plain config has none of it.
         assert!(!nginx_conf(Path::new("/tmp/x"), 8080).contains("ssl"));
     }
@@ -533,25 +550,31 @@ mod tests {
     #[test]
     fn haproxy_tls_config_terminates_tls() {
         let c = haproxy_conf_tls(7443, 7001, &files());
-        assert!(c.contains(
-            "bind 127.0.0.1:7443 ssl crt /t/both.pem ssl-min-ver TLSv1.3 ciphersuites TLS_AES_128_GCM_SHA256\n"
-        ));
-        assert!(c.contains("mode tcp"));
-        assert!(c.contains("server echo 127.0.0.1:7001"));
+        assert_contains(
+&c,
+&[
+"bind 127.0.0.1:7443 ssl crt /t/both.pem ssl-min-ver TLSv1.3 ciphersuites TLS_AES_128_GCM_SHA256\n",
+"mode tcp",
+"server echo 127.0.0.1:7001",
+],
+);
     }
 
     #[test]
     fn nginx_proxy_config_keeps_upstream_connections() {
         let c = nginx_conf_proxy(Path::new("/tmp/x"), 8080, 9090);
-        assert!(c.contains("worker_processes 1;"));
-        assert!(c.contains("access_log off;"));
-        assert!(c.contains("listen 127.0.0.1:8080;"));
-        assert!(c.contains(
-            "    upstream up {\n        server 127.0.0.1:9090;\n        keepalive 64;\n"
-        ));
-        assert!(c.contains("proxy_pass http://up;"));
-        assert!(c.contains("proxy_http_version 1.1;"));
-        assert!(c.contains(r#"proxy_set_header Connection "";"#));
+        assert_contains(
+            &c,
+            &[
+                "worker_processes 1;",
+                "access_log off;",
+                "listen 127.0.0.1:8080;",
+                "    upstream up {\n        server 127.0.0.1:9090;\n        keepalive 64;\n",
+                "proxy_pass http://up;",
+                "proxy_http_version 1.1;",
+                r#"proxy_set_header Connection "";"#,
+            ],
+        );
         // A proxy: it answers nothing itself.
         assert!(!c.contains("return 200"));
         // The upstream block is inside `http`, before the server.
@@ -572,22 +595,32 @@ mod tests {
         let c = haproxy_conf_http(7000, 7001);
         assert!(c.contains("mode http\n"));
         assert!(!c.contains("mode tcp"));
-        assert!(c.contains("nbthread 1"));
-        assert!(c.contains("http-reuse always"));
-        assert!(c.contains("option http-keep-alive"));
-        assert!(c.contains("timeout connect 5s"));
-        assert!(c.contains("timeout http-keep-alive 120s"));
-        assert!(c.contains("bind 127.0.0.1:7000\n"));
-        assert!(c.contains("server web 127.0.0.1:7001\n"));
+        assert_contains(
+            &c,
+            &[
+                "nbthread 1",
+                "http-reuse always",
+                "option http-keep-alive",
+                "timeout connect 5s",
+                "timeout http-keep-alive 120s",
+                "bind 127.0.0.1:7000\n",
+                "server web 127.0.0.1:7001\n",
+            ],
+        );
         assert!(!c.contains("log "));
     }
 
     #[test]
     fn haproxy_config_is_tcp_one_thread_loopback() {
         let c = haproxy_conf(7000, 7001);
-        assert!(c.contains("mode tcp"));
-        assert!(c.contains("nbthread 1"));
-        assert!(c.contains("bind 127.0.0.1:7000"));
-        assert!(c.contains("server echo 127.0.0.1:7001"));
+        assert_contains(
+            &c,
+            &[
+                "mode tcp",
+                "nbthread 1",
+                "bind 127.0.0.1:7000",
+                "server echo 127.0.0.1:7001",
+            ],
+        );
     }
 }

@@ -380,6 +380,29 @@ mod testing {
         (String::from_utf8_lossy(&out).into_owned(), a)
     }
 
+    /// `input` fed in pieces of `chunk` bytes to a fresh engine and session,
+    /// each feed asked for no action, `between` called on the session after
+    /// each piece; the statuses answered, and the session at the end.
+    pub(super) fn run_in_pieces(
+        input: &[u8],
+        chunk: usize,
+        mut between: impl FnMut(&Session),
+    ) -> (Vec<String>, Session) {
+        let mut e = Engine::new(Config::default());
+        let mut s = Session::default();
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk) {
+            assert_eq!(
+                e.feed(&mut s, piece, &mut out),
+                Action::None,
+                "chunk {chunk}"
+            );
+            between(&s);
+        }
+        let out = String::from_utf8_lossy(&out);
+        (statuses(&out).into_iter().map(str::to_owned).collect(), s)
+    }
+
     /// The status codes of the responses in `out`, in order.
     pub(super) fn statuses(out: &str) -> Vec<&str> {
         out.match_indices("HTTP/1.1 ")
@@ -405,7 +428,7 @@ pub const SPEC: crate::cli::Spec = crate::cli::Spec {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{run, statuses};
+    use super::testing::{run, run_in_pieces, statuses};
     use super::*;
 
     #[test]
@@ -436,17 +459,8 @@ mod tests {
         assert_eq!(a, Action::None);
         // The same bytes in every split give the same responses.
         for chunk in 1..req.len() {
-            let mut e = Engine::new(Config::default());
-            let mut s = Session::default();
-            let mut out = Vec::new();
-            for piece in req.chunks(chunk) {
-                assert_eq!(e.feed(&mut s, piece, &mut out), Action::None);
-            }
-            assert_eq!(
-                statuses(&String::from_utf8_lossy(&out)),
-                ["200", "405", "404"],
-                "chunk {chunk}"
-            );
+            let (answered, s) = run_in_pieces(req, chunk, |_| {});
+            assert_eq!(answered, ["200", "405", "404"], "chunk {chunk}");
             assert!(s.input.is_empty() && !s.body.active() && s.pending == 0);
         }
     }

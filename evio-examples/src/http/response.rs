@@ -23,54 +23,45 @@ pub(super) const OK: Status = Status {
     headers: b"Content-Type: text/plain\r\nContent-Length: 14\r\n",
     body: BODY,
 };
-pub(super) const NOT_FOUND: Status = Status {
-    code: 404,
-    line: b"HTTP/1.1 404 Not Found\r\n",
-    headers: b"Content-Type: text/plain\r\nContent-Length: 11\r\n",
-    body: b"Not Found\r\n",
-};
-pub(super) const METHOD_NOT_ALLOWED: Status = Status {
-    code: 405,
-    line: b"HTTP/1.1 405 Method Not Allowed\r\n",
-    headers: b"Allow: GET, HEAD\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n",
-    body: b"Method Not Allowed\r\n",
-};
-pub(super) const BAD_REQUEST: Status = Status {
-    code: 400,
-    line: b"HTTP/1.1 400 Bad Request\r\n",
-    headers: b"Content-Type: text/plain\r\nContent-Length: 13\r\n",
-    body: b"Bad Request\r\n",
-};
-pub(super) const CONTENT_TOO_LARGE: Status = Status {
-    code: 413,
-    line: b"HTTP/1.1 413 Content Too Large\r\n",
-    headers: b"Content-Type: text/plain\r\nContent-Length: 19\r\n",
-    body: b"Content Too Large\r\n",
-};
-pub(super) const EXPECTATION_FAILED: Status = Status {
-    code: 417,
-    line: b"HTTP/1.1 417 Expectation Failed\r\n",
-    headers: b"Content-Type: text/plain\r\nContent-Length: 20\r\n",
-    body: b"Expectation Failed\r\n",
-};
-pub(super) const HEADERS_TOO_LARGE: Status = Status {
-    code: 431,
-    line: b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
-    headers: b"Content-Type: text/plain\r\nContent-Length: 33\r\n",
-    body: b"Request Header Fields Too Large\r\n",
-};
-pub(super) const NOT_IMPLEMENTED: Status = Status {
-    code: 501,
-    line: b"HTTP/1.1 501 Not Implemented\r\n",
-    headers: b"Content-Type: text/plain\r\nContent-Length: 17\r\n",
-    body: b"Not Implemented\r\n",
-};
-pub(super) const VERSION_NOT_SUPPORTED: Status = Status {
-    code: 505,
-    line: b"HTTP/1.1 505 HTTP Version Not Supported\r\n",
-    headers: b"Content-Type: text/plain\r\nContent-Length: 28\r\n",
-    body: b"HTTP Version Not Supported\r\n",
-};
+
+/// Defines a plain-text error status whose body is its reason phrase:
+/// the reason is written once, so the status line and the body agree.
+macro_rules! error_status {
+    ($name:ident, $code:literal, $reason:literal, $len:literal $(, $extra:literal)?) => {
+        pub(super) const $name: Status = Status {
+            code: $code,
+            line: concat!("HTTP/1.1 ", $code, " ", $reason, "\r\n").as_bytes(),
+            headers: concat!(
+                $($extra,)?
+                "Content-Type: text/plain\r\nContent-Length: ",
+                $len,
+                "\r\n"
+            )
+            .as_bytes(),
+            body: concat!($reason, "\r\n").as_bytes(),
+        };
+    };
+}
+error_status!(NOT_FOUND, 404, "Not Found", 11);
+error_status!(
+    METHOD_NOT_ALLOWED,
+    405,
+    "Method Not Allowed",
+    20,
+    "Allow: GET, HEAD\r\n"
+);
+error_status!(BAD_REQUEST, 400, "Bad Request", 13);
+error_status!(CONTENT_TOO_LARGE, 413, "Content Too Large", 19);
+error_status!(EXPECTATION_FAILED, 417, "Expectation Failed", 20);
+error_status!(
+    HEADERS_TOO_LARGE,
+    431,
+    "Request Header Fields Too Large",
+    33
+);
+error_status!(NOT_IMPLEMENTED, 501, "Not Implemented", 17);
+error_status!(VERSION_NOT_SUPPORTED, 505, "HTTP Version Not Supported", 28);
+
 /// The interim response to `Expect: 100-continue`.
 pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 pub(super) const CLOSE: &[u8] = b"Connection: close\r\n";

@@ -274,20 +274,25 @@ pub(super) fn unknown_command<O: Sink + ?Sized>(argv: Argv<'_>, out: &mut O) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{engine, reply, run};
+    use super::super::testing::{assert_replies, engine, reply, run};
     use evio_core::Action;
     use std::time::Duration;
 
     #[test]
     fn set_options() {
         let mut e = engine();
-        assert_eq!(
-            reply(&mut e, "SET k v NX\r\nSET k w NX\r\nGET k\r\n"),
-            "+OK\r\n$-1\r\n$1\r\nv\r\n"
-        );
-        assert_eq!(
-            reply(&mut e, "SET x v XX\r\nSET k w XX\r\nGET k\r\n"),
-            "$-1\r\n+OK\r\n$1\r\nw\r\n"
+        assert_replies(
+            &mut e,
+            &[
+                (
+                    "SET k v NX\r\nSET k w NX\r\nGET k\r\n",
+                    "+OK\r\n$-1\r\n$1\r\nv\r\n",
+                ),
+                (
+                    "SET x v XX\r\nSET k w XX\r\nGET k\r\n",
+                    "$-1\r\n+OK\r\n$1\r\nw\r\n",
+                ),
+            ],
         );
         let err = |cmd: &str| reply(&mut engine(), cmd);
         assert_eq!(err("SET k v NX XX\r\n"), "-ERR syntax error\r\n");
@@ -410,15 +415,20 @@ mod tests {
     #[test]
     fn tooling_commands() {
         let mut e = engine();
-        assert_eq!(reply(&mut e, "COMMAND DOCS\r\nCOMMAND\r\n"), "*0\r\n*0\r\n");
-        assert_eq!(
-            reply(&mut e, "CONFIG GET save\r\nCONFIG GET appendonly\r\n"),
-            "*2\r\n$4\r\nsave\r\n$0\r\n\r\n*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n"
-        );
-        assert_eq!(reply(&mut e, "CONFIG GET nope\r\n"), "*0\r\n");
-        assert_eq!(
-            reply(&mut e, "CONFIG FOO\r\n"),
-            "-ERR unknown subcommand 'FOO'. Try CONFIG HELP.\r\n"
+        assert_replies(
+            &mut e,
+            &[
+                ("COMMAND DOCS\r\nCOMMAND\r\n", "*0\r\n*0\r\n"),
+                (
+                    "CONFIG GET save\r\nCONFIG GET appendonly\r\n",
+                    "*2\r\n$4\r\nsave\r\n$0\r\n\r\n*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n",
+                ),
+                ("CONFIG GET nope\r\n", "*0\r\n"),
+                (
+                    "CONFIG FOO\r\n",
+                    "-ERR unknown subcommand 'FOO'. Try CONFIG HELP.\r\n",
+                ),
+            ],
         );
     }
 
@@ -437,17 +447,22 @@ mod tests {
              +OK\r\n-ERR value is not an integer or out of range\r\n+PONG\r\n"
         );
         assert_eq!(action, Action::None);
-        assert_eq!(
-            reply(&mut e, "NOSUCHCOMMANDATALLXYZ\r\n"),
-            "-ERR unknown command 'NOSUCHCOMMANDATALLXYZ', with args beginning with: \r\n"
-        );
-        assert_eq!(
-            reply(&mut e, "MSET a\r\n"),
-            "-ERR wrong number of arguments for 'mset' command\r\n"
-        );
-        assert_eq!(
-            reply(&mut e, "PING a b\r\n"),
-            "-ERR wrong number of arguments for 'ping' command\r\n"
+        assert_replies(
+            &mut e,
+            &[
+                (
+                    "NOSUCHCOMMANDATALLXYZ\r\n",
+                    "-ERR unknown command 'NOSUCHCOMMANDATALLXYZ', with args beginning with: \r\n",
+                ),
+                (
+                    "MSET a\r\n",
+                    "-ERR wrong number of arguments for 'mset' command\r\n",
+                ),
+                (
+                    "PING a b\r\n",
+                    "-ERR wrong number of arguments for 'ping' command\r\n",
+                ),
+            ],
         );
         let long = format!("foo {}\r\n", "x".repeat(300));
         assert_eq!(

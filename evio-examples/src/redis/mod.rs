@@ -410,6 +410,13 @@ mod testing {
     pub(super) fn reply(e: &mut Engine, input: &str) -> String {
         run(e, input.as_bytes()).0
     }
+
+    /// Each input in turn through `e`, answered with its expected replies.
+    pub(super) fn assert_replies(e: &mut Engine, cases: &[(&str, &str)]) {
+        for (input, expected) in cases {
+            assert_eq!(reply(e, input), *expected, "input {input:?}");
+        }
+    }
 }
 
 /// The `redis-server` binary's command line: its name, defaults and the flags
@@ -429,39 +436,41 @@ pub const SPEC: crate::cli::Spec = crate::cli::Spec {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{engine, reply, run};
+    use super::testing::{assert_replies, engine, reply, run};
     use super::*;
 
     #[test]
     fn basic_commands() {
         let mut e = engine();
-        assert_eq!(reply(&mut e, "PING\r\n"), "+PONG\r\n");
-        assert_eq!(reply(&mut e, "ping hi\r\n"), "$2\r\nhi\r\n");
-        assert_eq!(
-            reply(&mut e, "SET k v\r\nGET k\r\nGET nope\r\n"),
-            "+OK\r\n$1\r\nv\r\n$-1\r\n"
+        assert_replies(
+            &mut e,
+            &[
+                ("PING\r\n", "+PONG\r\n"),
+                ("ping hi\r\n", "$2\r\nhi\r\n"),
+                (
+                    "SET k v\r\nGET k\r\nGET nope\r\n",
+                    "+OK\r\n$1\r\nv\r\n$-1\r\n",
+                ),
+                (
+                    "EXISTS k k nope\r\nDEL k nope\r\nEXISTS k\r\n",
+                    ":2\r\n:1\r\n:0\r\n",
+                ),
+                (
+                    "INCR n\r\nINCRBY n 10\r\nDECR n\r\nDECRBY n 3\r\n",
+                    ":1\r\n:11\r\n:10\r\n:7\r\n",
+                ),
+                (
+                    "MSET a 1 b 2\r\nMGET a x b\r\n",
+                    "+OK\r\n*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n2\r\n",
+                ),
+                ("DBSIZE\r\nFLUSHALL\r\nDBSIZE\r\n", ":3\r\n+OK\r\n:0\r\n"),
+                (
+                    "SELECT 0\r\nSELECT 1\r\n",
+                    "+OK\r\n-ERR DB index is out of range\r\n",
+                ),
+                ("ECHO \"a b\"\r\n", "$3\r\na b\r\n"),
+            ],
         );
-        assert_eq!(
-            reply(&mut e, "EXISTS k k nope\r\nDEL k nope\r\nEXISTS k\r\n"),
-            ":2\r\n:1\r\n:0\r\n"
-        );
-        assert_eq!(
-            reply(&mut e, "INCR n\r\nINCRBY n 10\r\nDECR n\r\nDECRBY n 3\r\n"),
-            ":1\r\n:11\r\n:10\r\n:7\r\n"
-        );
-        assert_eq!(
-            reply(&mut e, "MSET a 1 b 2\r\nMGET a x b\r\n"),
-            "+OK\r\n*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n2\r\n"
-        );
-        assert_eq!(
-            reply(&mut e, "DBSIZE\r\nFLUSHALL\r\nDBSIZE\r\n"),
-            ":3\r\n+OK\r\n:0\r\n"
-        );
-        assert_eq!(
-            reply(&mut e, "SELECT 0\r\nSELECT 1\r\n"),
-            "+OK\r\n-ERR DB index is out of range\r\n"
-        );
-        assert_eq!(reply(&mut e, "ECHO \"a b\"\r\n"), "$3\r\na b\r\n");
     }
 
     #[test]
