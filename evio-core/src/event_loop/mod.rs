@@ -11,6 +11,7 @@
 mod accept;
 mod channel;
 mod open;
+mod timers;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -32,7 +33,7 @@ use crate::key::{ConnKey, Token};
 use crate::mailbox::Msg;
 use crate::metrics::Counters;
 use crate::shared::Shared;
-use crate::table::{ConnTable, Flushed, Quiescent, Slot, TimerKind};
+use crate::table::{ConnTable, Flushed, Quiescent, Slot};
 use crate::warn::RateLimited;
 
 /// Reads of one connection per event before others get a turn.
@@ -163,10 +164,12 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
 
     fn iteration(&mut self, events: &mut Events, deadline: Option<Instant>) -> io::Result<()> {
         self.counters.iterations += 1;
-        self.run_timers();
+        // One clock read for the timers and the wait's timeout (unless a
+        // timer's callback ran).
+        let now = self.run_timers(Instant::now());
         // What timer callbacks wrote goes out before the loop sleeps.
         self.flush_dirty();
-        let mut timeout = self.timeout();
+        let mut timeout = self.timeout(now);
         if let Some(d) = deadline {
             // Draining: once a timer closed the last connection there is
             // nothing to wait for (the drain ends after this iteration).
@@ -237,59 +240,6 @@ impl<P: Poller, H: EventHandler> EventLoop<P, H> {
             self.iteration(events, Some(deadline))?;
         }
         Ok(())
-    }
-
-    fn timeout(&self) -> Option<Duration> {
-        if self.table.has_again() || self.table.has_woken() {
-            return Some(Duration::ZERO);
-        }
-        let deadline = [
-            self.next_tick,
-            self.next_loop_tick,
-            self.accept.retry_at(),
-            self.table.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()?;
-        Some(deadline.saturating_duration_since(Instant::now()))
-    }
-
-    fn run_timers(&mut self) {
-        let now = Instant::now();
-        if self.next_tick.is_some_and(|t| t <= now) {
-            let (delay, action) = self.handler.on_tick();
-            self.next_tick = delay.map(|d| Instant::now() + d);
-            if action == Action::Shutdown {
-                self.ctx.shared.begin_shutdown();
-            }
-        }
-        if self.next_loop_tick.is_some_and(|t| t <= now) {
-            let (delay, action) = self.handler.on_loop_tick(self.ctx.index);
-            self.next_loop_tick = delay.map(|d| Instant::now() + d);
-            if action == Action::Shutdown {
-                self.ctx.shared.begin_shutdown();
-            }
-        }
-        if self.accept.retry_at().is_some_and(|t| t <= now) {
-            self.retry_accepting();
-        }
-        while let Some((slot, kind)) = self.table.pop_expired() {
-            let why = match kind {
-                TimerKind::Connect => "connect timed out",
-                TimerKind::Idle => "idle timeout",
-                TimerKind::Handshake => {
-                    self.counters.tls_handshake_failures += 1;
-                    "TLS handshake timed out"
-                }
-                TimerKind::User => {
-                    let action = self.handler.on_timer(view!(self, slot));
-                    self.after(slot, action);
-                    continue;
-                }
-            };
-            self.close(slot, Some(io::Error::new(io::ErrorKind::TimedOut, why)));
-        }
     }
 
     fn dispatch(&mut self, ev: Event) {

@@ -490,7 +490,10 @@ impl<P: Poller + 'static> Builder<P> {
         let mut remotes = Vec::with_capacity(n);
         for (i, own) in listeners.into_iter().enumerate() {
             let poller = (self.poller)(i).map_err(|e| {
-                io::Error::new(e.kind(), format!("creating the poller of loop {i} of {n}: {e}"))
+                io::Error::new(
+                    e.kind(),
+                    format!("creating the poller of loop {i} of {n}: {e}"),
+                )
             })?;
             let (tx, rx) = crossbeam_channel::unbounded::<Msg>();
             remotes.push(Arc::new(Mailbox::new(tx, poller.waker())));

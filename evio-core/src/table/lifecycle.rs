@@ -239,13 +239,20 @@ impl<C> ConnTable<C> {
         self.st.timers.next_deadline()
     }
 
-    /// The next connection whose timer really expired (stale entries lapse,
-    /// idle timers of active connections are re-armed).
+    /// Sets the loop clock to `now`, which the loop read before running
+    /// its timers (one clock read for the timers and the wait's timeout).
+    pub(crate) fn set_clock(&mut self, now: Instant) {
+        self.st.timers.set_now(now);
+    }
+
+    /// The next connection whose timer expired by the clock
+    /// [`set_clock`](Self::set_clock) set (stale entries lapse, idle timers
+    /// of active connections are re-armed).
     pub(crate) fn pop_expired(&mut self) -> Option<(Slot, TimerKind)> {
         if self.st.timers.is_empty() {
             return None;
         }
-        let now = self.st.timers.refresh();
+        let now = self.st.timers.now_ms();
         while let Some((due, kind, key)) = self.st.timers.pop_due(now) {
             let Some(c) = self
                 .slab

@@ -49,7 +49,12 @@ impl Timers {
     }
 
     pub(super) fn refresh(&mut self) -> u64 {
-        self.now_ms = self.epoch.elapsed().as_millis() as u64;
+        self.set_now(Instant::now())
+    }
+
+    /// Sets the clock to `now` (read by the caller, to share one read).
+    pub(super) fn set_now(&mut self, now: Instant) -> u64 {
+        self.now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         self.now_ms
     }
 
