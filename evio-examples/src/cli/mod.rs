@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,10 +20,12 @@ use evio_core::{Addr, Builder, EventHandler, LoadBalance, PollPoller};
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 
 use crate::tls;
+use supervise::{Job, Kept, Startup, Supervised};
 
 mod help;
 pub mod log;
 mod parse;
+mod supervise;
 #[cfg(test)]
 mod tests;
 
@@ -334,80 +336,67 @@ where
     if let Some(s) = &mut successor {
         builder = builder.inherit(s.take_sockets());
     }
-    let server = match opts.poller {
-        PollerChoice::Native => builder.start(handler, &opts.addrs())?,
+    // Everything that needs the running server happens on loop 0 once it
+    // serves (see `supervise`): the loop runs on this thread.
+    let startup: Startup<'_, H::Context> = Box::new(move |info| {
+        let control = info.control.clone();
+        // The metrics endpoint: a one-loop evio server of its own, reading
+        // the main server's counters (it adds no work to the main loops).
+        // Its port is shared (SO_REUSEPORT) so that a successor can bind it
+        // while this process still runs.
+        let metrics = match opts.metrics_port {
+            Some(p) => {
+                let control = control.clone();
+                let endpoint = crate::metrics::Endpoint::new(move || control.metrics());
+                // A scraper that connects and stalls is dropped (as any
+                // client of the servers is, after their idle timeout).
+                let builder = Builder::new().idle_timeout(Some(METRICS_IDLE_TIMEOUT));
+                Some(builder.start(endpoint, &[format!("tcp://:{p}?reuseport=true")])?)
+            }
+            None => None,
+        };
+        // The old server drains once told; its upgrade socket file is gone
+        // then, and this one listens at the same path.
+        let took_over = successor.map(|s| s.ready());
+        if let Some(path) = &opts.upgrade_socket {
+            let upgrades = UpgradeSocket::bind(path)?;
+            let drain_timeout = opts.drain_timeout;
+            std::thread::Builder::new()
+                .name("evio-upgrade".into())
+                .spawn(move || {
+                    if let Err(e) = upgrades.serve(&control, drain_timeout) {
+                        tracing::error!(error = %e, "upgrade socket failed; no more upgrades");
+                    }
+                })?;
+        }
+        eprintln!(
+            "{}",
+            startup_line(spec, opts, &info.addrs, metrics.as_ref().map(|m| m.addrs()))
+        );
+        match took_over {
+            Some(Ok(pid)) => eprintln!(
+                "{}: took over from process {pid}, which is draining",
+                spec.bin
+            ),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "upgrade: the old server did not confirm its drain")
+            }
+            None => {}
+        }
+        Ok(metrics.map(|m| Box::new(m) as Kept))
+    });
+    // A drain (a signal, or a successor taking over) runs until the server
+    // stops; SIGQUIT meanwhile cuts it short.
+    let job = Job::new(startup, stop, quit, opts.drain_timeout);
+    let handler = Supervised::new(handler, &job);
+    let served = match opts.poller {
+        PollerChoice::Native => builder.serve(handler, &opts.addrs()),
         PollerChoice::Poll => builder
             .poller(|_| PollPoller::new())
-            .start(handler, &opts.addrs())?,
+            .serve(handler, &opts.addrs()),
     };
-    let control = server.control().clone();
-    // The metrics endpoint: a one-loop evio server of its own, reading the
-    // main server's counters (it adds no work to the main loops). Its port
-    // is shared (SO_REUSEPORT) so that a successor can bind it while this
-    // process still runs.
-    let metrics = match opts.metrics_port {
-        Some(p) => {
-            let control = control.clone();
-            let endpoint = crate::metrics::Endpoint::new(move || control.metrics());
-            // A scraper that connects and stalls is dropped (as any
-            // client of the servers is, after their idle timeout).
-            let builder = Builder::new().idle_timeout(Some(METRICS_IDLE_TIMEOUT));
-            Some(builder.start(endpoint, &[format!("tcp://:{p}?reuseport=true")])?)
-        }
-        None => None,
-    };
-    // The old server drains once told; its upgrade socket file is gone
-    // then, and this one listens at the same path.
-    let took_over = successor.map(|s| s.ready());
-    if let Some(path) = &opts.upgrade_socket {
-        let upgrades = UpgradeSocket::bind(path)?;
-        let control = control.clone();
-        let drain_timeout = opts.drain_timeout;
-        std::thread::Builder::new()
-            .name("evio-upgrade".into())
-            .spawn(move || {
-                if let Err(e) = upgrades.serve(&control, drain_timeout) {
-                    tracing::error!(error = %e, "upgrade socket failed; no more upgrades");
-                }
-            })?;
-    }
-    eprintln!(
-        "{}",
-        startup_line(
-            spec,
-            opts,
-            server.addrs(),
-            metrics.as_ref().map(|m| m.addrs())
-        )
-    );
-    match took_over {
-        Some(Ok(pid)) => eprintln!(
-            "{}: took over from process {pid}, which is draining",
-            spec.bin
-        ),
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "upgrade: the old server did not confirm its drain")
-        }
-        None => {}
-    }
-    // `ServerHandle::shutdown` and `wait` consume the handle, so one thread
-    // watches the signals and the server. A drain (a signal, or a
-    // successor taking over) runs until the server stops; SIGQUIT
-    // meanwhile cuts it short.
-    let mut draining = false;
-    while !control.is_stopped() {
-        if quit.load(Ordering::Relaxed) {
-            return server.shutdown();
-        }
-        if !draining && stop.load(Ordering::Relaxed) {
-            control.shutdown_gracefully(opts.drain_timeout);
-            draining = true;
-        }
-        // 20 wake-ups a second on a thread of its own: nothing next to
-        // the loops' work, and a signal is acted on within 50 ms.
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server.wait()
+    let finished = job.finish();
+    served.and(finished)
 }
 
 /// `{name} server started on port N` with the other ports and the unix
