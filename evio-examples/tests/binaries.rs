@@ -133,6 +133,46 @@ fn http_server_serves_and_exits_0() {
     assert_eq!(wait_exit(&mut server).code(), Some(0));
 }
 
+/// Threads of process `pid` (Linux `/proc/PID/task`).
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn one_loop_binaries_are_one_thread_and_still_take_signals() {
+    // With a second thread glibc makes every system call dearer
+    // (docs/performance.md): the loop runs on the main thread and watches
+    // the signal flags from its tick. Each binary with its own tick.
+    for (bin, extra) in [
+        (env!("CARGO_BIN_EXE_echo-server"), &[][..]),
+        (env!("CARGO_BIN_EXE_http-server"), &[][..]),
+        (env!("CARGO_BIN_EXE_redis-server"), &[][..]),
+        (
+            env!("CARGO_BIN_EXE_proxy"),
+            &["--backend", "127.0.0.1:9"][..],
+        ),
+    ] {
+        let mut args = vec!["--port", "0"];
+        args.extend_from_slice(extra);
+        let mut server = spawn(bin, &args);
+        let pid = server.child.id();
+        let _client = tcp(server.port);
+        assert_eq!(threads_of(pid), 1, "{bin}: {}", server.line);
+        signal(&server, Signal::SIGQUIT);
+        assert_eq!(wait_exit(&mut server).code(), Some(0), "{bin}");
+    }
+    // Two loops: loop 1 has a thread of its own, and no more.
+    let mut server = spawn(
+        env!("CARGO_BIN_EXE_echo-server"),
+        &["--port", "0", "--loops", "2"],
+    );
+    assert_eq!(threads_of(server.child.id()), 2);
+    signal(&server, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut server).code(), Some(0));
+}
+
 /// Listening TCP sockets on `port` (Linux `/proc/net/tcp{,6}`).
 fn listeners(port: u16) -> usize {
     let port = format!(":{port:04X} ");
