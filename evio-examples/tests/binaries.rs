@@ -153,6 +153,10 @@ fn one_loop_binaries_are_one_thread_and_still_take_signals() {
             env!("CARGO_BIN_EXE_proxy"),
             &["--backend", "127.0.0.1:9"][..],
         ),
+        (
+            env!("CARGO_BIN_EXE_http-proxy"),
+            &["--upstream", "127.0.0.1:9"][..],
+        ),
     ] {
         let mut args = vec!["--port", "0"];
         args.extend_from_slice(extra);
