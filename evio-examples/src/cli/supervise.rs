@@ -77,7 +77,6 @@ pub(super) struct Supervised<'j, 'a, H: EventHandler> {
     control: Option<ServerControl<H::Context>>,
     /// When `inner`'s own tick is due (`None`: it asked for no more).
     inner_due: Option<Instant>,
-    draining: bool,
 }
 
 impl<'j, 'a, H: EventHandler> Supervised<'j, 'a, H> {
@@ -87,7 +86,6 @@ impl<'j, 'a, H: EventHandler> Supervised<'j, 'a, H> {
             job,
             control: None,
             inner_due: Some(Instant::now()),
-            draining: false,
         }
     }
 }
@@ -99,7 +97,6 @@ impl<H: EventHandler + Clone> Clone for Supervised<'_, '_, H> {
             job: self.job,
             control: self.control.clone(),
             inner_due: self.inner_due,
-            draining: self.draining,
         }
     }
 }
@@ -132,10 +129,11 @@ impl<H: EventHandler> EventHandler for Supervised<'_, '_, H> {
         if self.job.quit.load(Ordering::Relaxed) {
             return (None, Action::Shutdown);
         }
-        if !self.draining && self.job.stop.load(Ordering::Relaxed) {
-            if let Some(control) = &self.control {
+        // A drain already running (a signal before, or a successor taking
+        // over) goes on as it is.
+        if let Some(control) = &self.control {
+            if self.job.stop.load(Ordering::Relaxed) && !control.is_draining() {
                 control.shutdown_gracefully(self.job.drain_timeout);
-                self.draining = true;
             }
         }
         let mut action = Action::None;
